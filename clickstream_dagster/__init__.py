@@ -1,0 +1,1 @@
+"""clickstream_dagster: real-time clickstream analytics with Dagster as the control plane."""

@@ -1,0 +1,37 @@
+"""Client construction for Kafka and Elasticsearch, shared by the stack, the generator and resources."""
+
+from __future__ import annotations
+
+import logging
+
+from confluent_kafka.admin import AdminClient
+from elasticsearch import Elasticsearch
+
+from .settings import Settings
+
+_quiet = logging.getLogger("clickstream.librdkafka")
+_quiet.addHandler(logging.NullHandler())
+_quiet.propagate = False
+
+
+def kafka_admin(settings: Settings, *, timeout_s: float = 10) -> AdminClient:
+    return AdminClient(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "socket.timeout.ms": int(timeout_s * 1000),
+            # librdkafka retries a dead address forever and logs every attempt; callers report
+            # failures themselves with a message that says what to do.
+            "logger": _quiet,
+        }
+    )
+
+
+def elasticsearch_client(settings: Settings, *, timeout_s: float = 30, retries: int = 3):
+    kwargs: dict = {"request_timeout": timeout_s, "max_retries": retries, "retry_on_timeout": True}
+    if settings.elasticsearch_api_key:
+        kwargs["api_key"] = settings.elasticsearch_api_key
+    elif settings.elasticsearch_username:
+        kwargs["basic_auth"] = (settings.elasticsearch_username, settings.elasticsearch_password or "")
+    if settings.elasticsearch_ca_certs:
+        kwargs["ca_certs"] = settings.elasticsearch_ca_certs
+    return Elasticsearch(settings.elasticsearch_url, **kwargs)

@@ -1,0 +1,108 @@
+"""Every setting the project reads from the environment, with its default, in one place.
+
+The README's configuration table documents exactly these names. Secrets (Elasticsearch API key and
+password) are only ever read from the environment, never from files in the repository.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _default_state_dir() -> Path:
+    # Elasticsearch runs as an unprivileged user when we are root, and that user cannot traverse
+    # /root, so root keeps service state in a system location instead of the home folder.
+    if _is_root():
+        return Path("/var/lib/clickstream")
+    return Path.home() / ".local" / "state" / "clickstream"
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = "clickstream"
+    dlq_topic: str = "clickstream.dlq"
+    topic_partitions: int = 6
+    elasticsearch_url: str = "http://127.0.0.1:9200"
+    elasticsearch_api_key: str | None = field(default=None, repr=False)
+    elasticsearch_username: str | None = None
+    elasticsearch_password: str | None = field(default=None, repr=False)
+    elasticsearch_ca_certs: str | None = None
+    lake_dir: str = str(Path.home() / ".local" / "share" / "clickstream" / "lake")
+    spark_master: str = "local[*]"
+    spark_driver_memory: str = "4g"
+    cache_dir: Path = Path.home() / ".cache" / "clickstream"
+    state_dir: Path = field(default_factory=_default_state_dir)
+    kafka_heap: str = "1g"
+    elasticsearch_heap: str = "1g"
+    elasticsearch_user: str = "clickstream"
+    maven_settings: str | None = None
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        defaults = cls()
+        return cls(
+            kafka_bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS", defaults.kafka_bootstrap_servers),
+            topic=_env("CLICKSTREAM_TOPIC", defaults.topic),
+            dlq_topic=_env("CLICKSTREAM_DLQ_TOPIC", defaults.dlq_topic),
+            topic_partitions=int(_env("CLICKSTREAM_TOPIC_PARTITIONS", str(defaults.topic_partitions))),
+            elasticsearch_url=_env("ELASTICSEARCH_URL", defaults.elasticsearch_url).rstrip("/"),
+            elasticsearch_api_key=os.environ.get("ELASTICSEARCH_API_KEY") or None,
+            elasticsearch_username=os.environ.get("ELASTICSEARCH_USERNAME") or None,
+            elasticsearch_password=os.environ.get("ELASTICSEARCH_PASSWORD") or None,
+            elasticsearch_ca_certs=os.environ.get("ELASTICSEARCH_CA_CERTS") or None,
+            lake_dir=_expand_path_or_uri(_env("CLICKSTREAM_LAKE_DIR", defaults.lake_dir)),
+            spark_master=_env("SPARK_MASTER", defaults.spark_master),
+            spark_driver_memory=_env("SPARK_DRIVER_MEMORY", defaults.spark_driver_memory),
+            cache_dir=Path(_env("CLICKSTREAM_CACHE_DIR", str(defaults.cache_dir))).expanduser(),
+            state_dir=Path(_env("CLICKSTREAM_STATE_DIR", str(defaults.state_dir))).expanduser(),
+            kafka_heap=_env("CLICKSTREAM_KAFKA_HEAP", defaults.kafka_heap),
+            elasticsearch_heap=_env("CLICKSTREAM_ES_HEAP", defaults.elasticsearch_heap),
+            elasticsearch_user=_env("CLICKSTREAM_ES_USER", defaults.elasticsearch_user),
+            maven_settings=os.environ.get("CLICKSTREAM_MAVEN_SETTINGS") or None,
+        )
+
+    @property
+    def kafka_is_local(self) -> bool:
+        """True when every bootstrap server is on loopback, so the stack may start the broker."""
+        return all(_host_of(s) in LOOPBACK_HOSTS for s in self.kafka_bootstrap_servers.split(","))
+
+    @property
+    def kafka_port(self) -> int:
+        first = self.kafka_bootstrap_servers.split(",")[0]
+        return int(first.rsplit(":", 1)[1])
+
+    @property
+    def elasticsearch_is_local(self) -> bool:
+        parsed = urlparse(self.elasticsearch_url)
+        return parsed.scheme == "http" and (parsed.hostname or "") in LOOPBACK_HOSTS
+
+    @property
+    def elasticsearch_port(self) -> int:
+        return urlparse(self.elasticsearch_url).port or 9200
+
+
+def _host_of(server: str) -> str:
+    host = server.strip().rsplit(":", 1)[0]
+    return host.strip("[]") if host.startswith("[") else host
+
+
+def _expand_path_or_uri(value: str) -> str:
+    # s3a://, hdfs:// and file:// URIs pass through untouched; plain paths become absolute.
+    if "://" in value:
+        return value
+    return str(Path(value).expanduser().resolve())

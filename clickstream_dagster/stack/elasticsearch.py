@@ -1,0 +1,162 @@
+"""The local Elasticsearch node: Maven Central's integ-test zip, single-node, run unprivileged."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from elastic_transport import TransportError
+from elasticsearch import ApiError, UnsupportedProductError
+
+from ..clients import elasticsearch_client
+from ..settings import Settings
+from . import maven
+from .errors import StackError
+from .java import find_java_home
+from .process import ServiceProcess, start_process, wait_for
+from .versions import ELASTICSEARCH_VERSION
+
+NAME = "elasticsearch"
+
+
+@dataclass(frozen=True)
+class ElasticsearchHealth:
+    version: str
+    cluster_name: str
+    status: str
+
+
+def probe(settings: Settings, timeout_s: float = 3) -> ElasticsearchHealth | None:
+    """A real node answers cluster health with the X-Elastic-Product header, which the client
+    checks on every response; anything else returns None."""
+    client = elasticsearch_client(settings, timeout_s=timeout_s, retries=0)
+    try:
+        health = client.cluster.health()
+        nodes = client.nodes.info(node_id="_local", filter_path="nodes.*.version")
+    except (TransportError, ApiError, UnsupportedProductError):
+        return None
+    finally:
+        client.close()
+    if health["status"] not in ("yellow", "green"):
+        return None
+    versions = [n["version"] for n in nodes.get("nodes", {}).values()]
+    return ElasticsearchHealth(versions[0] if versions else "?", health["cluster_name"],
+                               health["status"])
+
+
+def install(settings: Settings) -> Path:
+    """Fetch the distribution into the cache and unpack it under the state folder."""
+    archive = maven.copy_artifact(
+        f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{ELASTICSEARCH_VERSION}:zip",
+        settings.cache_dir / "elasticsearch",
+        settings=settings.maven_settings,
+    )
+    home = settings.state_dir / NAME / f"elasticsearch-{ELASTICSEARCH_VERSION}"
+    if not (home / "bin" / "elasticsearch").exists():
+        partial = home.with_name(home.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        _unzip_keeping_modes(archive, partial)
+        partial.joinpath(f"elasticsearch-{ELASTICSEARCH_VERSION}").rename(home)
+        shutil.rmtree(partial, ignore_errors=True)
+    return home
+
+
+def start(settings: Settings) -> ServiceProcess:
+    """Launch a single-node cluster on loopback and wait until it reports yellow or green."""
+    java_home, _ = find_java_home()
+    home = install(settings)
+    base = settings.state_dir / NAME
+    for folder in ("data", "logs"):
+        (base / folder).mkdir(parents=True, exist_ok=True)
+    run_as = _service_user(settings, base)
+    port = settings.elasticsearch_port
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(base),
+        "ES_JAVA_HOME": str(java_home),
+        "ES_JAVA_OPTS": f"-Xms{settings.elasticsearch_heap} -Xmx{settings.elasticsearch_heap}",
+        "TZ": "UTC",
+    }
+    options = {
+        "cluster.name": "clickstream",
+        "node.name": "clickstream-local",
+        "discovery.type": "single-node",
+        "network.host": "127.0.0.1",
+        "http.port": port,
+        "transport.port": port + 100,
+        "path.data": base / "data",
+        "path.logs": base / "logs",
+        # Local development: no TLS or passwords on loopback. Production clusters set credentials.
+        "xpack.security.enabled": "false",
+        # A nearly full developer disk must not flip every index to read-only.
+        "cluster.routing.allocation.disk.threshold_enabled": "false",
+    }
+    cmd = [str(home / "bin" / "elasticsearch")]
+    for key, value in options.items():
+        cmd += ["-E", f"{key}={value}"]
+    service = start_process(
+        NAME,
+        cmd,
+        state_dir=settings.state_dir,
+        log=settings.state_dir / "logs" / "elasticsearch.log",
+        marker=str(home),
+        env=env,
+        cwd=base,
+        run_as=run_as,
+    )
+    wait_for(
+        f"Elasticsearch {ELASTICSEARCH_VERSION}",
+        lambda: probe(settings, 2),
+        service=service,
+        timeout_s=180,
+    )
+    return service
+
+
+def _service_user(settings: Settings, base: Path) -> dict:
+    """Elasticsearch refuses to run as root: as root, run it as an unprivileged system user."""
+    if os.geteuid() != 0:
+        return {}
+    name = settings.elasticsearch_user
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+        proc = subprocess.run(
+            [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+             "--user-group", name],
+            capture_output=True, text=True, check=False,
+        )
+        if proc.returncode != 0:
+            raise StackError(
+                f"Elasticsearch cannot run as root, and creating the system user {name!r} failed: "
+                f"{proc.stderr.strip()}. Create it yourself or set CLICKSTREAM_ES_USER."
+            ) from None
+        entry = pwd.getpwnam(name)
+    # The user needs to reach the state folder and own the node's files.
+    for folder in [settings.state_dir, *settings.state_dir.parents]:
+        if folder == Path("/"):
+            break
+        if not os.stat(folder).st_mode & 0o001:
+            raise StackError(
+                f"{folder} is not traversable by the Elasticsearch user {name!r}. Set "
+                f"CLICKSTREAM_STATE_DIR to a folder outside private home directories."
+            )
+    subprocess.run(["chown", "-R", f"{entry.pw_uid}:{entry.pw_gid}", str(base)], check=True)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+def _unzip_keeping_modes(archive: Path, dest: Path) -> None:
+    # zipfile drops the executable bits that bin/elasticsearch and the JDK launcher scripts need.
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            path = Path(zf.extract(info, dest))
+            mode = info.external_attr >> 16
+            if mode:
+                path.chmod(mode & 0o7777)
+

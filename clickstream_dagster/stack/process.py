@@ -1,0 +1,190 @@
+"""Starting, tracking and stopping the background service processes that `stack up` owns."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .errors import StackError
+
+# Free space a cold `stack up` needs: ~110 MB of downloads, extraction and first data files.
+MIN_FREE_BYTES = 1024**3
+
+
+@dataclass(frozen=True)
+class ServiceProcess:
+    """What a pid file records: enough to find, verify and stop the process later."""
+
+    name: str
+    pid: int
+    marker: str  # a string in the command line, so a recycled pid is never mistaken for ours
+    log: str
+    started_at: float
+
+    def is_alive(self) -> bool:
+        return _cmdline(self.pid).find(self.marker) >= 0
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the process and its children, from /proc."""
+        total = 0
+        for pid in [self.pid, *_descendants(self.pid)]:
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            except OSError:
+                continue
+        return total
+
+
+def pid_file(state_dir: Path, name: str) -> Path:
+    return state_dir / "run" / f"{name}.json"
+
+
+def read_pid_file(state_dir: Path, name: str) -> ServiceProcess | None:
+    path = pid_file(state_dir, name)
+    try:
+        return ServiceProcess(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def start_process(
+    name: str,
+    cmd: list[str],
+    *,
+    state_dir: Path,
+    log: Path,
+    marker: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    run_as: dict | None = None,
+) -> ServiceProcess:
+    """Start `cmd` detached in its own session, logging to `log`, and record its pid file."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            **(run_as or {}),  # user, group and extra_groups when dropping root
+            start_new_session=True,  # survives the CLI and can be stopped as one process group
+        )
+    service = ServiceProcess(name, proc.pid, marker, str(log), time.time())
+    path = pid_file(state_dir, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(service)))
+    return service
+
+
+def stop_process(state_dir: Path, name: str, timeout_s: float = 60) -> bool:
+    """Stop a process that `start_process` started: SIGTERM, then SIGKILL. False if none ran."""
+    service = read_pid_file(state_dir, name)
+    if service is None:
+        return False
+    stopped = False
+    if service.is_alive():
+        _signal_group(service.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while service.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if service.is_alive():
+            _signal_group(service.pid, signal.SIGKILL)
+            time.sleep(0.5)
+        stopped = True
+    pid_file(state_dir, name).unlink(missing_ok=True)
+    return stopped
+
+
+def port_is_open(host: str, port: int, timeout_s: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def port_owner(port: int) -> str:
+    """Best-effort description of the process listening on a local TCP port, for error messages."""
+    if shutil.which("ss"):
+        out = subprocess.run(
+            ["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        if out:
+            return out.splitlines()[0].split()[-1]
+    return "an unknown process"
+
+
+def tail(path: str | Path, lines: int = 30) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(deque(f, maxlen=lines))
+    except OSError:
+        return "(no log written)"
+
+
+def check_free_space(path: Path, needed: int = MIN_FREE_BYTES) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(path).free
+    if free < needed:
+        raise StackError(
+            f"Only {free / 1024**2:.0f} MiB free under {path}; the stack needs at least "
+            f"{needed / 1024**2:.0f} MiB. Free some disk space, or point CLICKSTREAM_CACHE_DIR and "
+            f"CLICKSTREAM_STATE_DIR at a larger disk."
+        )
+
+
+def wait_for(what: str, probe, *, service: ServiceProcess, timeout_s: float):
+    """Poll `probe()` until it returns a truthy value; fail fast with the log if the process dies."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not service.is_alive():
+            raise StackError(
+                f"{what} exited during start-up. Last lines of {service.log}:\n{tail(service.log)}"
+            )
+        result = probe()
+        if result:
+            return result
+        time.sleep(0.5)
+    raise StackError(
+        f"{what} did not become healthy within {timeout_s:.0f} s. "
+        f"Last lines of {service.log}:\n{tail(service.log)}"
+    )
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _descendants(pid: int) -> list[int]:
+    children: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                children.append(int(child))
+    except OSError:
+        return []
+    return children + [d for c in children for d in _descendants(c)]
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        os.kill(pid, sig)

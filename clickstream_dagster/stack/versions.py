@@ -1,0 +1,17 @@
+"""The service versions the local stack runs, chosen to match the pinned Python clients."""
+
+from importlib.metadata import version
+
+# KRaft-only broker line; runs on Java 17.
+KAFKA_VERSION = "4.1.1"
+KAFKA_SCALA_VERSION = "2.13"
+LOG4J_VERSION = "2.24.3"
+SLF4J_VERSION = "2.0.17"
+
+# Newest integ-test zip on Maven Central, and the major version of the pinned Python client.
+ELASTICSEARCH_VERSION = "8.19.21"
+
+# Spark's Kafka connector must match the installed pyspark exactly.
+SPARK_VERSION = version("pyspark")
+
+MIN_JAVA = 17
