@@ -82,6 +82,10 @@ def start_process(
             start_new_session=True,  # survives the CLI and can be stopped as one process group
         )
     service = ServiceProcess(name, proc.pid, marker, str(log), time.time())
+    # Until exec completes, /proc shows the forking Python's command line, not the marker.
+    deadline = time.monotonic() + 10
+    while not service.is_alive() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
     path = pid_file(state_dir, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(asdict(service)))

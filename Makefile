@@ -1,0 +1,47 @@
+# The two commands that matter: `make run` (the pipeline, live in the Dagster UI) and `make test`.
+# Both do all of their own set-up on a fresh machine: virtualenv, packages, the local stack.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+export TZ := UTC
+export DAGSTER_HOME ?= $(HOME)/.local/share/clickstream/dagster
+PYTEST_ARGS ?=
+
+.PHONY: install up down status run test lint validate clean
+
+$(BIN)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+up: install
+	$(BIN)/clickstream stack up
+
+down:
+	@if [ -x $(BIN)/clickstream ]; then $(BIN)/clickstream stack down; fi
+
+status: install
+	$(BIN)/clickstream stack status
+
+run: up
+	@mkdir -p "$(DAGSTER_HOME)"
+	@echo "Dagster UI: http://127.0.0.1:3000"
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+lint: install
+	$(BIN)/ruff check .
+
+validate: install
+	@mkdir -p "$(DAGSTER_HOME)"
+	$(BIN)/dagster definitions validate -w workspace.yaml
+
+test: up lint validate
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean: down
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Assets grouped by domain, in data-flow order: ingest, lake, analytics, serving."""

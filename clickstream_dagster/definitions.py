@@ -1,0 +1,40 @@
+"""The single Definitions object: every asset, check, sensor and resource is registered here."""
+
+import dagster as dg
+
+from .assets.ingest import clickstream_topic
+from .resources import ElasticsearchResource, KafkaResource, LakeResource, SparkResource
+from .settings import Settings
+
+
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    """Resources from the documented environment variables; secrets stay EnvVar references."""
+    secret = {
+        field: dg.EnvVar(var)
+        for field, var in (("api_key", "ELASTICSEARCH_API_KEY"),
+                           ("password", "ELASTICSEARCH_PASSWORD"))
+        if getattr(settings, f"elasticsearch_{field}")
+    }
+    return {
+        "kafka": KafkaResource(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            topic=settings.topic,
+            dlq_topic=settings.dlq_topic,
+        ),
+        "elasticsearch": ElasticsearchResource(
+            url=settings.elasticsearch_url,
+            username=settings.elasticsearch_username,
+            ca_certs=settings.elasticsearch_ca_certs,
+            **secret,
+        ),
+        "lake": LakeResource(root=settings.lake_dir),
+        "spark": SparkResource(
+            master=settings.spark_master, driver_memory=settings.spark_driver_memory
+        ),
+    }
+
+
+defs = dg.Definitions(
+    assets=[clickstream_topic],
+    resources=build_resources(Settings.from_env()),
+)

@@ -1,0 +1,36 @@
+import dagster as dg
+from confluent_kafka import Consumer, TopicPartition
+
+from ..clients import kafka_admin
+from ..settings import Settings
+
+
+class KafkaResource(dg.ConfigurableResource):
+    """The Kafka cluster the events arrive on."""
+
+    bootstrap_servers: str
+    topic: str = "clickstream"
+    dlq_topic: str = "clickstream.dlq"
+
+    def settings(self) -> Settings:
+        return Settings(kafka_bootstrap_servers=self.bootstrap_servers, topic=self.topic,
+                        dlq_topic=self.dlq_topic)
+
+    def admin(self):
+        return kafka_admin(self.settings())
+
+    def end_offsets(self, topic: str | None = None, timeout_s: float = 10) -> dict[int, int]:
+        """High watermark per partition; read-only, it never commits offsets."""
+        topic = topic or self.topic
+        metadata = self.admin().list_topics(topic, timeout=timeout_s)
+        partitions = sorted(metadata.topics[topic].partitions)
+        consumer = Consumer({"bootstrap.servers": self.bootstrap_servers,
+                             "group.id": "clickstream-offset-probe",
+                             "enable.auto.commit": False})
+        try:
+            return {
+                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1]
+                for p in partitions
+            }
+        finally:
+            consumer.close()

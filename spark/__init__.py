@@ -1,0 +1,1 @@
+"""PySpark jobs: pure DataFrame transformations plus thin I/O entry points."""

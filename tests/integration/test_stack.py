@@ -1,0 +1,116 @@
+"""`clickstream stack`: real services, idempotent start, clean stop, clear errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import http.server
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from clickstream_dagster.clients import elasticsearch_client, kafka_admin
+from clickstream_dagster.stack import kafka, manager
+from clickstream_dagster.stack.errors import StackError
+from clickstream_dagster.stack.process import port_is_open, read_pid_file
+from clickstream_dagster.stack.versions import ELASTICSEARCH_VERSION, KAFKA_VERSION
+from tests.helpers import free_port
+
+
+def test_elasticsearch_is_real(stack):
+    client = elasticsearch_client(stack)
+    response = client.nodes.info(node_id="_local")
+    node = next(iter(response["nodes"].values()))
+    # The integ-test distribution leaves out the rest-root module that serves `GET /`, so the
+    # version and build come from the nodes API; the product header is on every response.
+    assert node["version"] == ELASTICSEARCH_VERSION
+    assert len(node["build_hash"]) >= 7
+    assert response.meta.headers["X-Elastic-Product"] == "Elasticsearch"
+    assert client.cluster.health()["status"] in ("yellow", "green")
+
+
+def test_kafka_is_real_with_both_topics(stack):
+    metadata = kafka_admin(stack).list_topics(timeout=10)
+    brokers = [f"{b.host}:{b.port}" for b in metadata.brokers.values()]
+    assert stack.kafka_bootstrap_servers in brokers
+    assert len(metadata.topics[stack.topic].partitions) == stack.topic_partitions
+    assert stack.dlq_topic in metadata.topics
+
+
+def test_status_reports_versions_and_logs(stack):
+    by_name = {s.name: s for s in manager.status(stack)}
+    assert by_name["kafka"].state in ("running", "external")
+    assert by_name["elasticsearch"].version == ELASTICSEARCH_VERSION
+    if by_name["kafka"].state == "running":
+        assert by_name["kafka"].version == KAFKA_VERSION
+        assert os.path.exists(by_name["kafka"].log)
+        assert by_name["kafka"].rss_mib > 50
+
+
+def test_second_up_is_a_no_op(stack, capsys):
+    before = {s.name: s.pid for s in manager.status(stack)}
+    after = {s.name: s.pid for s in manager.up(stack)}
+    assert after == before
+    assert "starting" not in capsys.readouterr().out
+
+
+def test_down_stops_only_what_up_started(stack, tmp_path):
+    # A state folder that started nothing stops nothing, even with the same endpoints.
+    assert manager.down(dataclasses.replace(stack, state_dir=tmp_path / "empty")) == []
+    assert kafka.probe(stack) is not None
+
+    port = free_port(pairs=2)  # broker and controller
+    own = dataclasses.replace(
+        stack, state_dir=tmp_path / "own", kafka_bootstrap_servers=f"127.0.0.1:{port}"
+    )
+    kafka.start(own)
+    service = read_pid_file(own.state_dir, "kafka")
+    assert service.is_alive() and port_is_open("127.0.0.1", port)
+
+    assert manager.down(own) == ["kafka"]
+    assert not service.is_alive()
+    assert not port_is_open("127.0.0.1", port)
+    assert kafka.probe(stack) is not None  # the main stack is untouched
+
+
+@pytest.fixture
+def foreign_http_server():
+    """Something that is neither Kafka nor Elasticsearch, listening on a loopback port."""
+    server = http.server.HTTPServer(("127.0.0.1", free_port(pairs=101)),
+                                    http.server.SimpleHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+def test_port_taken_by_foreign_process_is_a_clear_error(stack, tmp_path, foreign_http_server):
+    port = foreign_http_server
+    not_es = dataclasses.replace(
+        stack, state_dir=tmp_path, elasticsearch_url=f"http://127.0.0.1:{port}"
+    )
+    with pytest.raises(StackError, match=rf"Port {port} .* not Elasticsearch"):
+        manager.up(not_es)
+
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
+           "CLICKSTREAM_STATE_DIR": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "clickstream_dagster.cli", "stack", "up"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert f"Port {port} on 127.0.0.1 is taken" in proc.stderr
+    assert "which is not Kafka" in proc.stderr
+    assert "KAFKA_BOOTSTRAP_SERVERS" in proc.stderr  # says what to change
+
+
+def test_unreachable_remote_service_starts_nothing(stack, tmp_path):
+    # An unresolvable name: nothing answers, and no traffic leaves the machine.
+    remote = dataclasses.replace(
+        stack, state_dir=tmp_path, kafka_bootstrap_servers="kafka.invalid:9092"
+    )
+    with pytest.raises(StackError, match="only starts services on 127.0.0.1"):
+        manager.up(remote)
+    assert not (tmp_path / "run").exists()

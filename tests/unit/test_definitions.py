@@ -1,0 +1,29 @@
+"""The definitions load, and every asset, job, sensor and schedule resolves by name."""
+
+import dagster as dg
+
+from clickstream_dagster.definitions import defs
+
+EXPECTED_ASSETS = {"clickstream_topic"}
+
+
+def test_every_definition_resolves_by_name():
+    repository = defs.get_repository_def()
+    asset_keys = {key.to_user_string() for key in repository.asset_graph.get_all_asset_keys()}
+    assert asset_keys >= EXPECTED_ASSETS
+    for key in asset_keys:
+        assert repository.asset_graph.get(dg.AssetKey.from_user_string(key)) is not None
+    for job in repository.get_all_jobs():
+        if job.name.startswith("__"):  # Dagster's implicit asset job, not one of ours
+            continue
+        assert defs.get_job_def(job.name).name == job.name
+    for sensor in repository.sensor_defs:
+        assert defs.get_sensor_def(sensor.name).name == sensor.name
+    for schedule in repository.schedule_defs:
+        assert defs.get_schedule_def(schedule.name).name == schedule.name
+
+
+def test_resources_are_typed_and_complete():
+    resources = defs.resources
+    assert set(resources) == {"kafka", "elasticsearch", "lake", "spark"}
+    assert all(isinstance(r, dg.ConfigurableResource) for r in resources.values())

@@ -1,0 +1,82 @@
+"""docker-compose.yml cannot run here, so keep it honest against the local stack's defaults."""
+
+import re
+from pathlib import Path
+
+import yaml
+
+from clickstream_dagster.settings import Settings
+from clickstream_dagster.stack.kafka import DLQ_PARTITIONS
+from clickstream_dagster.stack.versions import ELASTICSEARCH_VERSION, KAFKA_VERSION
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+DEFAULTS = Settings()
+
+
+def _env_names_read_by_settings() -> set[str]:
+    source = (ROOT / "clickstream_dagster" / "settings.py").read_text()
+    return set(re.findall(r'(?:_env|os\.environ\.get)\("([A-Z_]+)"', source))
+
+
+def test_services_are_the_documented_stack():
+    assert set(SERVICES) == {
+        "kafka", "kafka-topics", "elasticsearch", "kibana", "postgres",
+        "user-code", "dagster-webserver", "dagster-daemon",
+    }
+
+
+def test_images_match_the_local_stack_versions():
+    assert SERVICES["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"
+    assert SERVICES["elasticsearch"]["image"].endswith(f":{ELASTICSEARCH_VERSION}")
+    assert SERVICES["kibana"]["image"].endswith(f":{ELASTICSEARCH_VERSION}")
+
+
+def test_ports_are_published_on_loopback_at_the_default_ports():
+    published = {
+        name: [p.split(":")[1] for p in svc.get("ports", [])] for name, svc in SERVICES.items()
+    }
+    for svc in SERVICES.values():
+        assert all(p.startswith("127.0.0.1:") for p in svc.get("ports", []))
+    assert published["kafka"] == [str(DEFAULTS.kafka_port)]
+    assert published["elasticsearch"] == [str(DEFAULTS.elasticsearch_port)]
+    assert published["dagster-webserver"] == ["3000"]
+    assert published["kibana"] == ["5601"]
+    kafka_env = SERVICES["kafka"]["environment"]
+    assert f"HOST://127.0.0.1:{DEFAULTS.kafka_port}" in kafka_env["KAFKA_ADVERTISED_LISTENERS"]
+
+
+def test_pipeline_environment_uses_the_documented_names_and_defaults():
+    env = SERVICES["user-code"]["environment"]
+    documented = _env_names_read_by_settings() | {"TZ", "DAGSTER_HOME"}
+    assert {k for k in env if not k.startswith("DAGSTER_POSTGRES")} <= documented
+    assert env["TZ"] == "UTC"
+    assert env["CLICKSTREAM_TOPIC"] == DEFAULTS.topic
+    assert env["CLICKSTREAM_DLQ_TOPIC"] == DEFAULTS.dlq_topic
+    assert int(env["CLICKSTREAM_TOPIC_PARTITIONS"]) == DEFAULTS.topic_partitions
+    assert env["SPARK_MASTER"] == DEFAULTS.spark_master
+    topics = SERVICES["kafka-topics"]["command"][0]
+    assert f"--topic {DEFAULTS.topic} --partitions {DEFAULTS.topic_partitions}" in topics
+    assert f"--topic {DEFAULTS.dlq_topic} --partitions {DLQ_PARTITIONS}" in topics
+    # Every Dagster service runs the same image and configuration.
+    for name in ("dagster-webserver", "dagster-daemon"):
+        assert SERVICES[name]["environment"] == env
+        assert SERVICES[name]["image"] == SERVICES["user-code"]["image"]
+
+
+def test_long_running_services_have_healthchecks_and_wait_for_dependencies():
+    for name, svc in SERVICES.items():
+        if name not in ("kafka-topics", "dagster-daemon"):
+            assert "healthcheck" in svc, name
+    assert SERVICES["kafka-topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+    daemon_deps = SERVICES["dagster-daemon"]["depends_on"]
+    assert daemon_deps["postgres"]["condition"] == "service_healthy"
+    assert daemon_deps["kafka-topics"]["condition"] == "service_completed_successfully"
+    assert daemon_deps["user-code"]["condition"] == "service_healthy"
+
+
+def test_every_setting_is_in_the_readme_configuration_table():
+    readme = (ROOT / "README.md").read_text()
+    for name in _env_names_read_by_settings() | {"DAGSTER_HOME", "TZ"}:
+        assert re.search(rf"^\| `{name}` \|", readme, re.M), f"{name} missing from README table"
