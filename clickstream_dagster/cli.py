@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from .settings import Settings
 from .stack.errors import StackError
@@ -30,6 +31,62 @@ def _stack(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if all(s.state != "stopped" for s in statuses) else 1
 
 
+def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+    import random
+    from datetime import UTC, datetime
+
+    from .generator.producer import (
+        GeneratorError,
+        default_start,
+        parse_duration,
+        produce,
+        write_jsonl,
+    )
+    from .generator.timeline import GeneratorConfig
+
+    if args.events == 0 and not args.rate:
+        raise SystemExit("error: --events 0 (run until stopped) needs --rate")
+    start = default_start()
+    if args.start:
+        start = datetime.fromisoformat(args.start.replace("Z", "+00:00"))
+        start = start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    try:
+        config = GeneratorConfig(
+            events=args.events, seed=seed, start=start, days=args.days, users=args.users,
+            duplicate_ratio=args.duplicate_ratio, late_ratio=args.late_ratio,
+            max_lateness_s=parse_duration(args.max_lateness), malformed_ratio=args.malformed_ratio,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    target = args.output or f"topic {args.topic or settings.topic} at {settings.kafka_bootstrap_servers}"
+    pace = f"{args.rate:g} events/s, event time = now" if args.rate else f"from {start.isoformat()}"
+    print(f"generating {args.events or 'unbounded'} events (seed {seed}, {pace}) -> {target}",
+          file=sys.stderr, flush=True)
+    try:
+        if args.output:
+            if args.rate:
+                raise SystemExit("error: --rate applies to Kafka output, not --output files")
+            summary = write_jsonl(config, Path(args.output), progress=not args.quiet)
+        else:
+            from .generator.producer import DEFAULT_WORKERS
+
+            workers = args.workers or (1 if args.rate else DEFAULT_WORKERS)
+            summary = produce(config, settings, topic=args.topic, workers=workers,
+                              rate=args.rate, progress=not args.quiet)
+    except GeneratorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(summary.render())
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps({"seed": seed, **summary.to_dict()}, indent=2))
+    if summary.failed:
+        print(f"error: {summary.failed} messages were not delivered", file=sys.stderr)
+        return 1
+    return 130 if summary.interrupted else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clickstream", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -39,6 +96,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stack.add_argument("action", choices=["up", "down", "status"])
     stack.set_defaults(handler=_stack)
+
+    gen = commands.add_parser("generate", help="simulate web traffic into Kafka or a JSONL file")
+    gen.add_argument("--events", type=int, required=True,
+                     help="messages to deliver, faults included (0 with --rate: until stopped)")
+    gen.add_argument("--rate", type=float, default=0,
+                     help="events/s in real time, event_ts = now (0: as fast as possible)")
+    gen.add_argument("--seed", type=int, help="same seed and start: byte-identical output")
+    gen.add_argument("--start", help="first event day, ISO-8601 UTC (default: today 00:00Z)")
+    gen.add_argument("--days", type=float, default=1.0, help="days the traffic spreads over")
+    gen.add_argument("--users", type=int, default=10_000, help="size of the user population")
+    gen.add_argument("--duplicate-ratio", type=float, default=0.0,
+                     help="share of messages that repeat an earlier event (same event_id)")
+    gen.add_argument("--late-ratio", type=float, default=0.0,
+                     help="share of messages delivered late, out of order")
+    gen.add_argument("--max-lateness", default="10m", help="how late a late event can be (10m, 2h)")
+    gen.add_argument("--malformed-ratio", type=float, default=0.0,
+                     help="share of messages that break the contract (dead letters)")
+    target = gen.add_mutually_exclusive_group()
+    target.add_argument("--output", help="write JSONL here instead of producing to Kafka")
+    target.add_argument("--topic", help="Kafka topic (default: CLICKSTREAM_TOPIC)")
+    gen.add_argument("--workers", type=int, default=None,
+                     help="producer processes (default: up to 2)")
+    gen.add_argument("--summary-json", help="also write the summary here as JSON")
+    gen.add_argument("--quiet", action="store_true", help="no progress bar")
+    gen.set_defaults(handler=_generate)
     return parser
 
 

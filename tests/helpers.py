@@ -21,3 +21,31 @@ def _is_free(port: int) -> bool:
             return True
         except OSError:
             return False
+
+
+def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 60) -> list:
+    """Read a topic from the beginning until `expected` messages arrived (or the time is up)."""
+    import time
+    import uuid
+
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"test-{uuid.uuid4().hex}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    })
+    consumer.subscribe([topic])
+    messages = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(messages) < expected and time.monotonic() < deadline:
+            for msg in consumer.consume(10_000, timeout=1.0):
+                if msg.error() is None:
+                    messages.append(msg)
+        # Anything beyond `expected` would be a duplicate delivery: give it a moment to show up.
+        messages.extend(m for m in consumer.consume(10_000, timeout=2.0) if m.error() is None)
+    finally:
+        consumer.close()
+    return messages
