@@ -87,6 +87,34 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
     return 130 if summary.interrupted else 0
 
 
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from spark.ingest.stream import AVAILABLE_NOW, CONTINUOUS, IngestJob
+
+    from .spark_session import ingest_config, local_spark
+
+    mode = CONTINUOUS if args.continuous else AVAILABLE_NOW
+    config = ingest_config(settings, mode=mode, max_offsets_per_trigger=args.max_offsets_per_trigger,
+                           processing_time=args.processing_time)
+    print(f"ingesting {settings.topic} -> {config.landing} ({mode}); checkpoint {config.checkpoint}",
+          file=sys.stderr, flush=True)
+    spark = local_spark(settings, "clickstream-ingest")
+    totals = {"input_rows": 0, "landing_rows": 0, "dead_letters": 0, "duplicates_removed": 0}
+    try:
+        batches = IngestJob(spark, config).run()
+    except KeyboardInterrupt:
+        print("stopped; the checkpoint keeps the position, so a restart resumes exactly there",
+              file=sys.stderr)
+        return 130
+    for batch in batches:
+        for key in totals:
+            totals[key] += getattr(batch, key)
+        print(f"batch {batch.batch_id}: {batch.input_rows:,} in, {batch.landing_rows:,} landed, "
+              f"{batch.dead_letters:,} dead letters, {batch.duplicates_removed:,} duplicates "
+              f"removed in {batch.seconds:.1f} s")
+    print("total: " + ", ".join(f"{k} {v:,}" for k, v in totals.items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clickstream", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -121,6 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--summary-json", help="also write the summary here as JSON")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(handler=_generate)
+
+    ingest = commands.add_parser("ingest", help="Kafka -> Parquet landing lake with Spark")
+    modes = ingest.add_mutually_exclusive_group()
+    modes.add_argument("--available-now", action="store_true", default=True,
+                       help="consume everything new, then exit (default; what Dagster runs)")
+    modes.add_argument("--continuous", action="store_true",
+                       help="keep running with a processing-time trigger until Ctrl-C")
+    ingest.add_argument("--max-offsets-per-trigger", type=int, default=1_000_000,
+                        help="largest micro-batch, in Kafka records")
+    ingest.add_argument("--processing-time", default="10 seconds",
+                        help="trigger interval in continuous mode")
+    ingest.set_defaults(handler=_ingest)
     return parser
 
 

@@ -13,6 +13,9 @@ BASE_CONF = {
     "spark.sql.parquet.compression.codec": "zstd",
     "spark.sql.adaptive.enabled": "true",
     "spark.ui.showConsoleProgress": "false",
+    # This rule rewrites every field read of a from_json struct into its own pruned from_json, so
+    # the ingest's ~30 contract checks parsed each event ~30 times (480k events: 40 s -> 2.5 s).
+    "spark.sql.optimizer.enableJsonExpressionOptimization": "false",
 }
 
 

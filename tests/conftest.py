@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 os.environ["TZ"] = "UTC"
 
 from clickstream_dagster.settings import Settings  # noqa: E402
+from tests.helpers import create_topics, delete_topics, isolated_topics  # noqa: E402
 
 
 def pytest_collection_modifyitems(items):
@@ -34,15 +36,13 @@ def stack(settings: Settings) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def spark(stack: Settings):
-    from clickstream_dagster.stack.spark_jars import spark_kafka_jars
-    from spark.session import build_session
+def spark(settings: Settings):
+    """One real local SparkSession for the whole run, with Kafka's connector on the classpath."""
+    from clickstream_dagster.spark_session import local_spark
 
-    session = build_session(
+    session = local_spark(
+        dataclasses.replace(settings, spark_master="local[2]", spark_driver_memory="3g"),
         "clickstream-tests",
-        master="local[2]",
-        driver_memory="2g",
-        jars=spark_kafka_jars(stack),
         conf={"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false"},
     )
     yield session
@@ -52,15 +52,17 @@ def spark(stack: Settings):
 @pytest.fixture
 def fresh_topic(stack: Settings):
     """A topic of its own for one test, deleted afterwards, so tests never see each other's data."""
-    from confluent_kafka.admin import NewTopic
-
-    from clickstream_dagster.clients import kafka_admin
-
     name = f"test-{uuid.uuid4().hex[:12]}"
-    admin = kafka_admin(stack)
-    for future in admin.create_topics([NewTopic(name, 3, 1)]).values():
-        future.result(timeout=30)
+    create_topics(stack, {name: 3})
     yield name
-    for future in admin.delete_topics([name]).values():
-        future.result(timeout=30)
+    delete_topics(stack, [name])
+
+
+@pytest.fixture
+def fresh_topics(stack: Settings) -> Settings:
+    """Settings whose event and dead-letter topics are new and empty (6 and 1 partitions)."""
+    isolated = isolated_topics(stack)
+    create_topics(stack, {isolated.topic: 6, isolated.dlq_topic: 1})
+    yield isolated
+    delete_topics(stack, [isolated.topic, isolated.dlq_topic])
 

@@ -49,3 +49,31 @@ def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 60
     finally:
         consumer.close()
     return messages
+
+
+def isolated_topics(settings):
+    """Settings with a new, unique event topic and dead-letter topic name."""
+    import dataclasses
+    import uuid
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    return dataclasses.replace(settings, topic=name, dlq_topic=f"{name}.dlq")
+
+
+def create_topics(settings, partitions: dict) -> None:
+    from confluent_kafka.admin import NewTopic
+
+    from clickstream_dagster.clients import kafka_admin
+
+    admin = kafka_admin(settings)  # must outlive its futures
+    topics = [NewTopic(name, count, 1) for name, count in partitions.items()]
+    for future in admin.create_topics(topics).values():
+        future.result(timeout=30)
+
+
+def delete_topics(settings, names: list) -> None:
+    from clickstream_dagster.clients import kafka_admin
+
+    admin = kafka_admin(settings)
+    for future in admin.delete_topics(names).values():
+        future.result(timeout=30)

@@ -1,0 +1,39 @@
+"""Spark sessions and job configs built from the documented settings (CLI, assets, benchmarks)."""
+
+from __future__ import annotations
+
+from pyspark.sql import SparkSession
+
+from spark.ingest.stream import IngestConfig
+from spark.session import build_session
+
+from .settings import Settings
+from .stack.spark_jars import spark_kafka_jars
+
+# Streaming state (dedup keys) lives in RocksDB: off-heap, bounded memory, fast recovery.
+STREAMING_CONF = {
+    "spark.sql.streaming.stateStore.providerClass":
+        "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+    "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+}
+
+
+def local_spark(settings: Settings, app_name: str, conf: dict[str, str] | None = None
+                ) -> SparkSession:
+    return build_session(
+        app_name,
+        master=settings.spark_master,
+        driver_memory=settings.spark_driver_memory,
+        jars=spark_kafka_jars(settings),
+        conf={**STREAMING_CONF, **(conf or {})},
+    )
+
+
+def ingest_config(settings: Settings, **overrides) -> IngestConfig:
+    return IngestConfig(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        lake_root=settings.lake_dir,
+        topic=settings.topic,
+        dlq_topic=settings.dlq_topic,
+        **overrides,
+    )

@@ -1,0 +1,1 @@
+"""Streaming ingest: Kafka -> contract enforcement -> dead letters + deduplicated landing lake."""

@@ -1,0 +1,164 @@
+"""Pure transformations of the ingest: DataFrame in, DataFrame out, no I/O.
+
+Every Kafka record leaves `parse_events` as exactly one row, with `error` null when the event
+honours the contract and a reason ("missing_field: user.session_id", "bad_timestamp", ...) when
+it does not. Nothing is dropped here: valid rows go to the lake, the others to dead letters.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from clickstream_dagster.schemas import max_event_bytes
+from clickstream_dagster.schemas.spark import CORRUPT_RECORD, field_rules, spark_schema
+
+EVENT_TS_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSX"
+
+LAKE_COLUMNS = [
+    "event_id", "event_type", "event_ts", "event_date", "event_hour", "user_id", "session_id",
+    "url", "url_path", "referrer", "country", "city", "ip", "device_type", "os", "browser",
+    "user_agent", "campaign_source", "campaign_medium", "campaign_name", "properties",
+    "schema_version", "kafka_partition", "kafka_offset", "kafka_timestamp", "ingested_at",
+]
+
+
+def parse_events(kafka_rows: DataFrame, max_bytes: int | None = None) -> DataFrame:
+    """Kafka source rows -> parsed event struct, Kafka coordinates, `ingested_at` and `error`."""
+    raw = F.col("value").cast("string")
+    parsed = kafka_rows.select(
+        "key",
+        "value",
+        F.col("topic").alias("kafka_topic"),
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+        F.col("timestamp").alias("kafka_timestamp"),
+        F.from_json(raw, spark_schema(), {"columnNameOfCorruptRecord": CORRUPT_RECORD}).alias("event"),
+        F.current_timestamp().alias("ingested_at"),
+    )
+    event_ts = F.try_to_timestamp(F.col("event.event_ts"), F.lit(EVENT_TS_FORMAT))
+    return (
+        parsed.withColumn("event_ts", event_ts)
+        .withColumn("error", contract_violation(max_bytes or max_event_bytes()))
+        .withColumn("dedup_key", F.when(F.col("error").isNull(), F.col("event.event_id")).otherwise(
+            F.concat_ws(":", F.lit("dead-letter"), "kafka_partition", "kafka_offset")))
+    )
+
+
+def contract_violation(max_bytes: int) -> Column:
+    """The first rule an event breaks, as a reason string; null for a valid event."""
+    value, event = F.col("value"), F.col("event")
+    rules = field_rules()
+    checks: list[tuple[Column, Column | str]] = [
+        (value.isNull() | (F.octet_length(value) == 0), "invalid_json: empty message"),
+        (F.octet_length(value) > max_bytes, f"oversized: more than {max_bytes} bytes"),
+        (event[CORRUPT_RECORD].isNotNull(), F.when(
+            F.expr("try_parse_json(cast(value as string))").isNull(), F.lit("invalid_json")
+        ).otherwise(F.lit("wrong_type"))),
+    ]
+    checks += [(_field(r.path).isNull(), f"missing_field: {r.path}") for r in rules if r.required]
+    for rule in rules:
+        column = _field(rule.path)
+        if rule.const is not None:
+            checks.append((column != F.lit(rule.const), f"unsupported_version: {rule.path}"))
+        if rule.enum is not None:
+            reason = "unknown_event_type" if rule.path == "event_type" else f"invalid_value: {rule.path}"
+            checks.append((~column.isin(*rule.enum), reason))
+        if rule.path == "event_ts":
+            checks.append((~column.rlike(rule.pattern) | F.col("event_ts").isNull(), "bad_timestamp"))
+        elif rule.pattern is not None:
+            checks.append((~column.rlike(rule.pattern), f"invalid_value: {rule.path}"))
+    first: Column = F.lit(None).cast("string")
+    for condition, reason in reversed(checks):
+        reason_col = reason if isinstance(reason, Column) else F.lit(reason)
+        first = F.when(condition, reason_col).otherwise(first)
+    return first
+
+
+def flatten(events: DataFrame) -> DataFrame:
+    """Parsed events -> typed lake columns, plus `error` and, for dead letters only, the original
+    Kafka key and bytes. One flat, narrow row per record: cheap to cache within a micro-batch."""
+    e = "event."
+    invalid = F.col("error").isNotNull()
+    return events.select(
+        F.col(e + "event_id").alias("event_id"),
+        F.col(e + "event_type").alias("event_type"),
+        F.col("event_ts"),
+        F.to_date("event_ts").alias("event_date"),
+        F.date_format("event_ts", "HH").alias("event_hour"),
+        F.col(e + "user.user_id").alias("user_id"),
+        F.col(e + "user.session_id").alias("session_id"),
+        F.col(e + "page.url").alias("url"),
+        url_path(F.col(e + "page.url")).alias("url_path"),
+        F.col(e + "page.referrer").alias("referrer"),
+        F.col(e + "geo.country").alias("country"),
+        F.col(e + "geo.city").alias("city"),
+        F.col(e + "geo.ip").alias("ip"),
+        F.col(e + "device.type").alias("device_type"),
+        F.col(e + "device.os").alias("os"),
+        F.col(e + "device.browser").alias("browser"),
+        F.col(e + "device.user_agent").alias("user_agent"),
+        F.col(e + "campaign.source").alias("campaign_source"),
+        F.col(e + "campaign.medium").alias("campaign_medium"),
+        F.col(e + "campaign.name").alias("campaign_name"),
+        F.col(e + "properties").alias("properties"),
+        F.col(e + "schema_version").cast("int").alias("schema_version"),
+        "kafka_topic",
+        "kafka_partition",
+        "kafka_offset",
+        "kafka_timestamp",
+        "ingested_at",
+        "error",
+        "dedup_key",
+        F.when(invalid, F.col("key")).alias("kafka_key"),
+        F.when(invalid, F.col("value")).alias("raw"),
+    )
+
+
+def to_lake_rows(flat: DataFrame) -> DataFrame:
+    """Valid events in lake columns (see LAKE_COLUMNS)."""
+    return flat.where(F.col("error").isNull()).select(*LAKE_COLUMNS)
+
+
+def url_path(url: Column) -> Column:
+    """The url without its query string and fragment."""
+    return F.regexp_replace(url, r"[?#].*$", "")
+
+
+def to_bad_rows(flat: DataFrame) -> DataFrame:
+    """Dead letters as a table: the original bytes, the reason and where they came from."""
+    return flat.where(F.col("error").isNotNull()).select(
+        "error",
+        "kafka_key",
+        "raw",
+        "kafka_topic",
+        "kafka_partition",
+        "kafka_offset",
+        "kafka_timestamp",
+        "ingested_at",
+        F.to_date("ingested_at").alias("ingest_date"),
+    )
+
+
+def to_dead_letter_messages(bad_rows: DataFrame) -> DataFrame:
+    """Dead letters for the Kafka sink: original key and bytes, reason and source in headers."""
+    header_values = {
+        "error": F.col("error"),
+        "source.topic": F.col("kafka_topic"),
+        "source.partition": F.col("kafka_partition").cast("string"),
+        "source.offset": F.col("kafka_offset").cast("string"),
+        "source.timestamp": F.date_format("kafka_timestamp", "yyyy-MM-dd'T'HH:mm:ss.SSSX"),
+        "ingested_at": F.date_format("ingested_at", "yyyy-MM-dd'T'HH:mm:ss.SSSX"),
+    }
+    headers = F.array(*[
+        F.struct(F.lit(name).alias("key"), value.cast("binary").alias("value"))
+        for name, value in header_values.items()
+    ])
+    return bad_rows.select(F.col("kafka_key").alias("key"), F.col("raw").alias("value"),
+                           headers.alias("headers"))
+
+
+def _field(path: str) -> Column:
+    return reduce(lambda col, name: col[name], path.split("."), F.col("event"))

@@ -1,0 +1,133 @@
+"""The ingest's pure transformations on small DataFrames: one reason per broken rule, exact columns."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime
+
+import orjson
+import pytest
+from pyspark.sql import types as T
+
+from clickstream_dagster.schemas import event_schema
+from clickstream_dagster.schemas.spark import spark_schema
+from spark.ingest.transform import (
+    LAKE_COLUMNS,
+    flatten,
+    parse_events,
+    to_bad_rows,
+    to_dead_letter_messages,
+    to_lake_rows,
+)
+
+EVENT = {
+    "schema_version": 1,
+    "event_id": "0b0c7a52-3c1e-4d7e-9f1a-000000000001",
+    "event_type": "add_to_cart",
+    "event_ts": "2026-03-02T23:59:58.123Z",
+    "user": {"user_id": "u0000001", "session_id": "s-1"},
+    "page": {"url": "https://shop.example.com/p/00042?utm_source=x#reviews", "referrer": None},
+    "geo": {"country": "DE", "city": "Berlin", "ip": "46.1.2.3"},
+    "device": {"type": "mobile", "os": "iOS", "browser": "Safari", "user_agent": "UA"},
+    "campaign": None,
+    "properties": {"product_id": "P00042", "price": 19.99, "quantity": 1},
+}
+KAFKA = T.StructType([
+    T.StructField("key", T.BinaryType()), T.StructField("value", T.BinaryType()),
+    T.StructField("topic", T.StringType()), T.StructField("partition", T.IntegerType()),
+    T.StructField("offset", T.LongType()), T.StructField("timestamp", T.TimestampType()),
+])
+
+
+def _variant(**changes) -> bytes:
+    event = copy.deepcopy(EVENT)
+    for path, value in changes.items():
+        *parents, leaf = path.split("__")
+        node = event
+        for name in parents:
+            node = node[name]
+        if value is KeyError:
+            del node[leaf]
+        else:
+            node[leaf] = value
+    return orjson.dumps(event)
+
+
+CASES = {
+    "valid": (orjson.dumps(EVENT), None),
+    "invalid json": (orjson.dumps(EVENT)[:40], "invalid_json"),
+    "empty": (b"", "invalid_json: empty message"),
+    "not an object": (b"[1, 2]", "wrong_type"),
+    "user is a string": (_variant(user="u0000001"), "wrong_type"),
+    "no event_id": (_variant(event_id=KeyError), "missing_field: event_id"),
+    "no session_id": (_variant(user__session_id=KeyError), "missing_field: user.session_id"),
+    "null url": (_variant(page__url=None), "missing_field: page.url"),
+    "bad timestamp": (_variant(event_ts="2026-13-45T25:61:00.000Z"), "bad_timestamp"),
+    "timestamp without ms": (_variant(event_ts="2026-03-02T10:00:00Z"), "bad_timestamp"),
+    "unknown type": (_variant(event_type="teleport"), "unknown_event_type"),
+    "bad country": (_variant(geo__country="Germany"), "invalid_value: geo.country"),
+    "relative url": (_variant(page__url="/p/1"), "invalid_value: page.url"),
+    "version 2": (_variant(schema_version=2), "unsupported_version: schema_version"),
+    "oversized": (_variant(properties={"padding": "x" * 20_000}), "oversized: more than 16384 bytes"),
+}
+
+
+@pytest.fixture(scope="module")
+def parsed(spark):
+    rows = [(b"u0000001", value, "clickstream", 3, offset, datetime(2026, 3, 3, 0, 0, 5))
+            for offset, (value, _) in enumerate(CASES.values())]
+    flat = flatten(parse_events(spark.createDataFrame(rows, KAFKA)))
+    return {name: row for name, row in zip(CASES, flat.orderBy("kafka_offset").collect(), strict=True)}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_each_record_gets_the_reason_of_the_rule_it_breaks(parsed, case):
+    assert parsed[case]["error"] == CASES[case][1]
+
+
+def test_valid_event_is_flattened_into_typed_lake_columns(spark, parsed):
+    row = parsed["valid"]
+    assert row["url_path"] == "https://shop.example.com/p/00042"
+    assert row["event_ts"] == datetime(2026, 3, 2, 23, 59, 58, 123000)
+    assert (str(row["event_date"]), row["event_hour"]) == ("2026-03-02", "23")
+    assert row["properties"] == {"product_id": "P00042", "price": "19.99", "quantity": "1"}
+    assert (row["user_id"], row["session_id"], row["country"], row["device_type"]) == \
+        ("u0000001", "s-1", "DE", "mobile")
+    assert (row["kafka_partition"], row["kafka_offset"]) == (3, 0)
+    assert row["raw"] is None and row["dedup_key"] == EVENT["event_id"]
+
+
+def test_lake_rows_and_dead_letters_partition_the_input(spark):
+    rows = [(b"k", value, "clickstream", 0, offset, datetime(2026, 3, 3))
+            for offset, (value, _) in enumerate(CASES.values())]
+    flat = flatten(parse_events(spark.createDataFrame(rows, KAFKA)))
+    lake, bad = to_lake_rows(flat), to_bad_rows(flat)
+    assert lake.columns == LAKE_COLUMNS
+    assert lake.count() == 1 and bad.count() == len(CASES) - 1
+    originals = {offset: value for offset, (value, _) in enumerate(CASES.values())}
+    for row in bad.collect():  # the original bytes survive untouched, with their reason
+        assert bytes(row["raw"]) == originals[row["kafka_offset"]]
+        assert row["error"]
+    assert {r["dedup_key"] for r in flat.collect() if r["error"]} == \
+        {f"dead-letter:0:{o}" for o in range(1, len(CASES))}
+
+
+def test_dead_letter_messages_keep_bytes_and_carry_reason_and_source(spark, parsed):
+    rows = [(b"u1", CASES["bad timestamp"][0], "clickstream", 5, 77, datetime(2026, 3, 3))]
+    bad = to_bad_rows(flatten(parse_events(spark.createDataFrame(rows, KAFKA))))
+    message = to_dead_letter_messages(bad).first()
+    headers = {h["key"]: bytes(h["value"]).decode() for h in message["headers"]}
+    assert bytes(message["value"]) == CASES["bad timestamp"][0] and bytes(message["key"]) == b"u1"
+    assert headers["error"] == "bad_timestamp"
+    assert (headers["source.topic"], headers["source.partition"], headers["source.offset"]) == \
+        ("clickstream", "5", "77")
+
+
+def test_spark_schema_is_derived_from_the_json_schema():
+    contract = event_schema()["properties"]
+    schema = spark_schema(with_corrupt_record=False)
+    assert schema.fieldNames() == list(contract)
+    for name, node in contract.items():
+        if "properties" in node:
+            assert schema[name].dataType.fieldNames() == list(node["properties"])
+    assert isinstance(schema["properties"].dataType, T.MapType)
