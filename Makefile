@@ -8,7 +8,7 @@ export TZ := UTC
 export DAGSTER_HOME ?= $(HOME)/.local/share/clickstream/dagster
 PYTEST_ARGS ?=
 
-.PHONY: install up down status run test lint validate clean
+.PHONY: install up down status run test lint validate bench clean
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 1; }
@@ -42,6 +42,11 @@ validate: install
 
 test: up lint validate
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Benchmarks are measurements, not tests: results go to bench/results/*.json.
+BENCH_ARGS ?=
+bench: up
+	$(BIN)/python -m bench.ingest $(BENCH_ARGS)
 
 clean: down
 	rm -rf $(VENV) .pytest_cache .ruff_cache

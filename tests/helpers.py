@@ -2,6 +2,8 @@
 
 import socket
 
+from clickstream_dagster.stack.kafka import create_topics, delete_topics  # noqa: F401 (re-exported)
+
 
 def free_port(pairs: int = 1) -> int:
     """A loopback port p such that p .. p+pairs-1 are all free."""
@@ -59,21 +61,3 @@ def isolated_topics(settings):
     name = f"test-{uuid.uuid4().hex[:12]}"
     return dataclasses.replace(settings, topic=name, dlq_topic=f"{name}.dlq")
 
-
-def create_topics(settings, partitions: dict) -> None:
-    from confluent_kafka.admin import NewTopic
-
-    from clickstream_dagster.clients import kafka_admin
-
-    admin = kafka_admin(settings)  # must outlive its futures
-    topics = [NewTopic(name, count, 1) for name, count in partitions.items()]
-    for future in admin.create_topics(topics).values():
-        future.result(timeout=30)
-
-
-def delete_topics(settings, names: list) -> None:
-    from clickstream_dagster.clients import kafka_admin
-
-    admin = kafka_admin(settings)
-    for future in admin.delete_topics(names).values():
-        future.result(timeout=30)

@@ -108,15 +108,17 @@ def start(settings: Settings) -> ServiceProcess:
 
 def ensure_topics(settings: Settings) -> list[str]:
     """Create the event topic and the dead-letter topic if missing; returns those created."""
-    admin = kafka_admin(settings)
+    return create_topics(settings, {settings.topic: settings.topic_partitions,
+                                    settings.dlq_topic: DLQ_PARTITIONS})
+
+
+def create_topics(settings: Settings, partitions: dict[str, int]) -> list[str]:
+    """Create the topics that do not exist yet (idempotent); returns the names created."""
+    admin = kafka_admin(settings)  # must outlive its futures
     metadata = admin.list_topics(timeout=10)
     replication = min(3, len(metadata.brokers))
-    wanted = {settings.topic: settings.topic_partitions, settings.dlq_topic: DLQ_PARTITIONS}
-    missing = [
-        NewTopic(name, num_partitions=partitions, replication_factor=replication)
-        for name, partitions in wanted.items()
-        if name not in metadata.topics
-    ]
+    missing = [NewTopic(name, num_partitions=count, replication_factor=replication)
+               for name, count in partitions.items() if name not in metadata.topics]
     created = []
     for name, future in (admin.create_topics(missing).items() if missing else []):
         try:
@@ -126,6 +128,12 @@ def ensure_topics(settings: Settings) -> list[str]:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):  # another process won the race
                 raise StackError(f"Could not create Kafka topic {name}: {exc}") from exc
     return created
+
+
+def delete_topics(settings: Settings, names: list[str]) -> None:
+    admin = kafka_admin(settings)
+    for future in admin.delete_topics(names).values():
+        future.result(timeout=30)
 
 
 def _format_storage(java: list[str], config: Path, log: Path) -> None:

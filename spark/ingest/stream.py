@@ -64,6 +64,7 @@ class IngestConfig:
 class BatchStats:
     batch_id: int
     started_at: str
+    landed_at: str  # when the batch's rows became visible in the landing lake (ms precision)
     seconds: float
     start_offsets: dict[str, int]
     end_offsets: dict[str, int]
@@ -151,7 +152,7 @@ class IngestJob:
     def _write_batch(self, events: DataFrame, batch_id: int) -> None:
         """Publish one micro-batch. Errors propagate: the query fails, and nothing is lost."""
         started = time.monotonic()
-        started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         events = events.persist(StorageLevel.MEMORY_AND_DISK)
         try:
             counts = events.groupBy(
@@ -167,6 +168,7 @@ class IngestJob:
                 files = publish_batch(self.fs, to_lake_rows(events), self.config.landing, batch_id,
                                       ["event_date", "event_hour"])
             phases["landing"] = time.monotonic() - started - sum(phases.values())
+            landed_at = datetime.now(UTC).isoformat(timespec="milliseconds")
             if per_reason:
                 bad_rows = to_bad_rows(events)
                 publish_batch(self.fs, bad_rows, self.config.bad_rows, batch_id, ["ingest_date"])
@@ -180,6 +182,7 @@ class IngestJob:
         stats = BatchStats(
             batch_id=batch_id,
             started_at=started_at,
+            landed_at=landed_at,
             seconds=round(time.monotonic() - started, 3),
             start_offsets=start,
             end_offsets=end,
