@@ -2,7 +2,9 @@
 
 import dagster as dg
 
-from .assets.ingest import clickstream_topic
+from .assets.analytics import ANALYTICS_ASSETS
+from .assets.ingest import clickstream_landing, clickstream_topic
+from .assets.lake import raw_clickstream
 from .resources import ElasticsearchResource, KafkaResource, LakeResource, SparkResource
 from .settings import Settings
 
@@ -35,6 +37,6 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 
 
 defs = dg.Definitions(
-    assets=[clickstream_topic],
+    assets=[clickstream_topic, clickstream_landing, raw_clickstream, *ANALYTICS_ASSETS],
     resources=build_resources(Settings.from_env()),
 )

@@ -104,3 +104,28 @@ def publish_batch(fs: HadoopFS, frame: DataFrame, table: str, batch_id: int,
         fs.rename(source, target)
     fs.delete(staging, recursive=True)
     return [(target, size) for _, target, size in targets]
+
+
+def replace_days(fs: HadoopFS, frame: DataFrame, table: str, days: list[str]) -> dict[str, dict]:
+    """Replace the `event_date=D` partitions of `table` for `days` with `frame`'s rows.
+
+    Written under a temporary folder first, then swapped in day by day, so a failed job leaves
+    the previous version of each day in place and a re-run gives the same output. A day with no
+    rows ends up with no partition. Returns {day: {"files": n, "bytes": b}}.
+    """
+    import uuid
+
+    tmp = f"{table}/_tmp/{uuid.uuid4().hex}"
+    frame.write.mode("overwrite").partitionBy("event_date").parquet(tmp)
+    written: dict[str, dict] = {}
+    for day in days:
+        final, staged = f"{table}/event_date={day}", f"{tmp}/event_date={day}"
+        fs.delete(final, recursive=True)
+        if fs.exists(staged):
+            fs.rename(staged, final)
+            files = fs.list_files(final, ".parquet")
+            written[day] = {"files": len(files), "bytes": sum(size for _, size in files)}
+        else:
+            written[day] = {"files": 0, "bytes": 0}
+    fs.delete(tmp, recursive=True)
+    return written

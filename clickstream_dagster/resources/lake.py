@@ -21,6 +21,3 @@ class LakeResource(dg.ConfigurableResource):
     def bad_rows(self) -> str:
         return self.path("landing", "bad_rows")
 
-    @property
-    def checkpoints(self) -> str:
-        return self.path("_checkpoints")

@@ -2,10 +2,8 @@ import dagster as dg
 from pydantic import PrivateAttr
 from pyspark.sql import SparkSession
 
-from spark.session import build_session
-
 from ..settings import Settings
-from ..stack.spark_jars import spark_kafka_jars
+from ..spark_session import local_spark
 
 
 class SparkResource(dg.ConfigurableResource):
@@ -19,11 +17,8 @@ class SparkResource(dg.ConfigurableResource):
     def get_session(self) -> SparkSession:
         # Built on first use inside a run, never at import time.
         if self._session is None:
-            self._session = build_session(
-                "clickstream-dagster",
-                master=self.master,
-                driver_memory=self.driver_memory,
-                jars=spark_kafka_jars(Settings.from_env()),
-                conf=self.conf,
-            )
+            settings = Settings.from_env()
+            settings = type(settings)(**{**settings.__dict__, "spark_master": self.master,
+                                         "spark_driver_memory": self.driver_memory})
+            self._session = local_spark(settings, "clickstream-dagster", conf=self.conf)
         return self._session

@@ -4,7 +4,10 @@ import dagster as dg
 
 from clickstream_dagster.definitions import defs
 
-EXPECTED_ASSETS = {"clickstream_topic"}
+EXPECTED_ASSETS = {
+    "clickstream_topic", "clickstream_landing", "raw_clickstream", "url_country_daily",
+    "url_popularity_5m", "device_usage_5m", "active_users_5m", "user_sessions",
+}
 
 
 def test_every_definition_resolves_by_name():

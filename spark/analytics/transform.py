@@ -1,0 +1,110 @@
+"""Pure transformations from the landing lake to the daily raw table and the analytics tables.
+
+Each function takes and returns a DataFrame; the Dagster assets and `python -m spark.analytics`
+call the same functions. Every output carries `event_date`, its daily partition.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+WINDOW = "5 minutes"
+
+
+def deduplicate_day(landing: DataFrame) -> DataFrame:
+    """One row per (event_date, event_id) over whole days. Duplicates are byte-identical events, so
+    which copy survives only matters for Kafka metadata: the first delivered, deterministically."""
+    first = Window.partitionBy("event_date", "event_id").orderBy(
+        "kafka_timestamp", "kafka_partition", "kafka_offset")
+    return (landing.withColumn("_copy", F.row_number().over(first))
+            .where(F.col("_copy") == 1).drop("_copy", "event_hour"))
+
+
+def with_time_on_page(raw: DataFrame) -> DataFrame:
+    """`time_on_page_s` on page_view rows: seconds until the next page_view of the same session on
+    the same day. Null for a session's last page_view of the day (its dwell is unknown) and for
+    every other event type."""
+    views = Window.partitionBy("event_date", "session_id").orderBy("event_ts", "event_id")
+    next_view = F.lead("event_ts").over(views)
+    page_views = raw.where(F.col("event_type") == "page_view").withColumn(
+        "time_on_page_s", _seconds_between(F.col("event_ts"), next_view))
+    others = raw.where(F.col("event_type") != "page_view").withColumn(
+        "time_on_page_s", F.lit(None).cast("double"))
+    return page_views.unionByName(others)
+
+
+def url_country_daily(raw: DataFrame) -> DataFrame:
+    """One row per (event_date, url, country); url is the path without query string or fragment."""
+    return (
+        with_time_on_page(raw)
+        .groupBy("event_date", F.col("url_path").alias("url"), "country")
+        .agg(
+            F.count(F.lit(1)).alias("events"),
+            F.sum((F.col("event_type") == "page_view").cast("long")).alias("page_views"),
+            F.countDistinct("user_id").alias("unique_users"),
+            F.countDistinct("session_id").alias("sessions"),
+            F.round(F.avg("time_on_page_s"), 3).alias("avg_time_on_page_s"),
+        )
+    )
+
+
+def url_popularity_5m(raw: DataFrame) -> DataFrame:
+    """Events per url per 5-minute window."""
+    return _windowed(raw, {"url": F.col("url_path")}, F.count(F.lit(1)).alias("events"))
+
+
+def device_usage_5m(raw: DataFrame) -> DataFrame:
+    """Events per device type per 5-minute window."""
+    return _windowed(raw, {"device_type": F.col("device_type")}, F.count(F.lit(1)).alias("events"))
+
+
+def active_users_5m(raw: DataFrame) -> DataFrame:
+    """Distinct users per 5-minute window."""
+    return _windowed(raw, {}, F.countDistinct("user_id").alias("active_users"),
+                     F.count(F.lit(1)).alias("events"))
+
+
+def user_sessions(raw: DataFrame) -> DataFrame:
+    """One row per session and day: sessions are cut at midnight UTC, like the daily partitions."""
+    ordered = F.struct("event_ts", "event_id", "url_path")
+    views = F.when(F.col("event_type") == "page_view", ordered)
+    return (
+        raw.groupBy("event_date", "session_id")
+        .agg(
+            F.min("user_id").alias("user_id"),
+            F.min("event_ts").alias("session_start"),
+            F.max("event_ts").alias("session_end"),
+            F.count(F.lit(1)).alias("events"),
+            F.sum((F.col("event_type") == "page_view").cast("long")).alias("page_views"),
+            F.min(ordered).alias("_first"),
+            F.max(views).alias("_last_view"),
+            F.max(ordered).alias("_last"),
+            F.max((F.col("event_type") == "purchase").cast("int")).cast("boolean").alias("converted"),
+            F.min("device_type").alias("device_type"),
+            F.min("country").alias("country"),
+        )
+        .select(
+            "event_date", "session_id", "user_id", "session_start", "session_end",
+            _seconds_between(F.col("session_start"), F.col("session_end")).alias("duration_s"),
+            "events", "page_views",
+            F.col("_first.url_path").alias("entry_page"),
+            F.coalesce(F.col("_last_view.url_path"), F.col("_last.url_path")).alias("exit_page"),
+            "converted", "device_type", "country",
+        )
+    )
+
+
+def _windowed(raw: DataFrame, keys: dict[str, Column], *aggregates: Column) -> DataFrame:
+    """Aggregate per tumbling 5-minute window of event time (and per key)."""
+    grouped = raw.groupBy("event_date", F.window("event_ts", WINDOW).alias("w"),
+                          *[column.alias(name) for name, column in keys.items()])
+    result = grouped.agg(*aggregates)
+    measures = [c for c in result.columns if c not in ("event_date", "w", *keys)]
+    return result.select(
+        "event_date", F.col("w.start").alias("window_start"), F.col("w.end").alias("window_end"),
+        *keys, *measures)
+
+
+def _seconds_between(start: Column, end: Column) -> Column:
+    return F.round(F.unix_micros(end) / 1e6 - F.unix_micros(start) / 1e6, 3)

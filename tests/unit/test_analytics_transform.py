@@ -1,0 +1,86 @@
+"""Analytics transformations on small hand-built days, against answers worked out by hand."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import pytest
+from pyspark.sql import functions as F
+
+from spark.analytics import transform
+
+DAY = date(2026, 5, 4)
+T0 = datetime(2026, 5, 4, 10, 0, 0)
+COLUMNS = ["event_id", "event_type", "event_ts", "event_date", "user_id", "session_id", "url_path",
+           "country", "device_type", "kafka_timestamp", "kafka_partition", "kafka_offset"]
+
+
+def _rows(*events):
+    """(id, type, seconds after T0, user, session, path, country, device) -> raw rows."""
+    return [(i, kind, T0 + timedelta(seconds=s), DAY, u, sid, path, c, dev, T0, 0, n)
+            for n, (i, kind, s, u, sid, path, c, dev) in enumerate(events)]
+
+
+EVENTS = _rows(
+    ("e1", "page_view", 0, "u1", "s1", "/", "DE", "mobile"),
+    ("e2", "click", 10, "u1", "s1", "/", "DE", "mobile"),
+    ("e3", "page_view", 30, "u1", "s1", "/p/1", "DE", "mobile"),
+    ("e4", "add_to_cart", 40, "u1", "s1", "/p/1", "DE", "mobile"),
+    ("e5", "page_view", 90, "u1", "s1", "/cart", "DE", "mobile"),
+    ("e6", "purchase", 100, "u1", "s1", "/checkout/confirmation", "DE", "mobile"),
+    ("e7", "page_view", 5, "u2", "s2", "/", "US", "desktop"),
+    ("e8", "page_view", 305, "u2", "s2", "/p/1", "US", "desktop"),
+)
+
+
+@pytest.fixture(scope="module")
+def raw(spark):
+    return spark.createDataFrame(EVENTS, COLUMNS)
+
+
+def test_deduplicate_day_keeps_the_first_delivered_copy(spark):
+    copies = [(("e1",) + EVENTS[0][1:9] + (T0 + timedelta(seconds=s), 0, off)) for s, off in
+              ((7, 70), (3, 30), (3, 40))]
+    frame = spark.createDataFrame(copies + [EVENTS[1]], COLUMNS).withColumn("event_hour", F.lit("10"))
+    result = transform.deduplicate_day(frame).orderBy("event_id").collect()
+    assert [r["event_id"] for r in result] == ["e1", "e2"]
+    assert result[0]["kafka_offset"] == 30 and "event_hour" not in result[0]
+
+
+def test_time_on_page_is_the_gap_to_the_next_page_view_and_null_for_the_last(raw):
+    dwell = {r["event_id"]: r["time_on_page_s"] for r in transform.with_time_on_page(raw).collect()}
+    assert (dwell["e1"], dwell["e3"], dwell["e5"]) == (30.0, 60.0, None)
+    assert (dwell["e7"], dwell["e8"]) == (300.0, None)
+    assert dwell["e2"] is None  # only page views have a time on page
+
+
+def test_url_country_daily(raw):
+    rows = {(r["url"], r["country"]): r.asDict() for r in transform.url_country_daily(raw).collect()}
+    home_de = rows[("/", "DE")]
+    counts = tuple(home_de[k] for k in ("events", "page_views", "unique_users", "sessions"))
+    assert counts == (2, 1, 1, 1)
+    assert home_de["avg_time_on_page_s"] == 30.0
+    assert rows[("/cart", "DE")]["avg_time_on_page_s"] is None  # the session's last page view
+    assert rows[("/p/1", "US")]["avg_time_on_page_s"] is None
+    assert sum(r["events"] for r in rows.values()) == len(EVENTS)
+
+
+def test_user_sessions(raw):
+    sessions = {r["session_id"]: r.asDict() for r in transform.user_sessions(raw).collect()}
+    s1 = sessions["s1"]
+    assert (s1["user_id"], s1["events"], s1["page_views"], s1["duration_s"]) == ("u1", 6, 3, 100.0)
+    assert (s1["entry_page"], s1["exit_page"], s1["converted"]) == ("/", "/cart", True)
+    s2 = sessions["s2"]
+    assert (s2["duration_s"], s2["converted"]) == (300.0, False)
+    assert (s2["country"], s2["device_type"]) == ("US", "desktop")
+
+
+def test_five_minute_windows(raw):
+    popularity = {(r["window_start"], r["url"]): r["events"]
+                  for r in transform.url_popularity_5m(raw).collect()}
+    assert popularity[(T0, "/")] == 3 and popularity[(T0 + timedelta(minutes=5), "/p/1")] == 1
+    devices = {(r["window_start"], r["device_type"]): r["events"]
+               for r in transform.device_usage_5m(raw).collect()}
+    assert devices == {(T0, "mobile"): 6, (T0, "desktop"): 1, (T0 + timedelta(minutes=5), "desktop"): 1}
+    active = {r["window_start"]: r["active_users"] for r in transform.active_users_5m(raw).collect()}
+    assert active == {T0: 2, T0 + timedelta(minutes=5): 1}
