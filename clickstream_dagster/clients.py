@@ -27,7 +27,9 @@ def kafka_admin(settings: Settings, *, timeout_s: float = 10) -> AdminClient:
 
 
 def elasticsearch_client(settings: Settings, *, timeout_s: float = 30, retries: int = 3):
-    kwargs: dict = {"request_timeout": timeout_s, "max_retries": retries, "retry_on_timeout": True}
+    kwargs: dict = {"request_timeout": timeout_s, "max_retries": retries, "retry_on_timeout": True,
+                    # Overload and unavailability are transient: back off and retry them.
+                    "retry_on_status": (429, 502, 503, 504)}
     if settings.elasticsearch_api_key:
         kwargs["api_key"] = settings.elasticsearch_api_key
     elif settings.elasticsearch_username:

@@ -5,6 +5,7 @@ import dagster as dg
 from .assets.analytics import ANALYTICS_ASSETS
 from .assets.ingest import clickstream_landing, clickstream_topic
 from .assets.lake import raw_clickstream
+from .assets.serving import SERVING_ASSETS
 from .resources import ElasticsearchResource, KafkaResource, LakeResource, SparkResource
 from .settings import Settings
 
@@ -37,6 +38,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 
 
 defs = dg.Definitions(
-    assets=[clickstream_topic, clickstream_landing, raw_clickstream, *ANALYTICS_ASSETS],
+    assets=[clickstream_topic, clickstream_landing, raw_clickstream, *ANALYTICS_ASSETS,
+            *SERVING_ASSETS],
     resources=build_resources(Settings.from_env()),
 )

@@ -9,13 +9,17 @@ import dagster as dg
 import orjson
 import pandas as pd
 import pytest
+from elasticsearch import helpers
 
 from clickstream_dagster.assets.analytics import ANALYTICS_ASSETS, url_country_daily, user_sessions
 from clickstream_dagster.assets.ingest import clickstream_landing
 from clickstream_dagster.assets.lake import raw_clickstream
+from clickstream_dagster.assets.serving import SERVING_ASSETS
 from clickstream_dagster.definitions import build_resources
 from clickstream_dagster.generator.producer import produce
 from clickstream_dagster.generator.timeline import LATE, VALID, GeneratorConfig, stream
+from clickstream_dagster.resources import ElasticsearchResource
+from clickstream_dagster.serving.indices import SERVED, URL_COUNTRY, IndexingError, load_day
 from tests.helpers import create_topics, delete_topics, isolated_topics
 
 CONFIG = GeneratorConfig(events=20_000, seed=77, start=datetime(2026, 6, 1, tzinfo=UTC), days=2,
@@ -49,10 +53,17 @@ def pipeline(stack, spark, tmp_path_factory):
     create_topics(stack, {settings.topic: 6, settings.dlq_topic: 1})
     produce(CONFIG, settings, progress=False)
     resources = build_resources(settings)
+    prefix = f"test-{settings.topic}"
+    resources["elasticsearch"] = ElasticsearchResource(url=settings.elasticsearch_url,
+                                                       index_prefix=prefix)
     landing = dg.materialize([clickstream_landing], resources=resources)
     assert landing.success
     yield settings, resources, landing
     delete_topics(stack, [settings.topic, settings.dlq_topic])
+    client = resources["elasticsearch"].client()
+    _delete_indices(client, prefix)
+    for spec in SERVED:
+        client.options(ignore_status=404).indices.delete_index_template(name=spec.with_prefix(prefix).name)
 
 
 def _read(spark, resources, table: str, day: str) -> pd.DataFrame:
@@ -124,3 +135,60 @@ def test_a_two_day_range_runs_as_one_spark_job(spark, pipeline):
     events = expected_events()
     for day in (DAY1, DAY2):
         assert len(_read(spark, resources, "raw", day)) == (events.event_date == day).sum()
+
+
+SERVING_DAY1 = [*DAILY, *SERVING_ASSETS]
+
+
+def _es(settings, resources):
+    return resources["elasticsearch"].client()
+
+
+def test_indices_hold_exactly_the_lake_rows_and_reruns_replace_them(spark, pipeline):
+    settings, resources, _ = pipeline
+    assert dg.materialize(SERVING_DAY1, partition_key=DAY1, resources=resources).success
+    client = _es(settings, resources)
+    prefix = resources["elasticsearch"].index_prefix
+    first = {}
+    for spec in SERVED:
+        served = spec.with_prefix(prefix)
+        index = served.index_for(DAY1)
+        assert client.count(index=index)["count"] == len(_read(spark, resources, spec.table, DAY1))
+        assert client.indices.get_alias(name=served.alias)[index]["aliases"] == {served.alias: {}}
+        first[spec.name] = {h["_id"] for h in helpers.scan(client, index=index, _source=False)}
+
+    events = expected_events()
+    day = events[events.event_date == DAY1]
+    url_country = URL_COUNTRY.with_prefix(prefix)
+    assert client.count(index=url_country.alias)["count"] == day.groupby(["url", "country"]).ngroups
+    home_us = client.get(index=url_country.index_for(DAY1),
+                         id=f"{DAY1}|https://shop.example.com/|US")["_source"]
+    want = day[(day.url == "https://shop.example.com/") & (day.country == "US")]
+    assert (home_us["events"], home_us["unique_users"]) == (len(want), want.user_id.nunique())
+
+    # A second materialization overwrites: same ids, same counts, nothing duplicated or left over.
+    assert dg.materialize(SERVING_DAY1, partition_key=DAY1, resources=resources).success
+    for spec in SERVED:
+        index = spec.with_prefix(prefix).index_for(DAY1)
+        again = {h["_id"] for h in helpers.scan(client, index=index, _source=False)}
+        assert again == first[spec.name]
+
+
+def test_rejected_documents_fail_the_load_with_their_reasons(pipeline):
+    settings, resources, _ = pipeline
+    client = _es(settings, resources)
+    spec = URL_COUNTRY.with_prefix(resources["elasticsearch"].index_prefix + "-bad")
+    rows = [{"event_date": DAY1, "url": f"/p/{i}", "country": "DE", "events": i, "page_views": 0,
+             "unique_users": 1, "sessions": 1, "avg_time_on_page_s": None} for i in range(10)]
+    rows[3]["events"] = "many"  # not a long
+    with pytest.raises(IndexingError, match=r"1 of 10 documents were rejected") as error:
+        load_day(client, spec, DAY1, rows, "run-1")
+    assert f"id={DAY1}|/p/3|DE" in str(error.value) and "events" in str(error.value)
+    _delete_indices(client, spec.name)
+    client.indices.delete_index_template(name=spec.name)
+
+
+def _delete_indices(client, prefix: str) -> None:
+    # Deleting by wildcard is refused (action.destructive_requires_name), so name each index.
+    for index in client.indices.get(index=f"{prefix}-*", allow_no_indices=True):
+        client.indices.delete(index=index)

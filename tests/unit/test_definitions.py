@@ -7,6 +7,8 @@ from clickstream_dagster.definitions import defs
 EXPECTED_ASSETS = {
     "clickstream_topic", "clickstream_landing", "raw_clickstream", "url_country_daily",
     "url_popularity_5m", "device_usage_5m", "active_users_5m", "user_sessions",
+    "clickstream_url_country_index", "clickstream_url_popularity_5m_index",
+    "clickstream_sessions_index",
 }
 
 

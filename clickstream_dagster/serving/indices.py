@@ -1,0 +1,157 @@
+"""Elasticsearch indices for the served tables: templates with explicit mappings, one index per
+day behind an alias, deterministic document ids, bulk loading that fails loudly."""
+
+import hashlib
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+
+from elasticsearch import Elasticsearch, helpers
+
+KEYWORD = {"type": "keyword"}
+LONG = {"type": "long"}
+DOUBLE = {"type": "double"}
+DATE = {"type": "date"}
+MAX_ID_BYTES = 512  # Elasticsearch's limit on _id
+FAILURES_SHOWN = 20
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """One served table: where it lives in the lake, how it is mapped, and its document id."""
+
+    name: str  # index family, e.g. clickstream-url-country
+    table: str  # analytics table in the lake
+    id_fields: tuple[str, ...]
+    fields: dict[str, dict]
+
+    @property
+    def alias(self) -> str:
+        return self.name
+
+    def with_prefix(self, prefix: str) -> "IndexSpec":
+        """The same spec under another family prefix (default "clickstream")."""
+        return replace(self, name=prefix + self.name.removeprefix("clickstream"))
+
+    def index_for(self, day: str) -> str:
+        return f"{self.name}-{date.fromisoformat(day):%Y.%m.%d}"
+
+    def template(self, replicas: int) -> dict:
+        return {
+            "index_patterns": [f"{self.name}-*"],
+            "template": {
+                "settings": {"number_of_shards": 1, "number_of_replicas": replicas,
+                             "refresh_interval": "30s"},
+                # Strict: a column the mapping does not know is an error, never a guessed type.
+                "mappings": {"dynamic": "strict",
+                             "properties": {**self.fields, "materialization": KEYWORD}},
+                "aliases": {self.alias: {}},
+            },
+            "priority": 200,
+            "_meta": {"managed_by": "clickstream_dagster"},
+        }
+
+    def doc_id(self, doc: dict) -> str:
+        readable = "|".join(str(doc[f]) for f in self.id_fields)
+        if len(readable.encode()) <= MAX_ID_BYTES:
+            return readable
+        return hashlib.sha256(readable.encode()).hexdigest()
+
+
+URL_COUNTRY = IndexSpec(
+    "clickstream-url-country", "url_country_daily", ("event_date", "url", "country"),
+    {"event_date": DATE, "url": KEYWORD, "country": KEYWORD, "events": LONG, "page_views": LONG,
+     "unique_users": LONG, "sessions": LONG, "avg_time_on_page_s": DOUBLE},
+)
+URL_POPULARITY = IndexSpec(
+    "clickstream-url-popularity-5m", "url_popularity_5m", ("window_start", "url"),
+    {"event_date": DATE, "window_start": DATE, "window_end": DATE, "url": KEYWORD, "events": LONG},
+)
+SESSIONS = IndexSpec(
+    "clickstream-sessions", "user_sessions", ("event_date", "session_id"),
+    {"event_date": DATE, "session_id": KEYWORD, "user_id": KEYWORD, "session_start": DATE,
+     "session_end": DATE, "duration_s": DOUBLE, "events": LONG, "page_views": LONG,
+     "entry_page": KEYWORD, "exit_page": KEYWORD, "converted": {"type": "boolean"},
+     "device_type": KEYWORD, "country": KEYWORD},
+)
+SERVED = [URL_COUNTRY, URL_POPULARITY, SESSIONS]
+
+
+class IndexingError(RuntimeError):
+    """Some documents were rejected, or the index does not hold what was sent."""
+
+
+@dataclass
+class IndexReport:
+    index: str
+    documents: int
+    stale_removed: int
+    seconds: float
+
+    @property
+    def docs_per_s(self) -> int:
+        return round(self.documents / self.seconds) if self.seconds else 0
+
+
+def load_day(client: Elasticsearch, spec: IndexSpec, day: str, rows: Iterable[dict],
+             materialization: str, *, replicas: int = 0, chunk_size: int = 2_000) -> IndexReport:
+    """Index one day's rows, replace what an earlier run left, and verify the count."""
+    started = time.monotonic()
+    client.indices.put_index_template(name=spec.name, **spec.template(replicas))
+    index = spec.index_for(day)
+    if not client.indices.exists(index=index):
+        client.indices.create(index=index)  # settings, mappings and alias come from the template
+    sent, failures = 0, []
+    for ok, item in helpers.streaming_bulk(
+        client, _actions(spec, index, rows, materialization), chunk_size=chunk_size,
+        max_retries=5, initial_backoff=1, max_backoff=30,  # 429s are retried item by item
+        raise_on_error=False, raise_on_exception=False,
+    ):
+        sent += 1
+        if not ok:
+            failures.append(item)
+    if failures:
+        shown = "\n".join(f"  {_describe(f)}" for f in failures[:FAILURES_SHOWN])
+        raise IndexingError(f"{len(failures)} of {sent} documents were rejected by {index}:\n{shown}")
+    client.indices.refresh(index=index)
+    stale = _remove_stale(client, index, materialization)
+    count = client.count(index=index)["count"]
+    if count != sent:
+        raise IndexingError(f"{index} holds {count} documents after indexing {sent}.")
+    return IndexReport(index, sent, stale, time.monotonic() - started)
+
+
+def _remove_stale(client: Elasticsearch, index: str, materialization: str) -> int:
+    """Delete documents an earlier materialization wrote and this one did not (rows that no longer
+    exist). Scan + bulk delete rather than _delete_by_query, which not every distribution has."""
+    stale = helpers.scan(client, index=index, _source=False, query={
+        "query": {"bool": {"must_not": {"term": {"materialization": materialization}}}}})
+    deleted, errors = helpers.bulk(
+        client, ({"_op_type": "delete", "_index": index, "_id": hit["_id"]} for hit in stale),
+        raise_on_error=False)
+    if errors:
+        raise IndexingError(f"could not remove stale documents from {index}: {errors[:5]}")
+    client.indices.refresh(index=index)
+    return deleted
+
+
+def _actions(spec: IndexSpec, index: str, rows: Iterable[dict], materialization: str
+             ) -> Iterator[dict]:
+    for row in rows:
+        doc = {k: _json_value(v) for k, v in row.items() if k in spec.fields}
+        doc["materialization"] = materialization
+        yield {"_op_type": "index", "_index": index, "_id": spec.doc_id(doc), "_source": doc}
+
+
+def _json_value(value):
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def _describe(failure: dict) -> str:
+    op = next(iter(failure.values()))
+    error = op.get("error", {})
+    reason = error.get("reason", error) if isinstance(error, dict) else error
+    return f"id={op.get('_id')} status={op.get('status')}: {reason}"
