@@ -6,6 +6,7 @@ from .assets.analytics import ANALYTICS_ASSETS
 from .assets.ingest import clickstream_landing, clickstream_topic
 from .assets.lake import raw_clickstream
 from .assets.serving import SERVING_ASSETS
+from .checks.quality import QUALITY_CHECKS
 from .resources import ElasticsearchResource, KafkaResource, LakeResource, SparkResource
 from .settings import Settings
 
@@ -40,5 +41,8 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 defs = dg.Definitions(
     assets=[clickstream_topic, clickstream_landing, raw_clickstream, *ANALYTICS_ASSETS,
             *SERVING_ASSETS],
+    asset_checks=QUALITY_CHECKS,
     resources=build_resources(Settings.from_env()),
+    # Every step of a run shares one process and so one SparkSession, instead of one JVM per step.
+    executor=dg.in_process_executor,
 )

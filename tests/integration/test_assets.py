@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import glob
+import os
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -15,6 +17,7 @@ from clickstream_dagster.assets.analytics import ANALYTICS_ASSETS, url_country_d
 from clickstream_dagster.assets.ingest import clickstream_landing
 from clickstream_dagster.assets.lake import raw_clickstream
 from clickstream_dagster.assets.serving import SERVING_ASSETS
+from clickstream_dagster.checks.quality import QUALITY_CHECKS
 from clickstream_dagster.definitions import build_resources
 from clickstream_dagster.generator.producer import produce
 from clickstream_dagster.generator.timeline import LATE, VALID, GeneratorConfig, stream
@@ -192,3 +195,42 @@ def _delete_indices(client, prefix: str) -> None:
     # Deleting by wildcard is refused (action.destructive_requires_name), so name each index.
     for index in client.indices.get(index=f"{prefix}-*", allow_no_indices=True):
         client.indices.delete(index=index)
+
+
+def test_quality_checks_pass_on_good_data_with_gx_observations(pipeline):
+    _, resources, _ = pipeline
+    result = dg.materialize([*DAILY, *QUALITY_CHECKS], partition_key=DAY1, resources=resources)
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert {e.check_name for e in evaluations} >= {"event_id_is_unique", "events_add_up_to_the_raw_rows",
+                                                    "times_fall_inside_the_day", "has_rows"}
+    assert all(e.passed for e in evaluations)
+    unique = next(e for e in evaluations if e.check_name == "event_id_is_unique")
+    observed = unique.metadata[DAY1].value[0]
+    assert observed["unexpected_count"] == 0
+    assert observed["expectation"] == "expect_column_values_to_be_unique"
+
+
+def test_a_failed_check_blocks_the_aggregate_and_the_index(spark, pipeline):
+    _, resources, _ = pipeline
+    lake = resources["lake"]
+    # Bad data in the landing zone: day-1 events filed under day 2.
+    misfiled = f"{lake.landing}/event_date={DAY2}/event_hour=23/part-injected.parquet"
+    staging = f"{lake.root}/injected"
+    day1 = spark.read.parquet(f"{lake.landing}/event_date={DAY1}").drop("event_hour").limit(50)
+    day1.coalesce(1).write.mode("overwrite").parquet(staging)
+    os.rename(next(glob.iglob(f"{staging}/part-*.parquet")), misfiled)
+    index = URL_COUNTRY.with_prefix(resources["elasticsearch"].index_prefix).index_for(DAY2)
+    try:
+        result = dg.materialize(
+            [raw_clickstream, url_country_daily, SERVING_ASSETS[0], *QUALITY_CHECKS[:2]],
+            partition_key=DAY2, resources=resources, raise_on_error=False,
+        )
+        assert not result.success
+        failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
+        assert failed == {"times_fall_inside_the_day"}
+        materialized = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
+        assert materialized == {"raw_clickstream"}  # nothing downstream of the failed gate
+        assert not resources["elasticsearch"].client().indices.exists(index=index)
+    finally:
+        os.remove(misfiled)

@@ -1,0 +1,1 @@
+"""Great Expectations suites (JSON, in suites/) and the blocking asset checks that run them."""

@@ -1,0 +1,76 @@
+"""Load the repository's expectation suites and run them on Spark DataFrames with Great Expectations."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+
+import great_expectations as gx
+import great_expectations.expectations as gxe
+from pyspark.sql import DataFrame
+
+SUITES = resources.files(__package__) / "suites"
+
+
+@dataclass
+class CheckOutcome:
+    """One property (an asset check) of one suite: every expectation it groups, with GX's results."""
+
+    passed: bool = True
+    observed: list[dict] = field(default_factory=list)
+
+
+def suite_definition(name: str) -> dict:
+    return json.loads(SUITES.joinpath(f"{name}.json").read_text())
+
+
+def check_names(suite: str) -> list[str]:
+    """The properties a suite checks, in file order; each becomes one Dagster asset check."""
+    names = [e["meta"]["check"] for e in suite_definition(suite)["expectations"]]
+    return list(dict.fromkeys(names))
+
+
+@cache
+def _context():
+    context = gx.get_context(mode="ephemeral")
+    source = context.data_sources.add_spark(name="lake")
+    return context, source.add_dataframe_asset(name="frames").add_batch_definition_whole_dataframe(
+        "whole")
+
+
+@cache
+def _validation(suite: str):
+    context, batch = _context()
+    spec = suite_definition(suite)
+    expectations = [
+        getattr(gxe, "".join(part.title() for part in e["type"].split("_")))(**e["kwargs"],
+                                                                            meta=e["meta"])
+        for e in spec["expectations"]
+    ]
+    registered = context.suites.add(gx.ExpectationSuite(name=spec["name"], expectations=expectations))
+    return context.validation_definitions.add(
+        gx.ValidationDefinition(name=f"{suite}-validation", data=batch, suite=registered))
+
+
+def validate(suite: str, frame: DataFrame, parameters: dict) -> dict[str, CheckOutcome]:
+    """Run the suite on `frame`; results grouped by property, with GX's observed values."""
+    result = _validation(suite).run(batch_parameters={"dataframe": frame},
+                                    expectation_parameters=parameters)
+    outcomes: dict[str, CheckOutcome] = defaultdict(CheckOutcome)
+    for item in result.results:
+        config = item.expectation_config
+        outcome = outcomes[config.meta["check"]]
+        outcome.passed &= bool(item.success)
+        observed = {k: v for k, v in item.result.items()
+                    if k in ("observed_value", "unexpected_count", "unexpected_percent",
+                             "partial_unexpected_list", "element_count")}
+        thresholds = {k: parameters.get(v["$PARAMETER"], v) if isinstance(v, dict) else v
+                      for k, v in config.kwargs.items() if k not in ("batch_id",)}
+        # Thresholds and samples may hold datetimes; metadata must be plain JSON.
+        outcome.observed.append(json.loads(json.dumps(
+            {"expectation": config.type, **thresholds, **observed, "success": bool(item.success)},
+            default=str)))
+    return dict(outcomes)
