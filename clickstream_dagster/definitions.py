@@ -8,6 +8,7 @@ from .assets.lake import raw_clickstream
 from .assets.serving import SERVING_ASSETS
 from .checks.quality import QUALITY_CHECKS
 from .resources import ElasticsearchResource, KafkaResource, LakeResource, SparkResource
+from .sensors import JOBS, SENSORS
 from .settings import Settings
 
 
@@ -42,6 +43,8 @@ defs = dg.Definitions(
     assets=[clickstream_topic, clickstream_landing, raw_clickstream, *ANALYTICS_ASSETS,
             *SERVING_ASSETS],
     asset_checks=QUALITY_CHECKS,
+    jobs=JOBS,
+    sensors=SENSORS,
     resources=build_resources(Settings.from_env()),
     # Every step of a run shares one process and so one SparkSession, instead of one JVM per step.
     executor=dg.in_process_executor,

@@ -28,6 +28,14 @@ def test_every_definition_resolves_by_name():
         assert defs.get_schedule_def(schedule.name).name == schedule.name
 
 
+def test_jobs_and_sensors_resolve_by_name():
+    assert {j.name for j in [defs.get_job_def("ingest_job"), defs.get_job_def("daily_job")]} == \
+        {"ingest_job", "daily_job"}
+    for name in ("kafka_ingest_sensor", "landing_partitions_sensor",
+                 "clickstream_topic_observation_sensor", "run_failure_alert_sensor"):
+        assert defs.get_sensor_def(name).name == name
+
+
 def test_resources_are_typed_and_complete():
     resources = defs.resources
     assert set(resources) == {"kafka", "elasticsearch", "lake", "spark"}

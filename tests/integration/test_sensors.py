@@ -1,0 +1,66 @@
+"""Sensors against the real broker and a real ingest: skips, stable run keys, cursors, late days."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from clickstream_dagster.assets.ingest import clickstream_landing
+from clickstream_dagster.definitions import build_resources, defs
+from clickstream_dagster.generator.producer import produce
+from clickstream_dagster.generator.timeline import GeneratorConfig
+from clickstream_dagster.sensors import kafka_ingest_sensor, landing_partitions_sensor
+
+
+def _resources(settings, tmp_path):
+    return build_resources(dataclasses.replace(settings, lake_dir=str(tmp_path / "lake")))
+
+
+def _tick(sensor, resources, instance, cursor=None):
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources,
+                                      definitions=defs)
+    return sensor.evaluate_tick(context)
+
+
+def test_kafka_sensor_skips_requests_once_and_restores_its_cursor(fresh_topics, tmp_path):
+    resources = _resources(fresh_topics, tmp_path)
+    instance = dg.DagsterInstance.ephemeral()
+    empty = _tick(kafka_ingest_sensor, resources, instance)
+    assert not empty.run_requests and "nothing new" in empty.skip_message
+
+    produce(GeneratorConfig(events=500, seed=3), fresh_topics, progress=False)
+    first = _tick(kafka_ingest_sensor, resources, instance, cursor=empty.cursor)
+    assert len(first.run_requests) == 1
+    cursor = json.loads(first.cursor)
+    assert sum(cursor["end_offsets"].values()) == 500
+    # Evaluated again from its restored cursor, with nothing consumed yet: the same run key, so
+    # Dagster never launches a second ingest for the same records.
+    again = _tick(kafka_ingest_sensor, resources, instance, cursor=first.cursor)
+    assert [r.run_key for r in again.run_requests] == [first.run_requests[0].run_key]
+
+    assert dg.materialize([clickstream_landing], resources=resources, instance=instance).success
+    after = _tick(kafka_ingest_sensor, resources, instance, cursor=again.cursor)
+    assert not after.run_requests and "all consumed" in after.skip_message
+
+
+def test_late_events_for_an_earlier_day_request_that_day_only(fresh_topics, tmp_path):
+    resources = _resources(fresh_topics, tmp_path)
+    instance = dg.DagsterInstance.ephemeral()
+    two_days = GeneratorConfig(events=3_000, seed=8, start=datetime(2026, 7, 1, tzinfo=UTC), days=2)
+    produce(two_days, fresh_topics, progress=False)
+    assert dg.materialize([clickstream_landing], resources=resources, instance=instance).success
+    first = _tick(landing_partitions_sensor, resources, instance)
+    assert sorted(r.partition_key for r in first.run_requests) == ["2026-07-01", "2026-07-02"]
+
+    nothing = _tick(landing_partitions_sensor, resources, instance, cursor=first.cursor)
+    assert not nothing.run_requests
+
+    # Stragglers from the afternoon of day 1 arrive after day 2's traffic.
+    late = GeneratorConfig(events=200, seed=9, start=datetime(2026, 7, 1, 15, tzinfo=UTC), days=0.1)
+    produce(late, fresh_topics, progress=False)
+    assert dg.materialize([clickstream_landing], resources=resources, instance=instance).success
+    second = _tick(landing_partitions_sensor, resources, instance, cursor=first.cursor)
+    assert [r.partition_key for r in second.run_requests] == ["2026-07-01"]
