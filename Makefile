@@ -28,10 +28,10 @@ down:
 status: install
 	$(BIN)/clickstream stack status
 
-run: up
-	@mkdir -p "$(DAGSTER_HOME)"
-	@echo "Dagster UI: http://127.0.0.1:3000"
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+# The main job: stack up, topics, live traffic in the background, Dagster UI with sensors on.
+RATE ?= 100
+run: install
+	$(BIN)/clickstream run --rate $(RATE)
 
 lint: install
 	$(BIN)/ruff check .

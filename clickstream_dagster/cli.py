@@ -115,6 +115,48 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    """The main job: stack, live traffic, and Dagster with its sensors on, until Ctrl-C."""
+    import shutil
+    import signal
+    import subprocess
+    from importlib import resources
+
+    from .stack import manager
+
+    manager.up(settings)
+    home = Path(os.environ.setdefault(
+        "DAGSTER_HOME", str(Path.home() / ".local" / "share" / "clickstream" / "dagster")))
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        template = resources.files("clickstream_dagster.stack").joinpath("templates", "dagster.yaml")
+        shutil.copyfile(str(template), home / "dagster.yaml")
+    logs = settings.state_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    generator_log = open(logs / "generator.log", "ab")  # noqa: SIM115 (lives as long as the child)
+    generator = subprocess.Popen(
+        [sys.executable, "-m", "clickstream_dagster.cli", "generate", "--events", "0",
+         "--rate", str(args.rate), "--quiet"], stdout=generator_log, stderr=subprocess.STDOUT)
+    root = Path(__file__).resolve().parent.parent
+    dagster = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster")), "dev", "-w", str(root / "workspace.yaml"),
+         "-h", args.host, "-p", str(args.port)], cwd=root)
+    print(f"\nDagster UI: http://{args.host}:{args.port}\n"
+          f"  live traffic: {args.rate:g} events/s into {settings.topic} (log: {logs / 'generator.log'})\n"
+          f"  sensors launch ingest runs every 30 s, then recompute the days they touched.\n"
+          f"  Ctrl-C stops Dagster and the generator; `make down` stops Kafka and Elasticsearch.",
+          flush=True)
+    try:
+        return dagster.wait()
+    except KeyboardInterrupt:
+        dagster.send_signal(signal.SIGINT)
+        dagster.wait(timeout=60)
+        return 130
+    finally:
+        generator.send_signal(signal.SIGINT)
+        generator.wait(timeout=60)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clickstream", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -161,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--processing-time", default="10 seconds",
                         help="trigger interval in continuous mode")
     ingest.set_defaults(handler=_ingest)
+
+    run = commands.add_parser("run", help="stack + live traffic + Dagster UI with sensors on")
+    run.add_argument("--rate", type=float, default=100, help="live traffic, events/s")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=3000)
+    run.set_defaults(handler=_run)
     return parser
 
 
