@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -118,7 +119,6 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     """The main job: stack, live traffic, and Dagster with its sensors on, until Ctrl-C."""
     import shutil
-    import signal
     import subprocess
     from importlib import resources
 
@@ -149,12 +149,25 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         return dagster.wait()
     except KeyboardInterrupt:
-        dagster.send_signal(signal.SIGINT)
-        dagster.wait(timeout=60)
         return 130
     finally:
-        generator.send_signal(signal.SIGINT)
-        generator.wait(timeout=60)
+        # The generator first, so it flushes what it produced; then Dagster.
+        for child in (generator, dagster):
+            _stop(child)
+
+
+def _stop(child, grace_s: float = 30) -> None:
+    """SIGINT, then SIGTERM, then SIGKILL: a child that ignores one signal still stops."""
+    import subprocess
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        if child.poll() is not None:
+            return
+        child.send_signal(sig)
+        try:
+            child.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,7 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    # Ctrl-C and SIGTERM both mean "stop cleanly": flush, summarize, stop children. Installed
+    # explicitly because a process started in the background inherits SIGINT as ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args, Settings.from_env())
