@@ -8,7 +8,7 @@ export TZ := UTC
 export DAGSTER_HOME ?= $(HOME)/.local/share/clickstream/dagster
 PYTEST_ARGS ?=
 
-.PHONY: install up down status run test lint validate bench clean
+.PHONY: install up down status run demo test lint validate bench clean
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 1; }
@@ -32,6 +32,11 @@ status: install
 RATE ?= 100
 run: install
 	$(BIN)/clickstream run --rate $(RATE)
+
+# A bounded end-to-end run on three generated days, then a report from Elasticsearch.
+demo: install
+	@mkdir -p "$(DAGSTER_HOME)"
+	$(BIN)/clickstream demo
 
 lint: install
 	$(BIN)/ruff check .

@@ -170,6 +170,13 @@ def _stop(child, grace_s: float = 30) -> None:
             continue
 
 
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from .demo import run_demo
+
+    print(run_demo(settings, args.events, args.days))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clickstream", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -222,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=3000)
     run.set_defaults(handler=_run)
+
+    demo = commands.add_parser("demo", help="bounded end-to-end run on generated days, then a report")
+    demo.add_argument("--events", type=int, default=300_000)
+    demo.add_argument("--days", type=int, default=3)
+    demo.set_defaults(handler=_demo)
     return parser
 
 
