@@ -8,7 +8,7 @@ from .assets.lake import raw_clickstream
 from .assets.serving import SERVING_ASSETS
 from .checks.quality import QUALITY_CHECKS
 from .resources import ElasticsearchResource, KafkaResource, LakeResource, SparkResource
-from .sensors import JOBS, SENSORS
+from .sensors import JOBS, SCHEDULES, SENSORS
 from .settings import Settings
 
 
@@ -45,6 +45,7 @@ defs = dg.Definitions(
     asset_checks=QUALITY_CHECKS,
     jobs=JOBS,
     sensors=SENSORS,
+    schedules=SCHEDULES,
     resources=build_resources(Settings.from_env()),
     # Every step of a run shares one process and so one SparkSession, instead of one JVM per step.
     executor=dg.in_process_executor,

@@ -5,6 +5,7 @@ import json
 import os
 import time
 import urllib.request
+from datetime import timedelta
 
 import dagster as dg
 
@@ -104,6 +105,21 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext) -> None:
             pass
 
 
+# A day is closed once late events can no longer be expected: two hours after midnight UTC by
+# default (the generator's and trackers' lateness stays well inside that), the finished day is
+# recomputed and tagged as final. Stragglers after that still reopen it through the partition
+# sensor, so nothing is lost.
+CLOSE_HOUR_UTC = int(os.environ.get("CLICKSTREAM_DAY_CLOSE_HOUR_UTC", "2"))
+
+
+@dg.schedule(job=daily_job, cron_schedule=f"0 {CLOSE_HOUR_UTC} * * *", execution_timezone="UTC",
+             default_status=dg.DefaultScheduleStatus.RUNNING)
+def daily_close_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """Recompute the day that just ended, once its lateness window has passed, as final."""
+    day = (context.scheduled_execution_time - timedelta(days=1)).date().isoformat()
+    return dg.RunRequest(run_key=f"close:{day}", partition_key=day, tags={"clickstream/day": "final"})
+
 SENSORS = [kafka_ingest_sensor, landing_partitions_sensor, clickstream_topic_observation_sensor,
            run_failure_alert_sensor]
 JOBS = [ingest_job, daily_job]
+SCHEDULES = [daily_close_schedule]

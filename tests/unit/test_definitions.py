@@ -1,5 +1,7 @@
 """The definitions load, and every asset, job, sensor and schedule resolves by name."""
 
+from datetime import UTC, datetime
+
 import dagster as dg
 
 from clickstream_dagster.definitions import defs
@@ -34,6 +36,16 @@ def test_jobs_and_sensors_resolve_by_name():
     for name in ("kafka_ingest_sensor", "landing_partitions_sensor",
                  "clickstream_topic_observation_sensor", "run_failure_alert_sensor"):
         assert defs.get_sensor_def(name).name == name
+
+
+def test_a_day_is_closed_after_the_lateness_window():
+    schedule = defs.get_schedule_def("daily_close_schedule")
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 23, 2, 0, tzinfo=UTC),
+        repository_def=defs.get_repository_def())
+    (request,) = schedule.evaluate_tick(context).run_requests
+    assert request.partition_key == "2026-11-22"  # the day that just ended, not today
+    assert request.tags["clickstream/day"] == "final"
 
 
 def test_resources_are_typed_and_complete():
