@@ -24,10 +24,6 @@ daily_job = dg.define_asset_job(
     description="Compact, aggregate, validate and index the given days.")
 
 
-def _checkpoint(lake: LakeResource) -> str:
-    return lake.path("_checkpoints", "ingest")
-
-
 @dg.sensor(job=ingest_job, minimum_interval_seconds=SENSOR_INTERVAL_S,
            default_status=dg.DefaultSensorStatus.RUNNING)
 def kafka_ingest_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource,
@@ -36,7 +32,7 @@ def kafka_ingest_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResourc
     Read-only on Kafka: Spark's checkpoint owns consumption, so no offset is ever committed here."""
     cursor = json.loads(context.cursor) if context.cursor else {}
     end = {str(p): o for p, o in kafka.end_offsets().items()}
-    consumed = committed_offsets(_checkpoint(lake), kafka.topic)
+    consumed = committed_offsets(lake.ingest_checkpoint, kafka.topic)
     if consumed is None:  # a remote lake: compare with what this sensor last requested
         consumed = cursor.get("requested", {})
     behind = {p: o - consumed.get(p, 0) for p, o in end.items() if o > consumed.get(p, 0)}
@@ -80,7 +76,7 @@ def clickstream_topic_observation_sensor(context: dg.SensorEvaluationContext, ka
     now = time.time()
     end = kafka.end_offsets()
     total = sum(end.values())
-    consumed = committed_offsets(_checkpoint(lake), kafka.topic) or {}
+    consumed = committed_offsets(lake.ingest_checkpoint, kafka.topic) or {}
     lag = sum(o - consumed.get(str(p), 0) for p, o in end.items())
     previous = json.loads(context.cursor) if context.cursor else None
     rate = ((total - previous["total"]) / (now - previous["at"])) if previous else 0.0

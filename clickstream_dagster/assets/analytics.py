@@ -22,9 +22,9 @@ def analytics_asset(transformation: Callable[[DataFrame], DataFrame]) -> dg.Asse
               group_name="analytics", kinds={"spark", "parquet"})
     def _asset(context: dg.AssetExecutionContext, lake: LakeResource,
                spark: SparkResource) -> dg.MaterializeResult:
-        written = build_days(spark.get_session(), lake.raw, lake.path("analytics", name),
+        written = build_days(spark.get_session(), lake.raw, lake.analytics(name),
                              context.partition_keys, transformation)
-        return days_result(written, lake.path("analytics", name))
+        return days_result(written, lake.analytics(name))
 
     return _asset
 

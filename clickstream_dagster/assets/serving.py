@@ -25,7 +25,7 @@ def index_asset(spec: IndexSpec) -> dg.AssetsDefinition:
                lake: LakeResource, spark: SparkResource) -> dg.MaterializeResult:
         client = elasticsearch.client()
         served = spec.with_prefix(elasticsearch.index_prefix)
-        table = lake.path("analytics", spec.table)
+        table = lake.analytics(spec.table)
         frame = read_days(spark.get_session(), table, context.partition_keys)
         reports = []
         for day in context.partition_keys:

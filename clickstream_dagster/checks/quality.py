@@ -94,7 +94,7 @@ def quality_checks(asset: dg.AssetsDefinition, suite: str, table_path) -> dg.Ass
 
 
 def _analytics_table(name: str):
-    return lambda lake: lake.path("analytics", name)
+    return lambda lake: lake.analytics(name)
 
 
 QUALITY_CHECKS = [

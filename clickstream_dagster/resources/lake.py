@@ -1,23 +1,28 @@
 import dagster as dg
 
+from spark import lake_layout
+
 
 class LakeResource(dg.ConfigurableResource):
-    """Where the lake lives: a local folder or an s3a:// URI; every path is derived from it."""
+    """Where the lake lives: a local folder or an s3a:// URI; every path comes from lake_layout."""
 
     root: str
 
-    def path(self, *parts: str) -> str:
-        return "/".join([self.root.rstrip("/"), *parts])
-
     @property
     def landing(self) -> str:
-        return self.path("landing", "clickstream")
+        return lake_layout.landing(self.root)
 
     @property
     def raw(self) -> str:
-        return self.path("raw", "clickstream")
+        return lake_layout.raw(self.root)
 
     @property
     def bad_rows(self) -> str:
-        return self.path("landing", "bad_rows")
+        return lake_layout.bad_rows(self.root)
 
+    @property
+    def ingest_checkpoint(self) -> str:
+        return lake_layout.ingest_checkpoint(self.root)
+
+    def analytics(self, table: str) -> str:
+        return lake_layout.analytics(self.root, table)

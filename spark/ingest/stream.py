@@ -17,6 +17,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from .. import lake_layout
 from ..lake_files import HadoopFS, publish_batch
 from .transform import flatten, parse_events, to_bad_rows, to_dead_letter_messages, to_lake_rows
 
@@ -45,19 +46,19 @@ class IngestConfig:
 
     @property
     def landing(self) -> str:
-        return f"{self.lake_root.rstrip('/')}/landing/clickstream"
+        return lake_layout.landing(self.lake_root)
 
     @property
     def bad_rows(self) -> str:
-        return f"{self.lake_root.rstrip('/')}/landing/bad_rows"
+        return lake_layout.bad_rows(self.lake_root)
 
     @property
     def checkpoint(self) -> str:
-        return f"{self.lake_root.rstrip('/')}/_checkpoints/ingest"
+        return lake_layout.ingest_checkpoint(self.lake_root)
 
     @property
     def batch_log(self) -> str:
-        return f"{self.lake_root.rstrip('/')}/_ingest_log"
+        return lake_layout.ingest_log(self.lake_root)
 
 
 @dataclass
@@ -246,6 +247,6 @@ class IngestJob:
 def read_batch_log(spark: SparkSession, lake_root: str) -> list[dict]:
     """Every micro-batch statistics record written so far, oldest first."""
     fs = HadoopFS(spark, lake_root)
-    log = f"{lake_root.rstrip('/')}/_ingest_log"
+    log = lake_layout.ingest_log(lake_root)
     records = [json.loads(fs.read_text(path)) for path, _ in fs.list_files(log, ".json")]
     return sorted(records, key=lambda r: r["started_at"])

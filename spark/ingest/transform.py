@@ -25,6 +25,18 @@ LAKE_COLUMNS = [
 ]
 
 
+# Lake columns read straight from a field of the parsed event.
+EVENT_FIELDS = {
+    "event_id": "event_id", "event_type": "event_type",
+    "user_id": "user.user_id", "session_id": "user.session_id", "url": "page.url",
+    "referrer": "page.referrer", "country": "geo.country", "city": "geo.city", "ip": "geo.ip",
+    "device_type": "device.type", "os": "device.os", "browser": "device.browser",
+    "user_agent": "device.user_agent", "campaign_source": "campaign.source",
+    "campaign_medium": "campaign.medium", "campaign_name": "campaign.name",
+    "properties": "properties",
+}
+
+
 def parse_events(kafka_rows: DataFrame, max_bytes: int | None = None) -> DataFrame:
     """Kafka source rows -> parsed event struct, Kafka coordinates, `ingested_at` and `error`."""
     raw = F.col("value").cast("string")
@@ -80,36 +92,22 @@ def contract_violation(max_bytes: int) -> Column:
 def flatten(events: DataFrame) -> DataFrame:
     """Parsed events -> typed lake columns, plus `error` and, for dead letters only, the original
     Kafka key and bytes. One flat, narrow row per record: cheap to cache within a micro-batch."""
-    e = "event."
     invalid = F.col("error").isNotNull()
+    derived = {
+        "event_date": F.to_date("event_ts"),
+        "event_hour": F.date_format("event_ts", "HH"),
+        "url_path": url_path(F.col("event.page.url")),
+        "schema_version": F.col("event.schema_version").cast("int"),
+    }
+    lake_columns = [
+        derived[name].alias(name) if name in derived
+        else F.col(f"event.{EVENT_FIELDS[name]}").alias(name) if name in EVENT_FIELDS
+        else F.col(name)  # event_ts and the Kafka coordinates are columns already
+        for name in LAKE_COLUMNS
+    ]
     return events.select(
-        F.col(e + "event_id").alias("event_id"),
-        F.col(e + "event_type").alias("event_type"),
-        F.col("event_ts"),
-        F.to_date("event_ts").alias("event_date"),
-        F.date_format("event_ts", "HH").alias("event_hour"),
-        F.col(e + "user.user_id").alias("user_id"),
-        F.col(e + "user.session_id").alias("session_id"),
-        F.col(e + "page.url").alias("url"),
-        url_path(F.col(e + "page.url")).alias("url_path"),
-        F.col(e + "page.referrer").alias("referrer"),
-        F.col(e + "geo.country").alias("country"),
-        F.col(e + "geo.city").alias("city"),
-        F.col(e + "geo.ip").alias("ip"),
-        F.col(e + "device.type").alias("device_type"),
-        F.col(e + "device.os").alias("os"),
-        F.col(e + "device.browser").alias("browser"),
-        F.col(e + "device.user_agent").alias("user_agent"),
-        F.col(e + "campaign.source").alias("campaign_source"),
-        F.col(e + "campaign.medium").alias("campaign_medium"),
-        F.col(e + "campaign.name").alias("campaign_name"),
-        F.col(e + "properties").alias("properties"),
-        F.col(e + "schema_version").cast("int").alias("schema_version"),
+        *lake_columns,
         "kafka_topic",
-        "kafka_partition",
-        "kafka_offset",
-        "kafka_timestamp",
-        "ingested_at",
         "error",
         "dedup_key",
         F.when(invalid, F.col("key")).alias("kafka_key"),

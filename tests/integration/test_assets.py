@@ -70,7 +70,7 @@ def pipeline(stack, spark, tmp_path_factory):
 
 
 def _read(spark, resources, table: str, day: str) -> pd.DataFrame:
-    path = resources["lake"].raw if table == "raw" else resources["lake"].path("analytics", table)
+    path = resources["lake"].raw if table == "raw" else resources["lake"].analytics(table)
     return spark.read.parquet(f"{path}/event_date={day}").toPandas()
 
 
