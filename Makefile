@@ -8,7 +8,7 @@ export TZ := UTC
 export DAGSTER_HOME ?= $(HOME)/.local/share/clickstream/dagster
 PYTEST_ARGS ?=
 
-.PHONY: install up down status run demo test lint validate bench clean
+.PHONY: install up down status run demo test lint validate browser bench clean
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 1; }
@@ -45,7 +45,15 @@ validate: install
 	@mkdir -p "$(DAGSTER_HOME)"
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
-test: up lint validate
+# The UI test drives Debian's chromium through chromedriver; install them when missing.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  echo "installing Debian's chromium and chromium-driver for the UI test"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }
+
+test: up lint validate browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Benchmarks are measurements, not tests: results go to bench/results/*.json.

@@ -30,6 +30,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             url=settings.elasticsearch_url,
             username=settings.elasticsearch_username,
             ca_certs=settings.elasticsearch_ca_certs,
+            index_prefix=settings.elasticsearch_index_prefix,
             **secret,
         ),
         "lake": LakeResource(root=settings.lake_dir),

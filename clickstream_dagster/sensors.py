@@ -15,6 +15,11 @@ from .assets.ingest import clickstream_landing, clickstream_topic
 from .resources import KafkaResource, LakeResource
 
 SENSOR_INTERVAL_S = int(os.environ.get("CLICKSTREAM_SENSOR_INTERVAL_S", "30"))
+# Sensors and the schedule start on by default, so `make run` needs no click; "off" leaves every
+# run to the user (the UI test relies on that).
+AUTOMATION = (dg.DefaultSensorStatus.STOPPED
+              if os.environ.get("CLICKSTREAM_AUTOMATION", "on").lower() == "off"
+              else dg.DefaultSensorStatus.RUNNING)
 
 ingest_job = dg.define_asset_job(
     "ingest_job", selection=[clickstream_landing],
@@ -25,7 +30,7 @@ daily_job = dg.define_asset_job(
 
 
 @dg.sensor(job=ingest_job, minimum_interval_seconds=SENSOR_INTERVAL_S,
-           default_status=dg.DefaultSensorStatus.RUNNING)
+           default_status=AUTOMATION)
 def kafka_ingest_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource,
                         lake: LakeResource) -> dg.SensorResult:
     """Launch an ingest run when the topic holds records the ingest checkpoint has not consumed.
@@ -50,7 +55,7 @@ def kafka_ingest_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResourc
 
 
 @dg.sensor(job=daily_job, minimum_interval_seconds=SENSOR_INTERVAL_S,
-           default_status=dg.DefaultSensorStatus.RUNNING)
+           default_status=AUTOMATION)
 def landing_partitions_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """Recompute exactly the daily partitions each ingest changed, late days included."""
     records = context.instance.fetch_materializations(
@@ -69,7 +74,7 @@ def landing_partitions_sensor(context: dg.SensorEvaluationContext) -> dg.SensorR
                            skip_reason=None if requests else "the ingest changed no partition")
 
 
-@dg.sensor(minimum_interval_seconds=SENSOR_INTERVAL_S, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(minimum_interval_seconds=SENSOR_INTERVAL_S, default_status=AUTOMATION)
 def clickstream_topic_observation_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource,
                                          lake: LakeResource) -> dg.SensorResult:
     """Record the topic's end offsets, the ingest lag and messages/s as observations over time."""
@@ -87,7 +92,7 @@ def clickstream_topic_observation_sensor(context: dg.SensorEvaluationContext, ka
     return dg.SensorResult(asset_events=[observation], cursor=json.dumps({"total": total, "at": now}))
 
 
-@dg.run_failure_sensor(default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.run_failure_sensor(default_status=AUTOMATION)
 def run_failure_alert_sensor(context: dg.RunFailureSensorContext) -> None:
     """Log every failed run as an alert, and POST it to CLICKSTREAM_ALERT_WEBHOOK_URL if set."""
     alert = {"run_id": context.dagster_run.run_id, "job": context.dagster_run.job_name,
@@ -109,7 +114,7 @@ CLOSE_HOUR_UTC = int(os.environ.get("CLICKSTREAM_DAY_CLOSE_HOUR_UTC", "2"))
 
 
 @dg.schedule(job=daily_job, cron_schedule=f"0 {CLOSE_HOUR_UTC} * * *", execution_timezone="UTC",
-             default_status=dg.DefaultScheduleStatus.RUNNING)
+             default_status=dg.DefaultScheduleStatus(AUTOMATION.value))
 def daily_close_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     """Recompute the day that just ended, once its lateness window has passed, as final."""
     day = (context.scheduled_execution_time - timedelta(days=1)).date().isoformat()

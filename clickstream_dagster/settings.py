@@ -42,6 +42,7 @@ class Settings:
     elasticsearch_username: str | None = None
     elasticsearch_password: str | None = field(default=None, repr=False)
     elasticsearch_ca_certs: str | None = None
+    elasticsearch_index_prefix: str = "clickstream"
     lake_dir: str = str(Path.home() / ".local" / "share" / "clickstream" / "lake")
     spark_master: str = "local[*]"
     spark_driver_memory: str = "4g"
@@ -65,6 +66,8 @@ class Settings:
             elasticsearch_username=os.environ.get("ELASTICSEARCH_USERNAME") or None,
             elasticsearch_password=os.environ.get("ELASTICSEARCH_PASSWORD") or None,
             elasticsearch_ca_certs=os.environ.get("ELASTICSEARCH_CA_CERTS") or None,
+            elasticsearch_index_prefix=_env("CLICKSTREAM_ES_INDEX_PREFIX",
+                                            defaults.elasticsearch_index_prefix),
             lake_dir=_expand_path_or_uri(_env("CLICKSTREAM_LAKE_DIR", defaults.lake_dir)),
             spark_master=_env("SPARK_MASTER", defaults.spark_master),
             spark_driver_memory=_env("SPARK_DRIVER_MEMORY", defaults.spark_driver_memory),

@@ -1,0 +1,165 @@
+"""The Dagster UI, driven in headless Chromium: open the asset graph, materialize one partition,
+launch a 3-day backfill, wait for it, and find the indices filled. Screenshots are kept in
+test-artifacts/ui/."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+
+from clickstream_dagster.clients import elasticsearch_client
+from clickstream_dagster.generator.producer import produce
+from clickstream_dagster.generator.timeline import GeneratorConfig
+from clickstream_dagster.serving.indices import SERVED
+from tests.helpers import create_topics, delete_topics, free_port, isolated_topics
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "ui"
+# Recent days: the launch dialog lists the last 90 days of partitions.
+START = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=5)
+DAYS = [(START + timedelta(days=d)).date().isoformat() for d in range(3)]
+CONFIG = GeneratorConfig(events=6_000, seed=99, start=START, days=3)
+
+
+@pytest.fixture(scope="module")
+def dagster_ui(stack, tmp_path_factory):
+    """`dagster dev` on its own topics, lake, index prefix and instance, with automation off."""
+    settings = dataclasses.replace(isolated_topics(stack),
+                                   lake_dir=str(tmp_path_factory.mktemp("lake")))
+    prefix = f"ui-{settings.topic}"
+    create_topics(stack, {settings.topic: 6, settings.dlq_topic: 1})
+    produce(CONFIG, settings, progress=False)
+    home = tmp_path_factory.mktemp("dagster_home")
+    (home / "dagster.yaml").write_text(
+        (ROOT / "clickstream_dagster/stack/templates/dagster.yaml").read_text())
+    port = free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "TZ": "UTC", "CLICKSTREAM_AUTOMATION": "off",
+           "CLICKSTREAM_TOPIC": settings.topic, "CLICKSTREAM_DLQ_TOPIC": settings.dlq_topic,
+           "CLICKSTREAM_LAKE_DIR": settings.lake_dir, "CLICKSTREAM_ES_INDEX_PREFIX": prefix,
+           "SPARK_MASTER": "local[2]", "SPARK_DRIVER_MEMORY": "2g"}
+    log = open(home / "dagster-dev.log", "wb")  # noqa: SIM115 (closed at teardown)
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster")), "dev", "-w", str(ROOT / "workspace.yaml"),
+         "-h", "127.0.0.1", "-p", str(port)],
+        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    _wait(lambda: _answers(f"{url}/server_info"), 180, "dagster dev to answer")
+    yield url, home, settings, prefix
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(60)
+    log.close()
+    delete_topics(stack, [settings.topic, settings.dlq_topic])
+    client = elasticsearch_client(stack)
+    for index in client.indices.get(index=f"{prefix}-*", allow_no_indices=True):
+        client.indices.delete(index=index)
+    for spec in SERVED:
+        client.options(ignore_status=404).indices.delete_index_template(
+            name=spec.with_prefix(prefix).name)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    options = Options()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--window-size=1600,1000"):
+        options.add_argument(flag)
+    options.binary_location = "/usr/bin/chromium"
+    # Debian's chromedriver, named explicitly: nothing is looked up or downloaded.
+    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    driver.implicitly_wait(10)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+def test_materialize_and_backfill_from_the_ui_fill_the_indices(dagster_ui, browser, spark):
+    url, home, settings, prefix = dagster_ui
+    browser.get(f"{url}/asset-groups")
+    _dismiss_welcome(browser)
+    browser.find_element(By.XPATH, "//*[contains(text(), 'serving')]")  # the graph has rendered
+    browser.save_screenshot(str(ARTIFACTS / "1-asset-graph.png"))
+
+    _launch(browser, DAYS[0], "2-one-partition.png")
+    _wait_for(home, runs=1, backfills=0)
+    _launch(browser, f"[{DAYS[0]}...{DAYS[-1]}]", "3-three-day-backfill.png")
+    backfill = _wait_for(home, runs=2, backfills=1)
+    browser.get(f"{url}/runs/b/{backfill}?tab=partitions")
+    time.sleep(3)
+    browser.save_screenshot(str(ARTIFACTS / "4-backfill-done.png"))
+
+    client = elasticsearch_client(settings)
+    lake = Path(settings.lake_dir)
+    for spec in SERVED:
+        served = spec.with_prefix(prefix)
+        for day in DAYS:
+            rows = spark.read.parquet(str(lake / "analytics" / spec.table / f"event_date={day}"))
+            assert client.count(index=served.index_for(day))["count"] == rows.count() > 0
+
+
+def _launch(browser, partitions: str, screenshot: str) -> None:
+    browser.find_element(By.XPATH, "//button[contains(., 'Materialize all')]").click()
+    field = browser.find_element(By.XPATH, "//div[contains(@class, 'bp5-dialog')]//input[@type='text' "
+                                           "and not(@placeholder='Jump to…')]")
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(partitions, Keys.ENTER)
+    time.sleep(2)
+    browser.save_screenshot(str(ARTIFACTS / screenshot))
+    # "Launch 1 run" for one partition, "Launch backfill" for several.
+    browser.find_element(By.XPATH, "//button[starts-with(normalize-space(.), 'Launch ')]").click()
+    time.sleep(3)
+
+
+def _wait_for(home: Path, runs: int, backfills: int, timeout_s: float = 600) -> str | None:
+    """Wait until at least `runs` runs and `backfills` backfills exist and all succeeded.
+    Returns the newest backfill's id."""
+    os.environ["DAGSTER_HOME"] = str(home)
+    with dg.DagsterInstance.get() as instance:
+        def done():
+            statuses = [r.status for r in instance.get_runs()]
+            assert dg.DagsterRunStatus.FAILURE not in statuses, "a run launched from the UI failed"
+            fills = [b.status.value for b in instance.get_backfills()]
+            return (len(statuses) >= runs and all(s == dg.DagsterRunStatus.SUCCESS for s in statuses)
+                    and len(fills) >= backfills
+                    and all(f in ("COMPLETED", "COMPLETED_SUCCESS") for f in fills))
+
+        _wait(done, timeout_s, f"{runs} run(s) and {backfills} backfill(s) to succeed")
+        return instance.get_backfills()[0].backfill_id if backfills else None
+
+
+def _dismiss_welcome(browser) -> None:
+    time.sleep(3)
+    for button in browser.find_elements(By.XPATH, "//button[normalize-space(.)='Skip']"):
+        button.click()
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _wait(condition, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(2)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
