@@ -56,10 +56,12 @@ browser:
 test: up lint validate browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# Benchmarks are measurements, not tests: results go to bench/results/*.json.
+# Benchmarks are measurements, not tests: every stage on one generated day, then end to end.
+# `make bench EVENTS=10000000` is the full run; results go to bench/results/latest.{json,png}.
+EVENTS ?= 1000000
 BENCH_ARGS ?=
 bench: up
-	$(BIN)/python -m bench.ingest $(BENCH_ARGS)
+	$(BIN)/clickstream bench --events $(EVENTS) $(BENCH_ARGS)
 
 clean: down
 	rm -rf $(VENV) .pytest_cache .ruff_cache

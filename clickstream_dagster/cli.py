@@ -177,6 +177,25 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    from bench import report
+    from bench.harness import run_benchmark
+
+    from .stack import manager
+
+    manager.up(settings)
+    started_at = report.started_now()
+    results = {"started_at": started_at, "machine": report.machine(),
+               **run_benchmark(settings, args.events, seed=args.seed,
+                               freshness_rate=args.freshness_rate,
+                               freshness_seconds=args.freshness_seconds,
+                               progress=not args.quiet)}
+    paths = report.write(results, Path(args.results_dir))
+    print("\n" + report.markdown(results) + "\n")
+    print("results: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clickstream", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -234,6 +253,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--events", type=int, default=300_000)
     demo.add_argument("--days", type=int, default=3)
     demo.set_defaults(handler=_demo)
+
+    bench = commands.add_parser("bench", help="time every stage on one generated day, then end to end")
+    bench.add_argument("--events", type=int, default=1_000_000, help="events in the day (10000000: full run)")
+    bench.add_argument("--seed", type=int, default=1)
+    bench.add_argument("--freshness-rate", type=float, default=2_000,
+                       help="events/s produced while the continuous ingest runs")
+    bench.add_argument("--freshness-seconds", type=float, default=60, help="how long to produce at that rate")
+    bench.add_argument("--results-dir", default="bench/results",
+                       help="where latest.json, a timestamped copy and latest.png go")
+    bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench.set_defaults(handler=_bench)
     return parser
 
 

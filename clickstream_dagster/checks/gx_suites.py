@@ -10,6 +10,7 @@ from importlib import resources
 
 import great_expectations as gx
 import great_expectations.expectations as gxe
+from great_expectations.data_context.types.base import ProgressBarsConfig
 from pyspark.sql import DataFrame
 
 SUITES = resources.files(__package__) / "suites"
@@ -36,6 +37,8 @@ def check_names(suite: str) -> list[str]:
 @cache
 def _context():
     context = gx.get_context(mode="ephemeral")
+    # Per-metric progress bars flood run logs (one bar per check, per day); Dagster shows progress.
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_spark(name="lake")
     return context, source.add_dataframe_asset(name="frames").add_batch_definition_whole_dataframe(
         "whole")

@@ -33,16 +33,20 @@ class ServiceProcess:
         return _cmdline(self.pid).find(self.marker) >= 0
 
     def rss_bytes(self) -> int:
-        """Resident memory of the process and its children, from /proc."""
-        total = 0
-        for pid in [self.pid, *_descendants(self.pid)]:
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-            except OSError:
-                continue
-        return total
+        return tree_rss_bytes(self.pid)
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of a process and all its descendants, from /proc (0 once it is gone)."""
+    total = 0
+    for member in [pid, *_descendants(pid)]:
+        try:
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
 
 
 def pid_file(state_dir: Path, name: str) -> Path:

@@ -104,10 +104,21 @@ class IngestJob:
 
     def start(self):
         """Start without waiting (continuous mode from a long-lived process)."""
-        for key, value in {**LANDING_WRITE_CONF,
-                           "spark.sql.shuffle.partitions": str(self.config.state_partitions)}.items():
+        # A query runs on a clone of the session taken at start, so these settings reach its
+        # batches but are restored for whatever else shares the session (a daily run's compaction).
+        overrides = {**LANDING_WRITE_CONF,
+                     "spark.sql.shuffle.partitions": str(self.config.state_partitions)}
+        previous = {key: self.spark.conf.get(key, None) for key in overrides}
+        for key, value in overrides.items():
             self.spark.conf.set(key, value)
-        return self._write(self._transform(self._read()))
+        try:
+            return self._write(self._transform(self._read()))
+        finally:
+            for key, value in previous.items():
+                if value is None:
+                    self.spark.conf.unset(key)
+                else:
+                    self.spark.conf.set(key, value)
 
     def _read(self) -> DataFrame:
         reader = (

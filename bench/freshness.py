@@ -1,0 +1,68 @@
+"""Freshness: the continuous ingest query runs while the producer sends at a steady rate.
+
+Per row, latency = the moment the row's micro-batch became visible in the landing lake (its
+`landed_at`, logged when the batch's files were published) minus the row's Kafka timestamp (set
+by the producer on send). Elasticsearch has no live path in this design: indices are loaded by
+the daily run for the days that changed, so there is no produce -> Elasticsearch figure here.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from datetime import UTC, datetime
+
+from clickstream_dagster.generator.producer import produce
+from clickstream_dagster.generator.timeline import GeneratorConfig
+from clickstream_dagster.sandbox import Sandbox
+from clickstream_dagster.spark_session import ingest_config, local_spark
+from spark.ingest.stream import CONTINUOUS, IngestJob
+
+SETTLE_TIMEOUT_S = 120
+
+ES_NOT_LIVE = ("no live path: indices are loaded by the daily run for the days an ingest changed "
+               "(landing_partitions_sensor), not per micro-batch")
+
+
+def continuous_freshness(sandbox: Sandbox, rate: float, seconds: float) -> dict:
+    sandbox.reset()
+    settings = sandbox.settings
+    spark = local_spark(settings, "clickstream-dagster")
+    job = IngestJob(spark, ingest_config(settings, mode=CONTINUOUS, starting_offsets="latest"))
+    query = job.start()
+    try:
+        _wait(lambda: job.batches, "the first (empty) micro-batch, which pins the start offsets")
+        generator = GeneratorConfig(events=int(rate * seconds), seed=2)
+        producer = threading.Thread(target=produce, args=(generator, settings),
+                                    kwargs={"rate": rate, "progress": False})
+        producer.start()
+        producer.join()
+        produced_until = datetime.now(UTC).isoformat(timespec="milliseconds")
+        # The first batch that starts after the last send has taken everything that was sent.
+        _wait(lambda: any(b.started_at > produced_until for b in job.batches),
+              "a micro-batch after the last produced event")
+    finally:
+        query.stop()
+    landed_at = {b.batch_id: datetime.fromisoformat(b.landed_at) for b in job.batches}
+    rows = spark.read.parquet(job.config.landing).selectExpr(
+        "kafka_timestamp", "regexp_extract(input_file_name(), 'part-b(\\\\d+)-', 1) as batch"
+    ).collect()
+    latencies = sorted((landed_at[int(r["batch"])] - r["kafka_timestamp"].replace(tzinfo=UTC)
+                        ).total_seconds() for r in rows)
+    if len(latencies) < 2:
+        raise RuntimeError(f"only {len(latencies)} rows landed during the freshness run")
+    q = statistics.quantiles(latencies, n=100)
+    return {"events": len(latencies), "rate_per_s": rate, "seconds": seconds,
+            "trigger": job.config.processing_time,
+            "lake": {"p50_s": round(q[49], 2), "p95_s": round(q[94], 2),
+                     "max_s": round(latencies[-1], 2)},
+            "elasticsearch": ES_NOT_LIVE}
+
+
+def _wait(condition, what: str) -> None:
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"freshness: no {what} within {SETTLE_TIMEOUT_S} s")
+        time.sleep(0.5)

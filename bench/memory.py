@@ -1,0 +1,72 @@
+"""Resident memory of the whole stack, sampled in the background while the benchmark runs.
+
+The stack is this process with everything it started (Spark's JVM, producer processes) plus the
+Kafka and Elasticsearch services that `clickstream stack up` runs. Samples carry wall-clock times,
+so the peak of any stage is the maximum over that stage's window.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+from clickstream_dagster.settings import Settings
+from clickstream_dagster.stack import elasticsearch, kafka
+from clickstream_dagster.stack.process import read_pid_file, tree_rss_bytes
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float  # time.time()
+    pipeline: int  # this process and its descendants (Spark driver JVM, producers)
+    kafka: int
+    elasticsearch: int
+
+    @property
+    def total(self) -> int:
+        return self.pipeline + self.kafka + self.elasticsearch
+
+
+@dataclass
+class MemorySampler:
+    settings: Settings
+    interval_s: float = 0.5
+    samples: list[Sample] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> MemorySampler:
+        services = [read_pid_file(self.settings.state_dir, name)
+                    for name in (kafka.NAME, elasticsearch.NAME)]
+        # Services started elsewhere (a remote cluster) have no pid file here and count as 0.
+        pids = [s.pid if s and s.is_alive() else None for s in services]
+        self._thread = threading.Thread(target=self._run, args=(pids,), daemon=True,
+                                        name="bench-memory")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+
+    def _run(self, pids: list[int | None]) -> None:
+        own = os.getpid()
+        while not self._stop.is_set():
+            kafka_rss, es_rss = (tree_rss_bytes(pid) if pid else 0 for pid in pids)
+            self.samples.append(Sample(time.time(), tree_rss_bytes(own), kafka_rss, es_rss))
+            self._stop.wait(self.interval_s)
+
+    def peak(self, start: float, end: float) -> dict | None:
+        """Peak resident memory between two wall-clock times, in GiB, whole stack and per part."""
+        window = [s for s in self.samples if start <= s.at <= end]
+        if not window:
+            return None
+        top = max(window, key=lambda s: s.total)
+        return {"stack_gib": round(top.total / GIB, 2), "pipeline_gib": round(top.pipeline / GIB, 2),
+                "kafka_gib": round(top.kafka / GIB, 2),
+                "elasticsearch_gib": round(top.elasticsearch / GIB, 2)}

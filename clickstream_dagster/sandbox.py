@@ -1,0 +1,82 @@
+"""A whole pipeline with topics, a lake and indices of its own, run through the same assets, checks
+and resources as the Dagster deployment. `make demo` and `make bench` use one each, so neither
+ever mixes with `make run`'s live data, and each run starts from scratch."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from .assets.analytics import ANALYTICS_ASSETS
+from .assets.ingest import clickstream_landing
+from .assets.lake import raw_clickstream
+from .assets.serving import SERVING_ASSETS
+from .checks.quality import QUALITY_CHECKS
+from .clients import kafka_admin
+from .definitions import build_resources
+from .resources import ElasticsearchResource
+from .settings import Settings
+from .stack import kafka
+
+# Everything the daily job materializes after ingest, blocking checks included.
+DAILY_SELECTION = [raw_clickstream, *ANALYTICS_ASSETS, *SERVING_ASSETS, *QUALITY_CHECKS]
+
+
+class SandboxRunFailed(RuntimeError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Sandbox:
+    """`name` prefixes the topics, the lake folder and the index families."""
+
+    name: str
+    base: Settings
+
+    @property
+    def settings(self) -> Settings:
+        return dataclasses.replace(
+            self.base, topic=self.name, dlq_topic=f"{self.name}.dlq",
+            lake_dir=str(Path(self.base.lake_dir).with_name(f"{self.name}-lake")),
+            elasticsearch_index_prefix=self.name)
+
+    def resources(self) -> dict[str, dg.ConfigurableResource]:
+        return build_resources(self.settings)
+
+    def reset(self) -> None:
+        """New topics, an empty lake and no indices of this sandbox."""
+        settings = self.settings
+        existing = kafka_admin(settings).list_topics(timeout=10).topics
+        stale = [t for t in (settings.topic, settings.dlq_topic) if t in existing]
+        if stale:
+            kafka.delete_topics(settings, stale)
+            time.sleep(2)  # deletion completes asynchronously on the broker
+        kafka.create_topics(settings, {settings.topic: settings.topic_partitions,
+                                       settings.dlq_topic: 1})
+        shutil.rmtree(settings.lake_dir, ignore_errors=True)
+        client = ElasticsearchResource(url=settings.elasticsearch_url).client()
+        for index in client.indices.get(index=f"{self.name}-*", allow_no_indices=True):
+            client.indices.delete(index=index)
+
+    def ingest(self, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+        """Everything on the sandbox topic into its landing lake, as the ingest job does."""
+        return self._materialize([clickstream_landing], instance, {})
+
+    def daily(self, instance: dg.DagsterInstance, first: str, last: str) -> dg.ExecuteInProcessResult:
+        """Compaction, analytics, quality gates and indices for the days first..last, in one run."""
+        return self._materialize(DAILY_SELECTION, instance,
+                                 {"dagster/asset_partition_range_start": first,
+                                  "dagster/asset_partition_range_end": last})
+
+    def _materialize(self, assets, instance, tags) -> dg.ExecuteInProcessResult:
+        result = dg.materialize(assets, resources=self.resources(), instance=instance, tags=tags,
+                                raise_on_error=False)
+        if not result.success:
+            failed = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
+            raise SandboxRunFailed(f"{self.name} run {result.run_id} failed" +
+                                   (f"; failed checks: {failed}" if failed else "; see the log above"))
+        return result
