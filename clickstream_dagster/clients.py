@@ -6,6 +6,7 @@ import logging
 
 from confluent_kafka.admin import AdminClient
 from elasticsearch import Elasticsearch
+from elasticsearch.serializer import OrjsonSerializer
 
 from .settings import Settings
 
@@ -36,4 +37,5 @@ def elasticsearch_client(settings: Settings, *, timeout_s: float = 30, retries: 
         kwargs["basic_auth"] = (settings.elasticsearch_username, settings.elasticsearch_password or "")
     if settings.elasticsearch_ca_certs:
         kwargs["ca_certs"] = settings.elasticsearch_ca_certs
-    return Elasticsearch(settings.elasticsearch_url, **kwargs)
+    # orjson serializes bulk bodies several times faster than the standard library's json.
+    return Elasticsearch(settings.elasticsearch_url, serializer=OrjsonSerializer(), **kwargs)

@@ -45,7 +45,8 @@ class Settings:
     elasticsearch_index_prefix: str = "clickstream"
     lake_dir: str = str(Path.home() / ".local" / "share" / "clickstream" / "lake")
     spark_master: str = "local[*]"
-    spark_driver_memory: str = "4g"
+    spark_driver_memory: str = "3g"
+    spark_shuffle_partitions: int = 8
     cache_dir: Path = Path.home() / ".cache" / "clickstream"
     state_dir: Path = field(default_factory=_default_state_dir)
     kafka_heap: str = "1g"
@@ -71,6 +72,8 @@ class Settings:
             lake_dir=_expand_path_or_uri(_env("CLICKSTREAM_LAKE_DIR", defaults.lake_dir)),
             spark_master=_env("SPARK_MASTER", defaults.spark_master),
             spark_driver_memory=_env("SPARK_DRIVER_MEMORY", defaults.spark_driver_memory),
+            spark_shuffle_partitions=int(_env("SPARK_SHUFFLE_PARTITIONS",
+                                              str(defaults.spark_shuffle_partitions))),
             cache_dir=Path(_env("CLICKSTREAM_CACHE_DIR", str(defaults.cache_dir))).expanduser(),
             state_dir=Path(_env("CLICKSTREAM_STATE_DIR", str(defaults.state_dir))).expanduser(),
             kafka_heap=_env("CLICKSTREAM_KAFKA_HEAP", defaults.kafka_heap),

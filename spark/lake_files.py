@@ -81,11 +81,12 @@ class HadoopFS:
 
 
 def publish_batch(fs: HadoopFS, frame: DataFrame, table: str, batch_id: int,
-                  partition_by: list[str]) -> list[tuple[str, int]]:
+                  partition_by: list[str], options: dict[str, str] | None = None
+                  ) -> list[tuple[str, int]]:
     """Write `frame` into `table` as batch `batch_id`, exactly once; returns (file, bytes) pairs."""
     staging = f"{table}/_staging/batch-{batch_id:010d}"
     manifest = f"{table}/_manifests/batch-{batch_id:010d}.json"
-    frame.write.mode("overwrite").partitionBy(*partition_by).parquet(staging)
+    frame.write.options(**(options or {})).mode("overwrite").partitionBy(*partition_by).parquet(staging)
     previous = fs.read_text(manifest)
     if previous:  # a replay of this batch: withdraw what the earlier attempt published
         for path in json.loads(previous)["files"]:

