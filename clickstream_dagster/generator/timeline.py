@@ -149,7 +149,7 @@ def shard_buckets(config: GeneratorConfig, shard: int, population: list[User],
     event_ids = _Ids("event", config.seed, config.start_ms, chunk, shard)
     session_ids = _Ids("session", config.seed, config.start_ms, chunk, shard)
     iso = _Timestamps()
-    dumps = orjson.dumps
+    dumps = _compact_json
     end_ms = config.end_ms
     p_malformed = config.malformed_ratio
     p_duplicate = p_malformed + config.duplicate_ratio
@@ -234,6 +234,12 @@ def stream(config: GeneratorConfig, shards: list[int] | None = None, chunk: int 
         merged = [m for bucket in buckets for m in bucket]
         merged.sort()
         yield from merged
+
+
+def _compact_json(event: dict) -> bytes:
+    # orjson's result keeps its whole 4 KiB write buffer allocated; an exact-size copy holds only
+    # the ~650 bytes of the event, and a bucket of messages waiting to be sent shrinks 6-fold.
+    return bytes(memoryview(orjson.dumps(event)))
 
 
 def _malform(event: dict, reason: str, oversize: int) -> bytes:

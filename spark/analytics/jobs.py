@@ -29,7 +29,7 @@ def compact_days(spark: SparkSession, landing: str, raw: str, days: list[str]) -
     One pass and one shuffle: rows go to their output file's partition by (event_date, a bucket of
     event_id), which is also what the dedup needs. The file count comes from the landing's row
     counts and the exact rows per day from the written files, both read from Parquet footers.
-    (1M-event day: 28 s -> XXX s against counting first and shuffling twice.)
+    (1M-event day in make bench: 26.9 s -> 23.3 s against counting first and shuffling twice.)
     """
     files_per_day = _files_per_day(_rows_per_day(read_days(spark, landing, days)))
     bucketed = (
