@@ -18,6 +18,10 @@ STREAMING_CONF = {
     # Counting the state's rows costs a read before every write; the dedup only ever needs the
     # read it does itself (1M-event batch: dedup and cache 16 s -> 8 s, with the cache change).
     "spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows": "false",
+    # One memory budget (500 MB by default) for every RocksDB instance of the process. Of two
+    # 10M-event ingests without it, one peaked at 7.95 GiB for the driver's process tree (the
+    # other at 4.3); with it, 4.3 GiB at the same 28k events/s.
+    "spark.sql.streaming.stateStore.rocksdb.boundedMemoryUsage": "true",
 }
 
 

@@ -1,3 +1,5 @@
+import dataclasses
+
 import dagster as dg
 from pydantic import PrivateAttr
 from pyspark.sql import SparkSession
@@ -17,8 +19,7 @@ class SparkResource(dg.ConfigurableResource):
     def get_session(self) -> SparkSession:
         # Built on first use inside a run, never at import time.
         if self._session is None:
-            settings = Settings.from_env()
-            settings = type(settings)(**{**settings.__dict__, "spark_master": self.master,
-                                         "spark_driver_memory": self.driver_memory})
+            settings = dataclasses.replace(Settings.from_env(), spark_master=self.master,
+                                           spark_driver_memory=self.driver_memory)
             self._session = local_spark(settings, "clickstream-dagster", conf=self.conf)
         return self._session
