@@ -9,12 +9,12 @@ the daily run for the days that changed, so there is no produce -> Elasticsearch
 from __future__ import annotations
 
 import statistics
-import threading
 import time
 from datetime import UTC, datetime
 
 from clickstream_dagster.generator.producer import produce
 from clickstream_dagster.generator.timeline import GeneratorConfig
+from clickstream_dagster.resources import KafkaResource
 from clickstream_dagster.sandbox import Sandbox
 from clickstream_dagster.spark_session import ingest_config, local_spark
 from spark.ingest.stream import CONTINUOUS, IngestJob
@@ -33,15 +33,17 @@ def continuous_freshness(sandbox: Sandbox, rate: float, seconds: float) -> dict:
     query = job.start()
     try:
         _wait(lambda: job.batches, "the first (empty) micro-batch, which pins the start offsets")
-        generator = GeneratorConfig(events=int(rate * seconds), seed=2)
-        producer = threading.Thread(target=produce, args=(generator, settings),
-                                    kwargs={"rate": rate, "progress": False})
-        producer.start()
-        producer.join()
-        produced_until = datetime.now(UTC).isoformat(timespec="milliseconds")
-        # The first batch that starts after the last send has taken everything that was sent.
-        _wait(lambda: any(b.started_at > produced_until for b in job.batches),
-              "a micro-batch after the last produced event")
+        summary = produce(GeneratorConfig(events=int(rate * seconds), seed=2), settings, rate=rate,
+                          progress=False)
+        if summary.failed:
+            raise RuntimeError(f"freshness: {summary.failed} events were not delivered: "
+                               f"{summary.errors}")
+        # Done when a batch's end offsets reach the topic's: a batch's offsets are fixed when
+        # Spark plans it, so its start time alone says nothing about what it read.
+        produced_to = KafkaResource(bootstrap_servers=settings.kafka_bootstrap_servers,
+                                    topic=settings.topic).end_offsets()
+        _wait(lambda: any(_reached(b.end_offsets, produced_to) for b in job.batches),
+              "micro-batch that read up to the last produced offset")
     finally:
         query.stop()
     landed_at = {b.batch_id: datetime.fromisoformat(b.landed_at) for b in job.batches}
@@ -53,11 +55,15 @@ def continuous_freshness(sandbox: Sandbox, rate: float, seconds: float) -> dict:
     if len(latencies) < 2:
         raise RuntimeError(f"only {len(latencies)} rows landed during the freshness run")
     q = statistics.quantiles(latencies, n=100)
-    return {"events": len(latencies), "rate_per_s": rate, "seconds": seconds,
+    return {"events": len(latencies), "produced": summary.produced, "rate_per_s": rate, "seconds": seconds,
             "trigger": job.config.processing_time,
             "lake": {"p50_s": round(q[49], 2), "p95_s": round(q[94], 2),
                      "max_s": round(latencies[-1], 2)},
             "elasticsearch": ES_NOT_LIVE}
+
+
+def _reached(batch_end: dict[str, int], topic_end: dict[int, int]) -> bool:
+    return all(batch_end.get(str(p), 0) >= offset for p, offset in topic_end.items())
 
 
 def _wait(condition, what: str) -> None:
