@@ -44,7 +44,9 @@ def _context():
     context = gx.get_context(mode="ephemeral")
     # Per-metric progress bars flood run logs (one bar per check, per day); Dagster shows progress.
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    source = context.data_sources.add_spark(name="lake")
+    # GX would cache each whole frame, every column deserialized, before its first metric: 1M-event
+    # raw day 16.6 s -> 5.8 s without it. Its metrics read only the columns they test, from Parquet.
+    source = context.data_sources.add_spark(name="lake", persist=False)
     return context, source.add_dataframe_asset(name="frames").add_batch_definition_whole_dataframe(
         "whole")
 
