@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 import pytest
 from pyspark.sql import functions as F
 
-from spark.analytics import transform
+from spark.analytics import jobs, transform
 
 DAY = date(2026, 5, 4)
 T0 = datetime(2026, 5, 4, 10, 0, 0)
@@ -84,3 +84,13 @@ def test_five_minute_windows(raw):
     assert devices == {(T0, "mobile"): 6, (T0, "desktop"): 1, (T0 + timedelta(minutes=5), "desktop"): 1}
     active = {r["window_start"]: r["active_users"] for r in transform.active_users_5m(raw).collect()}
     assert active == {T0: 2, T0 + timedelta(minutes=5): 1}
+
+
+@pytest.mark.parametrize(("rows", "cores", "files"), [
+    (10_000, 2, 1),            # a small day stays one file
+    (1_000_000, 2, 2),         # one file per core, so the sort-and-write uses both
+    (10_000_000, 2, 6),        # 2M rows per file rounds up to whole waves of cores
+    (10_000_000, 64, 40),      # on a cluster, files stop at MIN_ROWS_PER_FILE
+])
+def test_a_day_is_written_in_files_that_keep_every_core_busy(rows, cores, files):
+    assert jobs.files_per_day({"2026-05-04": rows, "2026-05-03": rows // 2}, cores) == files
