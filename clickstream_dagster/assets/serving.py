@@ -29,7 +29,7 @@ def index_asset(spec: IndexSpec) -> dg.AssetsDefinition:
         frame = read_days(spark.get_session(), table, context.partition_keys)
         reports = []
         for day in context.partition_keys:
-            rows = frame.where(f"event_date = DATE'{day}'").toArrow().to_pylist()
+            rows = frame.where(f"event_date = DATE'{day}'").toArrow()
             try:
                 report = load_day(client, served, day, rows, context.run_id,
                                   replicas=elasticsearch.number_of_replicas)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import orjson
 import pandas as pd
+import pyarrow as pa
 import pytest
 from elasticsearch import helpers
 
@@ -181,11 +182,12 @@ def test_rejected_documents_fail_the_load_with_their_reasons(pipeline):
     settings, resources, _ = pipeline
     client = _es(settings, resources)
     spec = URL_COUNTRY.with_prefix(resources["elasticsearch"].index_prefix + "-bad")
-    rows = [{"event_date": DAY1, "url": f"/p/{i}", "country": "DE", "events": i, "page_views": 0,
-             "unique_users": 1, "sessions": 1, "avg_time_on_page_s": None} for i in range(10)]
-    rows[3]["events"] = "many"  # not a long
+    rows = [{"event_date": DAY1, "url": f"/p/{i}", "country": "DE", "events": str(i),
+             "page_views": 0, "unique_users": 1, "sessions": 1, "avg_time_on_page_s": None}
+            for i in range(10)]
+    rows[3]["events"] = "many"  # not a long; the other counts are numeric strings, which it takes
     with pytest.raises(IndexingError, match=r"1 of 10 documents were rejected") as error:
-        load_day(client, spec, DAY1, rows, "run-1")
+        load_day(client, spec, DAY1, pa.Table.from_pylist(rows), "run-1")
     assert f"id={DAY1}|/p/3|DE" in str(error.value) and "events" in str(error.value)
     _delete_indices(client, spec.name)
     client.indices.delete_index_template(name=spec.name)
