@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 
 from clickstream_dagster.generator.producer import produce
 from clickstream_dagster.generator.timeline import GeneratorConfig
-from clickstream_dagster.resources import KafkaResource
 from clickstream_dagster.sandbox import Sandbox
 from clickstream_dagster.spark_session import ingest_config, local_spark
 from spark.ingest.stream import CONTINUOUS, IngestJob
@@ -40,8 +39,7 @@ def continuous_freshness(sandbox: Sandbox, rate: float, seconds: float) -> dict:
                                f"{summary.errors}")
         # Done when a batch's end offsets reach the topic's: a batch's offsets are fixed when
         # Spark plans it, so its start time alone says nothing about what it read.
-        produced_to = KafkaResource(bootstrap_servers=settings.kafka_bootstrap_servers,
-                                    topic=settings.topic).end_offsets()
+        produced_to = sandbox.resources()["kafka"].end_offsets()
         _wait(lambda: any(_reached(b.end_offsets, produced_to) for b in job.batches),
               "micro-batch that read up to the last produced offset")
     finally:
