@@ -2,9 +2,15 @@
 
 import dagster as dg
 
-# First day the simulator and lake hold data for by default; backfills may go back to it.
-PIPELINE_START_DATE = "2026-01-01"
+from .settings import Settings
+
+# First day with partitions (CLICKSTREAM_FIRST_DAY); backfills may go back to it, and the ingest
+# dead-letters events dated before it, so no day outside the partitions ever reaches a run.
+FIRST_DAY = Settings.from_env().first_day
+# Partitions reach one day past today (end_offset=1): a client clock slightly ahead of UTC
+# midnight still lands in a real partition, and the ingest dead-letters anything later.
+FUTURE_DAYS = 1
 
 daily_partitions = dg.DailyPartitionsDefinition(
-    start_date=PIPELINE_START_DATE, timezone="UTC", end_offset=1
+    start_date=FIRST_DAY, timezone="UTC", end_offset=FUTURE_DAYS
 )

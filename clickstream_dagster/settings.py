@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -53,6 +54,13 @@ class Settings:
     elasticsearch_heap: str = "1g"
     elasticsearch_user: str = "clickstream"
     maven_settings: str | None = None
+    # Daily partitions start here; replaying older history (a week of 2024, say) moves it back.
+    first_day: str = "2026-01-01"
+    automation: bool = True
+    sensor_interval_s: int = 30
+    volume_band: float = 0.5
+    alert_webhook_url: str | None = None
+    day_close_hour_utc: int = 2
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -80,6 +88,14 @@ class Settings:
             elasticsearch_heap=_env("CLICKSTREAM_ES_HEAP", defaults.elasticsearch_heap),
             elasticsearch_user=_env("CLICKSTREAM_ES_USER", defaults.elasticsearch_user),
             maven_settings=os.environ.get("CLICKSTREAM_MAVEN_SETTINGS") or None,
+            first_day=_iso_day(_env("CLICKSTREAM_FIRST_DAY", defaults.first_day)),
+            automation=_env("CLICKSTREAM_AUTOMATION", "on").lower() != "off",
+            sensor_interval_s=int(_env("CLICKSTREAM_SENSOR_INTERVAL_S",
+                                       str(defaults.sensor_interval_s))),
+            volume_band=float(_env("CLICKSTREAM_VOLUME_BAND", str(defaults.volume_band))),
+            alert_webhook_url=os.environ.get("CLICKSTREAM_ALERT_WEBHOOK_URL") or None,
+            day_close_hour_utc=int(_env("CLICKSTREAM_DAY_CLOSE_HOUR_UTC",
+                                        str(defaults.day_close_hour_utc))),
         )
 
     @property
@@ -105,6 +121,14 @@ class Settings:
 def _host_of(server: str) -> str:
     host = server.strip().rsplit(":", 1)[0]
     return host.strip("[]") if host.startswith("[") else host
+
+
+def _iso_day(value: str) -> str:
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise ValueError(f"CLICKSTREAM_FIRST_DAY={value!r} is not a day: write it as YYYY-MM-DD, "
+                         f"for example 2024-01-01") from None
 
 
 def _expand_path_or_uri(value: str) -> str:

@@ -46,5 +46,6 @@ def ingest_config(settings: Settings, **overrides) -> IngestConfig:
         lake_root=settings.lake_dir,
         topic=settings.topic,
         dlq_topic=settings.dlq_topic,
+        first_day=settings.first_day,
         **overrides,
     )

@@ -6,6 +6,7 @@ import dagster as dg
 
 from spark.ingest.stream import AVAILABLE_NOW, IngestConfig, IngestJob
 
+from ..partitions import FIRST_DAY, FUTURE_DAYS
 from ..resources import KafkaResource, LakeResource, SparkResource
 
 clickstream_topic = dg.AssetSpec(
@@ -30,7 +31,7 @@ def clickstream_landing(context: dg.AssetExecutionContext, config: IngestRunConf
         bootstrap_servers=kafka.bootstrap_servers, lake_root=lake.root, topic=kafka.topic,
         dlq_topic=kafka.dlq_topic, mode=AVAILABLE_NOW,
         max_offsets_per_trigger=config.max_offsets_per_trigger,
-        dedup_watermark=config.dedup_watermark,
+        dedup_watermark=config.dedup_watermark, first_day=FIRST_DAY, future_days=FUTURE_DAYS,
     )
     started = time.monotonic()
     batches = IngestJob(spark.get_session(), job_config).run()

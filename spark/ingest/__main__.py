@@ -19,12 +19,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mode", choices=[AVAILABLE_NOW, CONTINUOUS], default=AVAILABLE_NOW)
     parser.add_argument("--processing-time", default="10 seconds")
     parser.add_argument("--max-offsets-per-trigger", type=int, default=1_000_000)
+    parser.add_argument("--first-day", help="events dated before this day (YYYY-MM-DD) are dead "
+                                            "letters; match the Dagster partitions' first day")
     args = parser.parse_args(argv)
     spark = SparkSession.builder.appName("clickstream-ingest").getOrCreate()
     config = IngestConfig(
         bootstrap_servers=args.bootstrap_servers, lake_root=args.lake, topic=args.topic,
         dlq_topic=args.dlq_topic, mode=args.mode, processing_time=args.processing_time,
-        max_offsets_per_trigger=args.max_offsets_per_trigger,
+        max_offsets_per_trigger=args.max_offsets_per_trigger, first_day=args.first_day,
     )
     for batch in IngestJob(spark, config).run():
         print(batch.to_json())

@@ -46,6 +46,8 @@ class IngestConfig:
     dedup_watermark: str = "1 hour"
     starting_offsets: str = "earliest"
     state_partitions: int = 4  # fixed by the first run of a checkpoint
+    first_day: str | None = None  # events before it are dead letters (out_of_range)
+    future_days: int = 1  # events more days than this after their ingest day are dead letters
     kafka_options: dict[str, str] = field(default_factory=dict)  # e.g. kafka.security.protocol
 
     @property
@@ -146,7 +148,8 @@ class IngestJob:
         # Flatten before the dedup shuffle: only narrow typed rows (and raw bytes of dead letters)
         # cross it, not each record's raw bytes plus its parsed struct.
         return (
-            flatten(parse_events(kafka_rows))
+            flatten(parse_events(kafka_rows, first_day=self.config.first_day,
+                                 future_days=self.config.future_days))
             .withWatermark("ingested_at", self.config.dedup_watermark)
             .dropDuplicatesWithinWatermark(["dedup_key"])
         )

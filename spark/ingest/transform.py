@@ -35,8 +35,13 @@ EVENT_FIELDS = {
 }
 
 
-def parse_events(kafka_rows: DataFrame, max_bytes: int | None = None) -> DataFrame:
-    """Kafka source rows -> parsed event struct, Kafka coordinates, `ingested_at` and `error`."""
+def parse_events(kafka_rows: DataFrame, max_bytes: int | None = None, first_day: str | None = None,
+                 future_days: int = 1) -> DataFrame:
+    """Kafka source rows -> parsed event struct, Kafka coordinates, `ingested_at` and `error`.
+
+    Events dated before `first_day` or more than `future_days` after their ingest day have no
+    daily partition to land in, so they are dead letters too (reason `out_of_range: event_ts`).
+    """
     raw = F.col("value").cast("string")
     parsed = kafka_rows.select(
         "key",
@@ -54,7 +59,8 @@ def parse_events(kafka_rows: DataFrame, max_bytes: int | None = None) -> DataFra
     event_ts = F.col("event.event_ts").try_cast("timestamp")
     return (
         parsed.withColumn("event_ts", event_ts)
-        .withColumn("error", contract_violation(max_bytes or max_event_bytes()))
+        .withColumn("error", F.coalesce(contract_violation(max_bytes or max_event_bytes()),
+                                        date_out_of_range(first_day, future_days)))
         .withColumn("dedup_key", F.when(F.col("error").isNull(), F.col("event.event_id")).otherwise(
             F.concat_ws(":", F.lit("dead-letter"), "kafka_partition", "kafka_offset")))
     )
@@ -88,6 +94,19 @@ def contract_violation(max_bytes: int) -> Column:
         reason_col = reason if isinstance(reason, Column) else F.lit(reason)
         first = F.when(condition, reason_col).otherwise(first)
     return first
+
+
+def date_out_of_range(first_day: str | None, future_days: int) -> Column:
+    """A reason when a (contract-valid) event's day is outside the daily partitions, else null."""
+    day = F.to_date("event_ts")
+    too_late = day > F.date_add(F.to_date("ingested_at"), future_days)
+    reason = F.when(too_late, F.lit(f"out_of_range: event_ts more than {future_days} day(s) "
+                                    f"after the ingest day"))
+    if first_day:
+        reason = F.when(day < F.lit(first_day).cast("date"),
+                        F.lit(f"out_of_range: event_ts before the first partition {first_day} "
+                              f"(CLICKSTREAM_FIRST_DAY)")).otherwise(reason)
+    return reason
 
 
 def flatten(events: DataFrame) -> DataFrame:

@@ -131,3 +131,20 @@ def test_spark_schema_is_derived_from_the_json_schema():
         if "properties" in node:
             assert schema[name].dataType.fieldNames() == list(node["properties"])
     assert isinstance(schema["properties"].dataType, T.MapType)
+
+
+@pytest.mark.parametrize(("event_ts", "first_day", "reason"), [
+    ("2999-01-01T00:00:00.000Z", "2026-01-01",
+     "out_of_range: event_ts more than 1 day(s) after the ingest day"),
+    ("2025-12-31T23:59:59.999Z", "2026-01-01",
+     "out_of_range: event_ts before the first partition 2026-01-01 (CLICKSTREAM_FIRST_DAY)"),
+    # Replaying history: once the partitions start early enough, a 2024 event is valid.
+    ("2024-03-05T12:00:00.000Z", "2024-01-01", None),
+    ("2026-01-01T00:00:00.000Z", "2026-01-01", None),
+])
+def test_events_outside_the_daily_partitions_are_dead_letters(spark, event_ts, first_day, reason):
+    rows = [(b"u1", _variant(event_ts=event_ts), "clickstream", 0, 0, datetime(2026, 3, 3))]
+    flat = flatten(parse_events(spark.createDataFrame(rows, KAFKA), first_day=first_day))
+    (row,) = flat.collect()
+    assert row["error"] == reason
+    assert to_lake_rows(flat).count() == (1 if reason is None else 0)
