@@ -2,7 +2,6 @@
 the ingest touched, the observation sensor charts the topic, and failures raise an alert."""
 
 import json
-import os
 import time
 import urllib.request
 from datetime import timedelta
@@ -12,14 +11,19 @@ import dagster as dg
 from spark.ingest.checkpoint import committed_offsets
 
 from .assets.ingest import clickstream_landing, clickstream_topic
+from .partitions import FIRST_DAY, daily_partitions
 from .resources import KafkaResource, LakeResource
+from .run_queue import queue_state, retry_suffix
+from .settings import Settings
 
-SENSOR_INTERVAL_S = int(os.environ.get("CLICKSTREAM_SENSOR_INTERVAL_S", "30"))
+SETTINGS = Settings.from_env()
+SENSOR_INTERVAL_S = SETTINGS.sensor_interval_s
 # Sensors and the schedule start on by default, so `make run` needs no click; "off" leaves every
 # run to the user (the UI test relies on that).
-AUTOMATION = (dg.DefaultSensorStatus.STOPPED
-              if os.environ.get("CLICKSTREAM_AUTOMATION", "on").lower() == "off"
-              else dg.DefaultSensorStatus.RUNNING)
+AUTOMATION = dg.DefaultSensorStatus.RUNNING if SETTINGS.automation else dg.DefaultSensorStatus.STOPPED
+# A day whose runs keep failing with no new data stops being retried after this many attempts; the
+# failure sensor has alerted on each, and the next change to the day starts it again.
+DAILY_MAX_ATTEMPTS = 4
 
 ingest_job = dg.define_asset_job(
     "ingest_job", selection=[clickstream_landing],
@@ -33,45 +37,99 @@ daily_job = dg.define_asset_job(
            default_status=AUTOMATION)
 def kafka_ingest_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource,
                         lake: LakeResource) -> dg.SensorResult:
-    """Launch an ingest run when the topic holds records the ingest checkpoint has not consumed.
-    Read-only on Kafka: Spark's checkpoint owns consumption, so no offset is ever committed here."""
+    """Launch an ingest run when the topic holds records the ingest checkpoint has not consumed,
+    unless one is already queued or running (it will take them). Failed runs are retried with
+    backoff. Read-only on Kafka: Spark's checkpoint owns consumption, so no offset is committed."""
+    queue = queue_state(context.instance, ingest_job.name)
+    busy = queue.waiting or queue.running
+    if busy:
+        return dg.SensorResult(skip_reason=f"ingest run {busy.run_id[:8]} is {busy.status.value.lower()}; "
+                                           "new records join the next run")
+    retry_in = queue.retry_in_s()
+    if retry_in:
+        return dg.SensorResult(skip_reason=f"the last {queue.consecutive_failures} ingest run(s) "
+                                           f"failed; retrying in {retry_in:.0f} s")
     cursor = json.loads(context.cursor) if context.cursor else {}
     end = {str(p): o for p, o in kafka.end_offsets().items()}
     consumed = committed_offsets(lake.ingest_checkpoint, kafka.topic)
     if consumed is None:  # a remote lake: compare with what this sensor last requested
-        consumed = cursor.get("requested", {})
+        consumed = cursor.get("requested", {}) if not queue.consecutive_failures else {}
     behind = {p: o - consumed.get(p, 0) for p, o in end.items() if o > consumed.get(p, 0)}
     new_cursor = json.dumps({"end_offsets": end, "consumed": consumed,
                              "requested": end if behind else cursor.get("requested", {})})
     if not behind:
         return dg.SensorResult(skip_reason=f"nothing new: {sum(end.values()):,} records on "
                                            f"{kafka.topic}, all consumed", cursor=new_cursor)
-    # The same end offsets always give the same key, so a tick never launches a second run
-    # for records an earlier run was asked to consume.
-    run_key = "ingest:" + ",".join(f"{p}={end[p]}" for p in sorted(end, key=int))
+    # The same end offsets give the same key, so a tick never launches a second run for records
+    # an earlier run was asked to consume; a retry after a failure gets a key of its own.
+    run_key = "ingest:" + ",".join(f"{p}={end[p]}" for p in sorted(end, key=int)) + retry_suffix(queue)
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=run_key, tags={"records_behind": str(sum(behind.values()))})],
+        run_requests=[dg.RunRequest(run_key=run_key, tags={"records_behind": str(sum(behind.values())),
+                                                           "clickstream/attempt": str(
+                                                               queue.consecutive_failures + 1)})],
         cursor=new_cursor)
+
+
+DUE, LAUNCHED = "due", "launched"
 
 
 @dg.sensor(job=daily_job, minimum_interval_seconds=SENSOR_INTERVAL_S,
            default_status=AUTOMATION)
 def landing_partitions_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    """Recompute exactly the daily partitions each ingest changed, late days included."""
+    """Recompute exactly the daily partitions each ingest changed, late days included: one run per
+    day at a time, new changes coalesced into a run that is still queued, failures retried."""
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    # Cursors of the earlier format held only the storage id.
+    cursor = cursor if isinstance(cursor, dict) else {"after": cursor}
+    after, days = cursor.get("after"), dict(cursor.get("days", {}))
     records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=clickstream_landing.key,
-                              after_storage_id=int(context.cursor) if context.cursor else None),
+        dg.AssetRecordsFilter(asset_key=clickstream_landing.key, after_storage_id=after),
         limit=100, ascending=True).records
-    if not records:
-        return dg.SensorResult(skip_reason="no new landing materializations")
-    requests = {}
+    last_day = daily_partitions.get_last_partition_key()
     for record in records:
         metadata = record.asset_materialization.metadata
         for day in metadata["changed_partitions"].value if "changed_partitions" in metadata else []:
-            requests[day] = dg.RunRequest(partition_key=day, run_key=f"{day}:{record.storage_id}")
-    return dg.SensorResult(run_requests=list(requests.values()),
-                           cursor=str(records[-1].storage_id),
-                           skip_reason=None if requests else "the ingest changed no partition")
+            if FIRST_DAY <= day <= last_day:
+                days[day] = DUE
+            else:  # the ingest dead-letters such events; an older lake may still report them
+                context.log.warning(f"landing reported day {day}, outside the partitions "
+                                    f"{FIRST_DAY}..{last_day}; no run requested")
+        after = record.storage_id
+    requests, waiting, given_up = [], [], []
+    for day in sorted(days):
+        queue = queue_state(context.instance, daily_job.name, day)
+        if queue.waiting:  # it reads the lake when it starts, so it covers the new data too
+            days[day] = LAUNCHED
+            waiting.append(day)
+            continue
+        if queue.running:
+            waiting.append(day)  # stays as it is: a due day gets a follow-up once this one ends
+            continue
+        if days[day] == LAUNCHED:
+            newest = queue.records[0].dagster_run.status if queue.records else None
+            if newest == dg.DagsterRunStatus.FAILURE and queue.consecutive_failures < DAILY_MAX_ATTEMPTS:
+                days[day] = DUE  # retried below once its backoff has passed
+            else:
+                if newest == dg.DagsterRunStatus.FAILURE:
+                    given_up.append(day)
+                del days[day]
+                continue
+        if queue.retry_in_s():
+            waiting.append(day)
+            continue
+        requests.append(dg.RunRequest(
+            partition_key=day, run_key=f"{day}:{after}{retry_suffix(queue)}",
+            tags={"clickstream/attempt": str(queue.consecutive_failures + 1)}))
+        days[day] = LAUNCHED
+    new_cursor = json.dumps({"after": after, "days": days})
+    if requests:
+        return dg.SensorResult(run_requests=requests, cursor=new_cursor)
+    reason = (f"runs already queued, running or backing off for {', '.join(waiting)}" if waiting
+              else f"{', '.join(given_up)} failed {DAILY_MAX_ATTEMPTS} times in a row; retried "
+                   f"again when new data arrives" if given_up
+              else "no new landing materializations" if not records
+              else "the ingest changed no partition")
+    return dg.SensorResult(skip_reason=reason, cursor=new_cursor)
 
 
 @dg.sensor(minimum_interval_seconds=SENSOR_INTERVAL_S, default_status=AUTOMATION)
@@ -98,7 +156,7 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext) -> None:
     alert = {"run_id": context.dagster_run.run_id, "job": context.dagster_run.job_name,
              "error": context.failure_event.message, "tags": dict(context.dagster_run.tags)}
     context.log.error(f"ALERT: run {alert['run_id']} of {alert['job']} failed: {alert['error']}")
-    url = os.environ.get("CLICKSTREAM_ALERT_WEBHOOK_URL")
+    url = SETTINGS.alert_webhook_url
     if url:
         request = urllib.request.Request(url, data=json.dumps(alert).encode(), method="POST",
                                          headers={"Content-Type": "application/json"})
@@ -110,7 +168,7 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext) -> None:
 # default (the generator's and trackers' lateness stays well inside that), the finished day is
 # recomputed and tagged as final. Stragglers after that still reopen it through the partition
 # sensor, so nothing is lost.
-CLOSE_HOUR_UTC = int(os.environ.get("CLICKSTREAM_DAY_CLOSE_HOUR_UTC", "2"))
+CLOSE_HOUR_UTC = SETTINGS.day_close_hour_utc
 
 
 @dg.schedule(job=daily_job, cron_schedule=f"0 {CLOSE_HOUR_UTC} * * *", execution_timezone="UTC",

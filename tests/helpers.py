@@ -61,3 +61,46 @@ def isolated_topics(settings):
     name = f"test-{uuid.uuid4().hex[:12]}"
     return dataclasses.replace(settings, topic=name, dlq_topic=f"{name}.dlq")
 
+
+
+def queue_run(instance, request, job_name: str = "daily_job"):
+    """Queue a sensor's run request as the daemon does: the run is created, then enqueued."""
+    import uuid
+
+    import dagster as dg
+    from dagster._core.remote_origin import (
+        InProcessCodeLocationOrigin,
+        RemoteJobOrigin,
+        RemoteRepositoryOrigin,
+    )
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    # A queued run names the code location it comes from: this project's, as the daemon records it.
+    origin = RemoteJobOrigin(
+        repository_origin=RemoteRepositoryOrigin(
+            code_location_origin=InProcessCodeLocationOrigin(
+                LoadableTargetOrigin(module_name="clickstream_dagster.definitions")),
+            repository_name="__repository__"),
+        job_name=job_name)
+    tags = {**request.tags, "dagster/run_key": request.run_key}
+    if request.partition_key:
+        tags["dagster/partition"] = request.partition_key
+    run = instance.add_run(dg.DagsterRun(job_name=job_name, run_id=str(uuid.uuid4()),
+                                         status=dg.DagsterRunStatus.NOT_STARTED,
+                                         remote_job_origin=origin, tags=tags))
+    instance.report_dagster_event(dg.DagsterEvent(dg.DagsterEventType.RUN_ENQUEUED.value,
+                                                  job_name=job_name), run_id=run.run_id)
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.QUEUED
+    return run
+
+
+def finish(instance, run, status) -> None:
+    """Move a run on as its process would: started, succeeded or failed."""
+    import dagster as dg
+
+    event_type = {dg.DagsterRunStatus.STARTED: dg.DagsterEventType.RUN_START,
+                  dg.DagsterRunStatus.SUCCESS: dg.DagsterEventType.RUN_SUCCESS,
+                  dg.DagsterRunStatus.FAILURE: dg.DagsterEventType.RUN_FAILURE}[status]
+    instance.report_dagster_event(dg.DagsterEvent(event_type.value, job_name=run.job_name),
+                                  run_id=run.run_id)
+    assert instance.get_run_by_id(run.run_id).status == status

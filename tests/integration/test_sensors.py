@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from datetime import UTC, datetime
 
 import dagster as dg
 
+from clickstream_dagster import run_queue
 from clickstream_dagster.assets.ingest import clickstream_landing
 from clickstream_dagster.definitions import build_resources, defs
 from clickstream_dagster.generator.producer import produce
 from clickstream_dagster.generator.timeline import GeneratorConfig
 from clickstream_dagster.sensors import kafka_ingest_sensor, landing_partitions_sensor
+from tests.helpers import finish, queue_run
 
 
 def _resources(settings, tmp_path):
@@ -64,3 +67,35 @@ def test_late_events_for_an_earlier_day_request_that_day_only(fresh_topics, tmp_
     assert dg.materialize([clickstream_landing], resources=resources, instance=instance).success
     second = _tick(landing_partitions_sensor, resources, instance, cursor=first.cursor)
     assert [r.partition_key for r in second.run_requests] == ["2026-07-01"]
+
+
+def test_kafka_sensor_never_queues_a_second_ingest_and_retries_a_failed_one(fresh_topics, tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.setattr(run_queue, "RETRY_BASE_S", 1)
+    resources = _resources(fresh_topics, tmp_path)
+    with dg.instance_for_test() as instance:
+        produce(GeneratorConfig(events=300, seed=4), fresh_topics, progress=False)
+        first = _tick(kafka_ingest_sensor, resources, instance)
+        (request,) = first.run_requests
+        run = queue_run(instance, request, job_name="ingest_job")
+
+        # More traffic while the run waits, then while it runs: no second ingest is requested.
+        produce(GeneratorConfig(events=300, seed=5), fresh_topics, progress=False)
+        queued = _tick(kafka_ingest_sensor, resources, instance, cursor=first.cursor)
+        assert not queued.run_requests and "is queued" in queued.skip_message
+        finish(instance, run, dg.DagsterRunStatus.STARTED)
+        running = _tick(kafka_ingest_sensor, resources, instance, cursor=queued.cursor)
+        assert not running.run_requests and "is started" in running.skip_message
+
+        # It fails, and the topic goes quiet: the retry waits out its backoff, then gets a run key
+        # of its own although the end offsets have not moved.
+        finish(instance, run, dg.DagsterRunStatus.FAILURE)
+        backing_off = _tick(kafka_ingest_sensor, resources, instance, cursor=running.cursor)
+        assert not backing_off.run_requests and "retrying in" in backing_off.skip_message
+        time.sleep(1.2)
+        retry = _tick(kafka_ingest_sensor, resources, instance, cursor=backing_off.cursor)
+        (retry_request,) = retry.run_requests
+        assert retry_request.run_key.endswith(":retry-1")
+        assert retry_request.tags["records_behind"] == "600"
+        again = _tick(kafka_ingest_sensor, resources, instance, cursor=retry.cursor)
+        assert [r.run_key for r in again.run_requests] == [retry_request.run_key]
