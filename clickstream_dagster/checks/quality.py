@@ -1,9 +1,8 @@
 """Blocking asset checks: each asset's GX suite runs on the partitions being materialized, and a
 failed property stops the run before anything downstream (above all Elasticsearch) is touched."""
 
-import os
 import statistics
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 from pyspark.sql import functions as F
@@ -15,6 +14,7 @@ from ..assets.lake import raw_clickstream
 from ..partitions import daily_partitions
 from ..resources import LakeResource, SparkResource
 from ..schemas import event_schema, event_types
+from ..settings import Settings
 from .gx_suites import check_names, validate
 
 TRAILING_DAYS = 7
@@ -23,7 +23,15 @@ MIN_HISTORY_DAYS = 3
 
 def volume_band() -> float:
     """Allowed relative deviation of a day's row count from the trailing median (default 0.5)."""
-    return float(os.environ.get("CLICKSTREAM_VOLUME_BAND", "0.5"))
+    return Settings.from_env().volume_band
+
+
+def day_is_closed(day: str, now: datetime | None = None) -> bool:
+    """A day is closed once its lateness window has passed (CLICKSTREAM_DAY_CLOSE_HOUR_UTC after the
+    following midnight): only then is its whole volume in, and only then may it be judged whole."""
+    closes = (datetime.combine(date.fromisoformat(day), datetime.min.time(), UTC)
+              + timedelta(days=1, hours=Settings.from_env().day_close_hour_utc))
+    return (now or datetime.now(UTC)) >= closes
 
 
 def run_partition_keys(context) -> list[str]:
@@ -43,19 +51,24 @@ def _raw_rows(spark, lake: LakeResource, days: list[str]) -> dict[str, int]:
     return {str(r["event_date"]): r["count"] for r in counts}
 
 
-def _parameters(day: str, raw_rows: dict[str, int], history: dict[str, int]) -> dict:
+def _parameters(day: str, raw_rows: dict[str, int], history: dict[str, int],
+                now: datetime | None = None) -> dict:
     start = datetime.combine(date.fromisoformat(day), datetime.min.time())
     trailing = [history[d] for d in sorted(history) if d < day][-TRAILING_DAYS:]
+    closed = day_is_closed(day, now)
     if len(trailing) >= MIN_HISTORY_DAYS:
         median = statistics.median(trailing)
-        low, high = int(median * (1 - volume_band())), int(median * (1 + volume_band())) + 1
+        # An open day holds only the traffic so far, so only the band's ceiling applies to it:
+        # a spike above a whole day's volume is already wrong, a quiet morning is not.
+        low = int(median * (1 - volume_band())) if closed else 0
+        high = int(median * (1 + volume_band())) + 1
     else:  # not enough history yet: the band check passes and says so
         low, high = 0, 2**62
     device_enum = event_schema()["properties"]["device"]["properties"]["type"]["enum"]
     return {"day_start": start, "day_end_exclusive": start + timedelta(days=1),
             "event_types": event_types(), "device_types": device_enum,
             "raw_rows": raw_rows.get(day, 0), "volume_min": low, "volume_max": high,
-            "trailing_days": len(trailing)}
+            "trailing_days": len(trailing), "day_closed": closed}
 
 
 def quality_checks(asset: dg.AssetsDefinition, suite: str, table_path) -> dg.AssetChecksDefinition:
@@ -87,6 +100,8 @@ def quality_checks(asset: dg.AssetsDefinition, suite: str, table_path) -> dg.Ass
             if name == "volume_is_within_the_trailing_band":
                 metadata["trailing_days_of_history"] = min(t for _, _, t in outcomes[name])
                 metadata["band"] = volume_band()
+                metadata["open_days_judged_by_ceiling_only"] = dg.MetadataValue.json(
+                    [day for day in days if not day_is_closed(day)])
             yield dg.AssetCheckResult(asset_key=asset.key, check_name=name, passed=passed,
                                       severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
 

@@ -3,7 +3,7 @@ and fails on a repeated one, with the observed proportion in its result."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -32,3 +32,21 @@ def test_event_id_uniqueness_fails_on_a_repeated_event_id(spark, event_ids, uniq
     assert observed["observed_value"] == pytest.approx(len(set(event_ids)) / len(event_ids))
     # Nothing else in the suite objects to these rows.
     assert all(outcome.passed for name, outcome in results.items() if name != "event_id_is_unique")
+
+
+@pytest.mark.parametrize(("now", "passes"), [
+    (datetime(2026, 3, 4, 9, 0, tzinfo=UTC), True),  # this morning: the day is still open
+    (datetime(2026, 3, 5, 1, 59, tzinfo=UTC), True),  # inside the lateness window
+    (datetime(2026, 3, 5, 2, 0, tzinfo=UTC), False),  # closed: judged as a whole day
+])
+def test_a_partial_open_day_passes_the_volume_band_that_a_closed_day_fails(spark, now, passes):
+    history = {"2026-03-01": 40, "2026-03-02": 44, "2026-03-03": 42}  # three whole days
+    today = _raw(spark, [f"e{i}" for i in range(6)])  # a morning's share of the traffic
+    parameters = _parameters(DAY, {DAY: 6}, history, now=now)
+    results = validate("raw_clickstream", today, parameters)
+    assert parameters["trailing_days"] == 3
+    assert results["volume_is_within_the_trailing_band"].passed is passes
+    # The ceiling holds whether the day is open or not: a spike is never waved through.
+    quiet_history = {day: 2 for day in history}  # 6 rows are three times a whole quiet day
+    spike = _parameters(DAY, {DAY: 6}, quiet_history, now=now)
+    assert not validate("raw_clickstream", today, spike)["volume_is_within_the_trailing_band"].passed
