@@ -13,9 +13,6 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
-import great_expectations as gx
-import great_expectations.expectations as gxe
-from great_expectations.data_context.types.base import ProgressBarsConfig
 from pyspark.sql import DataFrame
 
 SUITES = resources.files(__package__) / "suites"
@@ -41,6 +38,11 @@ def check_names(suite: str) -> list[str]:
 
 @cache
 def _context():
+    # Imported on first validation, not with the definitions: Great Expectations takes ~3 s to
+    # import, and every run process, sensor tick and code-server load imports the definitions.
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
     # Per-metric progress bars flood run logs (one bar per check, per day); Dagster shows progress.
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -53,6 +55,9 @@ def _context():
 
 @cache
 def _validation(suite: str):
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
     context, batch = _context()
     spec = suite_definition(suite)
     expectations = [
