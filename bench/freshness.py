@@ -1,9 +1,10 @@
 """Freshness: the continuous ingest query runs while the producer sends at a steady rate.
 
 Per row, latency = the moment the row's micro-batch became visible in the landing lake (its
-`landed_at`, logged when the batch's files were published) minus the row's Kafka timestamp (set
-by the producer on send). Elasticsearch has no live path in this design: indices are loaded by
-the daily run for the days that changed, so there is no produce -> Elasticsearch figure here.
+`landed_at`, logged when the batch's Delta commit completed) minus the row's Kafka timestamp (set
+by the producer on send). A row's batch is the one whose logged offset range holds its offset.
+Elasticsearch has no live path in this design: indices are loaded by the daily run for the days
+that changed, so there is no produce -> Elasticsearch figure here.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 from clickstream_dagster.generator.producer import produce
 from clickstream_dagster.generator.timeline import GeneratorConfig
 from clickstream_dagster.sandbox import Sandbox
-from clickstream_dagster.spark_session import ingest_config, local_spark
+from clickstream_dagster.spark_session import ingest_config, pipeline_spark
 from spark.ingest.stream import CONTINUOUS, IngestJob
 
 SETTLE_TIMEOUT_S = 120
@@ -27,7 +28,7 @@ ES_NOT_LIVE = ("no live path: indices are loaded by the daily run for the days a
 def continuous_freshness(sandbox: Sandbox, rate: float, seconds: float) -> dict:
     sandbox.reset()
     settings = sandbox.settings
-    spark = local_spark(settings, "clickstream-dagster")
+    spark = pipeline_spark(settings, "clickstream-dagster")
     job = IngestJob(spark, ingest_config(settings, mode=CONTINUOUS, starting_offsets="latest"))
     query = job.start()
     try:
@@ -44,12 +45,11 @@ def continuous_freshness(sandbox: Sandbox, rate: float, seconds: float) -> dict:
               "micro-batch that read up to the last produced offset")
     finally:
         query.stop()
-    landed_at = {b.batch_id: datetime.fromisoformat(b.landed_at) for b in job.batches}
-    rows = spark.read.parquet(job.config.landing).selectExpr(
-        "kafka_timestamp", "regexp_extract(input_file_name(), 'part-b(\\\\d+)-', 1) as batch"
-    ).collect()
-    latencies = sorted((landed_at[int(r["batch"])] - r["kafka_timestamp"].replace(tzinfo=UTC)
-                        ).total_seconds() for r in rows)
+    batches = job.batches
+    rows = spark.read.format("delta").load(job.config.landing).select(
+        "kafka_partition", "kafka_offset", "kafka_timestamp").collect()
+    latencies = sorted((_landed_at(batches, r["kafka_partition"], r["kafka_offset"])
+                        - r["kafka_timestamp"].replace(tzinfo=UTC)).total_seconds() for r in rows)
     if len(latencies) < 2:
         raise RuntimeError(f"only {len(latencies)} rows landed during the freshness run")
     q = statistics.quantiles(latencies, n=100)
@@ -60,6 +60,13 @@ def continuous_freshness(sandbox: Sandbox, rate: float, seconds: float) -> dict:
             "lake": {"p50_s": round(q[49], 2), "p95_s": round(q[94], 2),
                      "max_s": round(latencies[-1], 2)},
             "elasticsearch": ES_NOT_LIVE}
+
+
+def _landed_at(batches, partition: int, offset: int) -> datetime:
+    for batch in batches:
+        if batch.start_offsets.get(str(partition), 0) <= offset < batch.end_offsets.get(str(partition), 0):
+            return datetime.fromisoformat(batch.landed_at)
+    raise RuntimeError(f"no logged micro-batch read offset {offset} of partition {partition}")
 
 
 def _reached(batch_end: dict[str, int], topic_end: dict[int, int]) -> bool:

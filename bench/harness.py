@@ -31,7 +31,7 @@ from clickstream_dagster.generator.producer import DEFAULT_WORKERS, produce
 from clickstream_dagster.generator.timeline import GeneratorConfig
 from clickstream_dagster.sandbox import Sandbox
 from clickstream_dagster.settings import Settings
-from clickstream_dagster.spark_session import local_spark
+from clickstream_dagster.spark_session import pipeline_spark
 
 from .freshness import continuous_freshness
 from .memory import MemorySampler
@@ -70,7 +70,7 @@ def run_benchmark(base: Settings, events: int, *, seed: int = 1, freshness_rate:
 
         # The JVM starts once per run in Dagster too; timed on its own so it is not billed to ingest.
         started = time.time()
-        local_spark(sandbox.settings, "clickstream-dagster")
+        pipeline_spark(sandbox.settings, "clickstream-dagster")
         spark_start_s = time.time() - started
 
         _say("ingest: the clickstream_landing asset, available-now")

@@ -91,14 +91,14 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from spark.ingest.stream import AVAILABLE_NOW, CONTINUOUS, IngestJob
 
-    from .spark_session import ingest_config, local_spark
+    from .spark_session import ingest_config, pipeline_spark
 
     mode = CONTINUOUS if args.continuous else AVAILABLE_NOW
     config = ingest_config(settings, mode=mode, max_offsets_per_trigger=args.max_offsets_per_trigger,
                            processing_time=args.processing_time)
     print(f"ingesting {settings.topic} -> {config.landing} ({mode}); checkpoint {config.checkpoint}",
           file=sys.stderr, flush=True)
-    spark = local_spark(settings, "clickstream-ingest")
+    spark = pipeline_spark(settings, "clickstream-ingest")
     totals = {"input_rows": 0, "landing_rows": 0, "dead_letters": 0, "duplicates_removed": 0}
     try:
         batches = IngestJob(spark, config).run()
@@ -118,19 +118,14 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     """The main job: stack, live traffic, and Dagster with its sensors on, until Ctrl-C."""
-    import shutil
     import subprocess
-    from importlib import resources
 
+    from .instance import ensure_instance
     from .stack import manager
 
     manager.up(settings)
-    home = Path(os.environ.setdefault(
-        "DAGSTER_HOME", str(Path.home() / ".local" / "share" / "clickstream" / "dagster")))
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        template = resources.files("clickstream_dagster.stack").joinpath("templates", "dagster.yaml")
-        shutil.copyfile(str(template), home / "dagster.yaml")
+    ensure_instance(Path(os.environ.setdefault(
+        "DAGSTER_HOME", str(Path.home() / ".local" / "share" / "clickstream" / "dagster"))))
     logs = settings.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     generator_log = open(logs / "generator.log", "ab")  # noqa: SIM115 (lives as long as the child)
@@ -143,7 +138,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
          "-h", args.host, "-p", str(args.port)], cwd=root)
     print(f"\nDagster UI: http://{args.host}:{args.port}\n"
           f"  live traffic: {args.rate:g} events/s into {settings.topic} (log: {logs / 'generator.log'})\n"
-          f"  sensors launch ingest runs every 30 s, then recompute the days they touched.\n"
+          f"  sensors look every {settings.sensor_interval_s} s: an ingest run when the topic has new "
+          f"records, then the days it touched.\n"
           f"  Ctrl-C stops Dagster and the generator; `make down` stops Kafka and Elasticsearch.",
           flush=True)
     try:
@@ -178,6 +174,8 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    if args.stage == "live":
+        return _bench_live(args, settings)
     from bench import report
     from bench.harness import run_benchmark
 
@@ -192,6 +190,21 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
                                progress=not args.quiet)}
     paths = report.write(results, Path(args.results_dir))
     print("\n" + report.markdown(results) + "\n")
+    print("results: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _bench_live(args: argparse.Namespace, settings: Settings) -> int:
+    from bench import live
+
+    from .stack import manager
+
+    manager.up(settings)
+    print(f"bench live: {args.rate:g} events/s for {args.minutes:g} min through dagster dev, its "
+          f"daemon and sensors (sandbox {live.LIVE})", flush=True)
+    results = live.run_live_benchmark(settings, args.rate, args.minutes, progress=not args.quiet)
+    paths = live.write(results, Path(args.results_dir))
+    print("\n" + live.markdown(results) + "\n")
     print("results: " + ", ".join(str(p) for p in paths.values()))
     return 0
 
@@ -254,7 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--days", type=int, default=3)
     demo.set_defaults(handler=_demo)
 
-    bench = commands.add_parser("bench", help="time every stage on one generated day, then end to end")
+    bench = commands.add_parser("bench", help="time every stage on one generated day, then end to "
+                                             "end; `bench live` measures the live path instead")
+    bench.add_argument("stage", nargs="?", choices=["live"],
+                       help="live: dagster dev with its sensors under steady traffic, minute by minute")
+    bench.add_argument("--rate", type=float, default=100, help="live: events/s of live traffic")
+    bench.add_argument("--minutes", type=float, default=10, help="live: how long to measure")
     bench.add_argument("--events", type=int, default=1_000_000, help="events in the day (10000000: full run)")
     bench.add_argument("--seed", type=int, default=1)
     bench.add_argument("--freshness-rate", type=float, default=2_000,

@@ -8,6 +8,7 @@ from .assets.lake import raw_clickstream
 from .assets.serving import SERVING_ASSETS
 from .checks.quality import QUALITY_CHECKS
 from .resources import ElasticsearchResource, KafkaResource, LakeResource, SparkResource
+from .resources.spark import spark_config
 from .sensors import JOBS, SCHEDULES, SENSORS
 from .settings import Settings
 
@@ -34,9 +35,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             **secret,
         ),
         "lake": LakeResource(root=settings.lake_dir),
-        "spark": SparkResource(
-            master=settings.spark_master, driver_memory=settings.spark_driver_memory
-        ),
+        "spark": SparkResource(spark_config=spark_config(settings)),
     }
 
 

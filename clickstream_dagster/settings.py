@@ -45,6 +45,8 @@ class Settings:
     elasticsearch_ca_certs: str | None = None
     elasticsearch_index_prefix: str = "clickstream"
     lake_dir: str = str(Path.home() / ".local" / "share" / "clickstream" / "lake")
+    # Runs are clients of this Spark Connect server; None runs Spark inside each process instead.
+    spark_remote: str | None = "sc://127.0.0.1:15002"
     spark_master: str = "local[*]"
     spark_driver_memory: str = "3g"
     spark_shuffle_partitions: int = 8
@@ -57,7 +59,7 @@ class Settings:
     # Daily partitions start here; replaying older history (a week of 2024, say) moves it back.
     first_day: str = "2026-01-01"
     automation: bool = True
-    sensor_interval_s: int = 30
+    sensor_interval_s: int = 5
     volume_band: float = 0.5
     alert_webhook_url: str | None = None
     day_close_hour_utc: int = 2
@@ -78,6 +80,7 @@ class Settings:
             elasticsearch_index_prefix=_env("CLICKSTREAM_ES_INDEX_PREFIX",
                                             defaults.elasticsearch_index_prefix),
             lake_dir=_expand_path_or_uri(_env("CLICKSTREAM_LAKE_DIR", defaults.lake_dir)),
+            spark_remote=_remote(_env("CLICKSTREAM_SPARK_REMOTE", defaults.spark_remote)),
             spark_master=_env("SPARK_MASTER", defaults.spark_master),
             spark_driver_memory=_env("SPARK_DRIVER_MEMORY", defaults.spark_driver_memory),
             spark_shuffle_partitions=int(_env("SPARK_SHUFFLE_PARTITIONS",
@@ -109,6 +112,16 @@ class Settings:
         return int(first.rsplit(":", 1)[1])
 
     @property
+    def spark_connect_is_local(self) -> bool:
+        """True when runs use a Connect server on loopback, which `stack up` may start."""
+        parsed = urlparse((self.spark_remote or "").replace("sc://", "http://", 1))
+        return bool(self.spark_remote) and (parsed.hostname or "") in LOOPBACK_HOSTS
+
+    @property
+    def spark_connect_port(self) -> int:
+        return urlparse((self.spark_remote or "").replace("sc://", "http://", 1)).port or 15002
+
+    @property
     def elasticsearch_is_local(self) -> bool:
         parsed = urlparse(self.elasticsearch_url)
         return parsed.scheme == "http" and (parsed.hostname or "") in LOOPBACK_HOSTS
@@ -121,6 +134,15 @@ class Settings:
 def _host_of(server: str) -> str:
     host = server.strip().rsplit(":", 1)[0]
     return host.strip("[]") if host.startswith("[") else host
+
+
+def _remote(value: str) -> str | None:
+    if value.lower() in ("none", "off", "in-process"):
+        return None
+    if not value.startswith("sc://"):
+        raise ValueError(f"CLICKSTREAM_SPARK_REMOTE={value!r} is not a Spark Connect URL: write "
+                         f"sc://host:port, or none to run Spark inside each process")
+    return value
 
 
 def _iso_day(value: str) -> str:

@@ -1,6 +1,14 @@
-"""One way to build a SparkSession, used by Dagster resources, the CLI and spark-submit mains."""
+"""One way to build a SparkSession, used by Dagster resources, the CLI and spark-submit mains.
+
+Two kinds of session run the same code: a client of a long-lived Spark Connect server (the
+default: no JVM starts per run), or an in-process Spark. Nothing in spark/ reaches the JVM
+directly, so every job works through either.
+"""
 
 from __future__ import annotations
+
+import os
+import re
 
 from pyspark.sql import SparkSession
 
@@ -9,7 +17,6 @@ BASE_CONF = {
     "spark.sql.session.timeZone": "UTC",
     "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
     "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
-    "spark.sql.sources.partitionOverwriteMode": "dynamic",
     "spark.sql.parquet.compression.codec": "zstd",
     "spark.sql.adaptive.enabled": "true",
     "spark.ui.showConsoleProgress": "false",
@@ -18,15 +25,56 @@ BASE_CONF = {
     "spark.sql.optimizer.enableJsonExpressionOptimization": "false",
 }
 
+# The lake is Delta Lake: Parquet files plus a transaction log (atomic day swaps, idempotent
+# micro-batch appends, conflict detection, time travel).
+DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+# Streaming state (dedup keys) lives in RocksDB: off-heap, bounded memory, fast recovery.
+STREAMING_CONF = {
+    "spark.sql.streaming.stateStore.providerClass":
+        "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+    "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+    # Counting the state's rows costs a read before every write; the dedup only ever needs the
+    # read it does itself (1M-event batch: dedup and cache 16 s -> 8 s, with the cache change).
+    "spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows": "false",
+    # One memory budget (500 MB by default) for every RocksDB instance of the process. Of two
+    # 10M-event ingests without it, one peaked at 7.95 GiB for the driver's process tree (the
+    # other at 4.3); with it, 4.3 GiB at the same 28k events/s.
+    "spark.sql.streaming.stateStore.rocksdb.boundedMemoryUsage": "true",
+}
+
+
+def pipeline_conf(master: str, shuffle_partitions: int) -> dict[str, str]:
+    """Everything the pipeline's Spark needs, for an in-process session or a Connect server."""
+    conf = {**BASE_CONF, **DELTA_CONF, **STREAMING_CONF,
+            # Spark's default of 200 suits a cluster; on a few cores each of those tasks is pure
+            # overhead (1M-event day, the five analytics steps: 44.7 s -> 19.1 s at 8).
+            "spark.sql.shuffle.partitions": str(shuffle_partitions)}
+    local = re.fullmatch(r"local\[(\d+|\*)(,\d+)?\]|local", master)
+    if local:  # readable through spark.conf, which Connect clients have (sparkContext they lack)
+        cores = local.group(1) if local.group(1) and local.group(1) != "*" else None
+        conf["spark.default.parallelism"] = cores or str(os.cpu_count() or 1)
+    return conf
+
 
 def build_session(
     app_name: str,
     *,
+    remote: str | None = None,
     master: str | None = None,
     driver_memory: str | None = None,
     jars: list[str] | None = None,
     conf: dict[str, str] | None = None,
 ) -> SparkSession:
+    """A client of the Connect server at `remote`, or else an in-process session."""
+    if remote:
+        session = SparkSession.builder.remote(remote).getOrCreate()
+        for key, value in (conf or {}).items():
+            session.conf.set(key, value)
+        return session
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
@@ -34,8 +82,14 @@ def build_session(
         builder = builder.config("spark.driver.memory", driver_memory)
     if jars:
         builder = builder.config("spark.jars", ",".join(jars))
-    for key, value in {**BASE_CONF, **(conf or {})}.items():
+    for key, value in {**BASE_CONF, **DELTA_CONF, **(conf or {})}.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     return session
+
+
+def parallelism(spark: SparkSession) -> int:
+    """Cores the jobs can spread over: spark.default.parallelism, else the shuffle partitions."""
+    value = spark.conf.get("spark.default.parallelism", None)
+    return int(value or spark.conf.get("spark.sql.shuffle.partitions"))

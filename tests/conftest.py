@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import uuid
 from pathlib import Path
@@ -36,15 +35,12 @@ def stack(settings: Settings) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def spark(settings: Settings):
-    """One real local SparkSession for the whole run, with Kafka's connector on the classpath."""
-    from clickstream_dagster.spark_session import local_spark
+def spark(stack: Settings):
+    """A session of the stack's real Spark Connect server for the whole run: the same Spark, with
+    Kafka's connector and Delta Lake, that every Dagster run is a client of."""
+    from clickstream_dagster.spark_session import pipeline_spark
 
-    session = local_spark(
-        dataclasses.replace(settings, spark_master="local[2]", spark_driver_memory="3g"),
-        "clickstream-tests",
-        conf={"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false"},
-    )
+    session = pipeline_spark(stack, "clickstream-tests", conf={"spark.sql.shuffle.partitions": "4"})
     yield session
     session.stop()
 

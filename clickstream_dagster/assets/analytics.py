@@ -19,7 +19,7 @@ def analytics_asset(transformation: Callable[[DataFrame], DataFrame]) -> dg.Asse
 
     @dg.asset(name=name, description=transformation.__doc__.splitlines()[0],
               partitions_def=daily_partitions, backfill_policy=SPARK_BACKFILL, deps=[raw_clickstream],
-              group_name="analytics", kinds={"spark", "parquet"})
+              group_name="analytics", kinds={"spark", "delta"})
     def _asset(context: dg.AssetExecutionContext, lake: LakeResource,
                spark: SparkResource) -> dg.MaterializeResult:
         written = build_days(spark.get_session(), lake.raw, lake.analytics(name),

@@ -22,7 +22,7 @@ class IngestRunConfig(dg.Config):
     dedup_watermark: str = "1 hour"
 
 
-@dg.asset(deps=[clickstream_topic], group_name="ingest", kinds={"spark", "parquet"})
+@dg.asset(deps=[clickstream_topic], group_name="ingest", kinds={"spark", "delta"})
 def clickstream_landing(context: dg.AssetExecutionContext, config: IngestRunConfig,
                         kafka: KafkaResource, lake: LakeResource, spark: SparkResource
                         ) -> dg.MaterializeResult:

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from spark.analytics.jobs import read_days
+from spark.delta_lake import read_days
 
 from ..partitions import daily_partitions
 from ..resources import ElasticsearchResource, LakeResource, SparkResource

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 from pyspark.sql import functions as F
 
-from spark.analytics.jobs import read_days
+from spark.delta_lake import read_days
 
 from ..assets.analytics import ANALYTICS_ASSETS
 from ..assets.lake import raw_clickstream

@@ -1,25 +1,29 @@
-import dataclasses
+from typing import Any
 
-import dagster as dg
-from pydantic import PrivateAttr
+from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import SparkSession
 
 from ..settings import Settings
-from ..spark_session import local_spark
+from ..spark_session import server_conf
+from ..stack.spark_jars import spark_jars
 
 
-class SparkResource(dg.ConfigurableResource):
-    """A SparkSession with Kafka's connector on the classpath; local by default, any master works."""
+class SparkResource(LazyPySparkResource):
+    """Spark for the runs, built by dagster-pyspark on first use inside a run, never at import.
 
-    master: str = "local[*]"
-    driver_memory: str = "3g"
-    conf: dict[str, str] = {}
-    _session: SparkSession | None = PrivateAttr(default=None)
+    By default `spark_config` only names the long-lived Spark Connect server ("spark.remote"), so a
+    run starts no JVM; without a server it holds an in-process Spark's whole configuration."""
+
+    spark_config: dict[str, Any]
 
     def get_session(self) -> SparkSession:
-        # Built on first use inside a run, never at import time.
-        if self._session is None:
-            settings = dataclasses.replace(Settings.from_env(), spark_master=self.master,
-                                           spark_driver_memory=self.driver_memory)
-            self._session = local_spark(settings, "clickstream-dagster", conf=self.conf)
-        return self._session
+        return self.spark_session
+
+
+def spark_config(settings: Settings, conf: dict[str, str] | None = None) -> dict[str, str]:
+    """The dagster-pyspark configuration for the documented settings."""
+    if settings.spark_remote:
+        return {"spark.remote": settings.spark_remote, **(conf or {})}
+    return {"spark.app.name": "clickstream-dagster", "spark.master": settings.spark_master,
+            "spark.driver.memory": settings.spark_driver_memory,
+            "spark.jars": ",".join(spark_jars(settings)), **server_conf(settings), **(conf or {})}

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 from ..settings import Settings
-from . import elasticsearch, kafka
+from . import elasticsearch, kafka, spark_connect
 from .errors import StackError
 from .process import (
     check_free_space,
@@ -20,7 +20,7 @@ from .process import (
     stop_process,
     wait_for,
 )
-from .spark_jars import spark_kafka_jars
+from .spark_jars import spark_jars
 from .versions import ELASTICSEARCH_VERSION, KAFKA_VERSION, SPARK_VERSION
 
 
@@ -46,7 +46,7 @@ HEADER = f"{'service':<14} {'state':<10} {'version':<10} {'address':<26} {'proce
 
 
 def up(settings: Settings) -> list[ServiceStatus]:
-    """Start whatever is not already answering, create the topics, and fetch Spark's connector."""
+    """Start whatever is not already answering, create the topics, and fetch Spark's jars."""
     check_free_space(settings.cache_dir)
     check_free_space(settings.state_dir)
     kafka_status = _up_kafka(settings)
@@ -54,18 +54,20 @@ def up(settings: Settings) -> list[ServiceStatus]:
     created = kafka.ensure_topics(settings)
     if created:
         print(f"  created topics: {', '.join(created)}", flush=True)
-    jars = spark_kafka_jars(settings)
-    return [kafka_status, es_status, _spark_status(jars)]
+    if not settings.spark_remote:  # runs start Spark in-process: they only need the jars
+        return [kafka_status, es_status, _spark_status(spark_jars(settings))]
+    return [kafka_status, es_status, _up_spark_connect(settings)]
 
 
 def status(settings: Settings) -> list[ServiceStatus]:
-    return [_kafka_status(settings), _elasticsearch_status(settings), _spark_status(None)]
+    spark = _spark_connect_status(settings) if settings.spark_remote else _spark_status(None)
+    return [_kafka_status(settings), _elasticsearch_status(settings), spark]
 
 
 def down(settings: Settings) -> list[str]:
     """Stop only the processes that `up` started (tracked by pid file); returns their names."""
     stopped = []
-    for name in (elasticsearch.NAME, kafka.NAME):
+    for name in (spark_connect.NAME, elasticsearch.NAME, kafka.NAME):
         if stop_process(settings.state_dir, name):
             stopped.append(name)
     return stopped
@@ -120,6 +122,43 @@ def _up_elasticsearch(settings: Settings) -> ServiceStatus:
     return _elasticsearch_status(settings)
 
 
+def _up_spark_connect(settings: Settings) -> ServiceStatus:
+    current = _spark_connect_status(settings)
+    if current.state in ("running", "external"):
+        return current
+    if not settings.spark_connect_is_local:
+        raise StackError(
+            f"Spark Connect at CLICKSTREAM_SPARK_REMOTE={settings.spark_remote} does not answer. "
+            f"The stack only starts services on 127.0.0.1: start that server, or unset the "
+            f"variable to use a local one.")
+    if current.state == "unhealthy":
+        service = read_pid_file(settings.state_dir, spark_connect.NAME)
+        wait_for("Spark Connect", lambda: spark_connect.probe(settings, 2), service=service,
+                 timeout_s=180)
+        return _spark_connect_status(settings)
+    _refuse_foreign_port(settings.spark_connect_port, "Spark Connect", "CLICKSTREAM_SPARK_REMOTE")
+    started = time.monotonic()
+    print(f"  starting Spark Connect {SPARK_VERSION} on 127.0.0.1:{settings.spark_connect_port} "
+          f"(master {settings.spark_master}) ...", flush=True)
+    spark_connect.start(settings)
+    print(f"  Spark Connect healthy after {time.monotonic() - started:.1f} s", flush=True)
+    return _spark_connect_status(settings)
+
+
+def _spark_connect_status(settings: Settings) -> ServiceStatus:
+    ours = read_pid_file(settings.state_dir, spark_connect.NAME)
+    ours = ours if ours and ours.is_alive() else None
+    health = spark_connect.probe(settings)
+    address = settings.spark_remote or ""
+    if health is None:
+        return ServiceStatus(spark_connect.NAME, "unhealthy" if ours else "stopped", SPARK_VERSION,
+                             address, ours and ours.pid, None, ours and ours.log)
+    if ours is None:
+        return ServiceStatus(spark_connect.NAME, "external", health.version, address)
+    return ServiceStatus(spark_connect.NAME, "running", health.version, address, ours.pid,
+                         ours.rss_bytes() / 1024**2, ours.log)
+
+
 def _refuse_foreign_port(port: int, what: str, variable: str) -> None:
     if port_is_open("127.0.0.1", port):
         raise StackError(
@@ -158,5 +197,5 @@ def _elasticsearch_status(settings: Settings) -> ServiceStatus:
 
 
 def _spark_status(jars: list[str] | None) -> ServiceStatus:
-    detail = f"{len(jars)} connector jars" if jars is not None else "in-process (SPARK_MASTER)"
+    detail = f"{len(jars)} jars, in-process" if jars is not None else "in-process (SPARK_MASTER)"
     return ServiceStatus("spark", "library", SPARK_VERSION, detail)

@@ -39,7 +39,7 @@ class ServiceProcess:
 def tree_rss_bytes(pid: int) -> int:
     """Resident memory of a process and all its descendants, from /proc (0 once it is gone)."""
     total = 0
-    for member in [pid, *_descendants(pid)]:
+    for member in [pid, *descendants(pid)]:
         try:
             for line in Path(f"/proc/{member}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -178,7 +178,7 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
     children: list[int] = []
     try:
         for task in Path(f"/proc/{pid}/task").iterdir():
@@ -186,7 +186,7 @@ def _descendants(pid: int) -> list[int]:
                 children.append(int(child))
     except OSError:
         return []
-    return children + [d for c in children for d in _descendants(c)]
+    return children + [d for c in children for d in descendants(c)]
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -1,4 +1,4 @@
-"""Spark's Kafka connector jars, fetched with mvn and handed to every SparkSession via spark.jars.
+"""Spark's Kafka connector and Delta Lake jars, fetched with mvn and handed to Spark via spark.jars.
 
 `spark.jars.packages` resolves through Ivy and ignores Maven settings, so the project resolves the
 connector with mvn itself and passes plain jar paths.
@@ -13,7 +13,7 @@ import pyspark
 
 from ..settings import Settings
 from . import maven
-from .versions import SPARK_VERSION
+from .versions import DELTA_VERSION, SPARK_VERSION
 
 _VERSION_SUFFIX = re.compile(r"-\d[^-]*\.jar$")
 
@@ -27,6 +27,24 @@ def spark_kafka_jars(settings: Settings) -> list[str]:
         dest,
         settings=settings.maven_settings,
     )
+    return _not_shipped(jars)
+
+
+def delta_jars(settings: Settings) -> list[str]:
+    """Delta Lake for Spark (delta-spark and delta-storage), as absolute paths."""
+    dest = settings.cache_dir / f"delta-spark-{DELTA_VERSION}"
+    jars = maven.copy_dependencies(
+        "delta-spark", [f"io.delta:delta-spark_2.13:{DELTA_VERSION}"], dest,
+        settings=settings.maven_settings)
+    return _not_shipped(jars)
+
+
+def spark_jars(settings: Settings) -> list[str]:
+    """Every jar the pipeline's Spark needs beyond pyspark's own."""
+    return spark_kafka_jars(settings) + delta_jars(settings)
+
+
+def _not_shipped(jars: list[Path]) -> list[str]:
     # A second copy of scala-library, hadoop-client or snappy on the classpath invites conflicts.
     shipped = {_artifact(p) for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
     return [str(p) for p in jars if _artifact(p) not in shipped]

@@ -15,3 +15,8 @@ ELASTICSEARCH_VERSION = "8.19.21"
 SPARK_VERSION = version("pyspark")
 
 MIN_JAVA = 17
+
+# Delta Lake's release for Spark 4.0 (delta-spark 4.0.x is built against Spark 4.0.0).
+DELTA_VERSION = "4.0.0"
+# pyspark ships the Spark Connect server; this is its default port.
+SPARK_CONNECT_PORT = 15002

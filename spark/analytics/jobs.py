@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import date
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from ..lake_files import HadoopFS, replace_days
+from ..delta_lake import read_days, replace_days
+from ..session import parallelism
 from .transform import deduplicate_day
 
 # ~110 MB per zstd file for this schema: large enough for efficient scans, small enough to spread
@@ -17,12 +17,6 @@ from .transform import deduplicate_day
 ROWS_PER_FILE = 2_000_000
 # Below this a file is too small to be worth a core of its own.
 MIN_ROWS_PER_FILE = 250_000
-
-
-def read_days(spark: SparkSession, table: str, days: list[str]) -> DataFrame:
-    """Rows of the given event_date partitions (pruned: only those folders are listed and read)."""
-    wanted = [date.fromisoformat(d) for d in days]
-    return spark.read.option("basePath", table).parquet(table).where(F.col("event_date").isin(wanted))
 
 
 def compact_days(spark: SparkSession, landing: str, raw: str, days: list[str]) -> dict[str, dict]:
@@ -34,19 +28,17 @@ def compact_days(spark: SparkSession, landing: str, raw: str, days: list[str]) -
     (1M-event day in make bench: 26.9 s -> 23.3 s against counting first and shuffling twice.)
     """
     source = read_days(spark, landing, days)
-    files = files_per_day(_rows_per_day(source), spark.sparkContext.defaultParallelism)
+    files = files_per_day(_rows_per_day(source), parallelism(spark))
     bucketed = (
         source
         .withColumn("_file", F.pmod(F.xxhash64("event_id"), F.lit(files)))
         .repartition(max(1, len(days)) * files, "event_date", "_file")
     )
     deduplicated = deduplicate_day(bucketed, bucket="_file")
-    written = replace_days(HadoopFS(spark, raw), deduplicated.sortWithinPartitions(
+    written = replace_days(deduplicated.sortWithinPartitions(
         "event_date", "event_ts", "event_id", "event_type"), raw, days)
     compacted = _rows_per_day(read_days(spark, raw, days))
-    for day, info in written.items():
-        info["rows"] = compacted.get(day, 0)
-    return written
+    return {**written, "rows_per_day": {day: compacted.get(day, 0) for day in days}}
 
 
 def _rows_per_day(frame: DataFrame) -> dict[str, int]:
@@ -55,17 +47,15 @@ def _rows_per_day(frame: DataFrame) -> dict[str, int]:
 
 def build_days(spark: SparkSession, raw: str, table: str, days: list[str],
                transform: Callable[[DataFrame], DataFrame]) -> dict[str, dict]:
-    """raw -> one analytics table for whole days."""
+    """raw -> one analytics table for whole days, each replaced atomically."""
     result = transform(read_days(spark, raw, days)).cache()
     try:
         per_day = _rows_per_day(result)
-        files = files_per_day(per_day, spark.sparkContext.defaultParallelism)
-        written = _write(spark, result, table, days, files)
+        files = files_per_day(per_day, parallelism(spark))
+        written = _write(result, table, days, files)
     finally:
         result.unpersist()
-    for day, info in written.items():
-        info["rows"] = per_day.get(day, 0)
-    return written
+    return {**written, "rows_per_day": {day: per_day.get(day, 0) for day in days}}
 
 
 def files_per_day(rows_per_day: dict[str, int], cores: int) -> int:
@@ -77,11 +67,11 @@ def files_per_day(rows_per_day: dict[str, int], cores: int) -> int:
     return math.ceil(files / cores) * cores if files > cores else files
 
 
-def _write(spark, frame: DataFrame, table: str, days: list[str], files_per_day: int):
+def _write(frame: DataFrame, table: str, days: list[str], files_per_day: int) -> dict:
     sort_key = "event_ts" if "event_ts" in frame.columns else frame.columns[1]
     shaped = (
         frame.repartition(max(1, len(days)) * files_per_day, "event_date",
                           F.pmod(F.xxhash64(*frame.columns[:3]), F.lit(files_per_day)))
         .sortWithinPartitions("event_date", sort_key, *frame.columns[1:3])
     )
-    return replace_days(HadoopFS(spark, table), shaped, table, days)
+    return replace_days(shaped, table, days)

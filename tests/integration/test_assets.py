@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import glob
-import os
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -13,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from elasticsearch import helpers
+from pyspark.sql import functions as F
 
 from clickstream_dagster.assets.analytics import ANALYTICS_ASSETS, url_country_daily, user_sessions
 from clickstream_dagster.assets.ingest import clickstream_landing
@@ -24,6 +23,7 @@ from clickstream_dagster.generator.producer import produce
 from clickstream_dagster.generator.timeline import LATE, VALID, GeneratorConfig, stream
 from clickstream_dagster.resources import ElasticsearchResource
 from clickstream_dagster.serving.indices import SERVED, URL_COUNTRY, IndexingError, load_day
+from spark.delta_lake import last_commit, read_days
 from tests.helpers import create_topics, delete_topics, isolated_topics
 
 CONFIG = GeneratorConfig(events=20_000, seed=77, start=datetime(2026, 6, 1, tzinfo=UTC), days=2,
@@ -72,7 +72,7 @@ def pipeline(stack, spark, tmp_path_factory):
 
 def _read(spark, resources, table: str, day: str) -> pd.DataFrame:
     path = resources["lake"].raw if table == "raw" else resources["lake"].analytics(table)
-    return spark.read.parquet(f"{path}/event_date={day}").toPandas()
+    return read_days(spark, path, [day]).drop("event_date").toPandas()
 
 
 def test_landing_reports_exactly_the_changed_partitions(pipeline):
@@ -216,12 +216,11 @@ def test_quality_checks_pass_on_good_data_with_gx_observations(pipeline):
 def test_a_failed_check_blocks_the_aggregate_and_the_index(spark, pipeline):
     _, resources, _ = pipeline
     lake = resources["lake"]
-    # Bad data in the landing zone: day-1 events filed under day 2.
-    misfiled = f"{lake.landing}/event_date={DAY2}/event_hour=23/part-injected.parquet"
-    staging = f"{lake.root}/injected"
-    day1 = spark.read.parquet(f"{lake.landing}/event_date={DAY1}").drop("event_hour").limit(50)
-    day1.coalesce(1).write.mode("overwrite").parquet(staging)
-    os.rename(next(glob.iglob(f"{staging}/part-*.parquet")), misfiled)
+    # Bad data in the landing zone: day-1 events filed under day 2, committed like any batch.
+    before = last_commit(spark, lake.landing)["version"]
+    misfiled = (read_days(spark, lake.landing, [DAY1]).limit(50)
+                .withColumn("event_date", F.lit(DAY2).cast("date")).withColumn("event_hour", F.lit("23")))
+    misfiled.write.format("delta").mode("append").save(lake.landing)
     index = URL_COUNTRY.with_prefix(resources["elasticsearch"].index_prefix).index_for(DAY2)
     try:
         result = dg.materialize(
@@ -234,5 +233,5 @@ def test_a_failed_check_blocks_the_aggregate_and_the_index(spark, pipeline):
         materialized = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
         assert materialized == {"raw_clickstream"}  # nothing downstream of the failed gate
         assert not resources["elasticsearch"].client().indices.exists(index=index)
-    finally:
-        os.remove(misfiled)
+    finally:  # time travel takes the landing table back to before the injection
+        spark.sql(f"RESTORE TABLE delta.`{lake.landing}` TO VERSION AS OF {before}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -53,7 +54,7 @@ def faulty_run(stack, spark, tmp_path_factory):
 def test_every_message_is_accounted_for_exactly(spark, faulty_run):
     settings, summary, config, batches, _ = faulty_run
     _, unique = _expected(FAULTY)
-    lake = spark.read.parquet(config.landing)
+    lake = spark.read.format("delta").load(config.landing)
     landed = lake.count()
     assert landed == len(unique) == summary.kinds["valid"] + summary.kinds["late"]
     assert lake.select("event_id").distinct().count() == landed
@@ -83,7 +84,7 @@ def test_every_dead_letter_carries_its_reason_in_the_topic_and_the_table(spark, 
         sources.add((headers["source.partition"], headers["source.offset"]))
     assert len(sources) == len(messages)  # each points at its own source record
 
-    bad_rows = spark.read.parquet(config.bad_rows)
+    bad_rows = spark.read.format("delta").load(config.bad_rows)
     assert bad_rows.count() == sum(reasons.values())
     assert bad_rows.where("error is null or raw is null").count() == 0
 
@@ -91,7 +92,7 @@ def test_every_dead_letter_carries_its_reason_in_the_topic_and_the_table(spark, 
 def test_days_land_in_their_own_partitions_and_late_events_in_their_event_day(spark, faulty_run):
     _, _, config, _, _ = faulty_run
     _, unique = _expected(FAULTY)
-    lake = spark.read.parquet(config.landing)
+    lake = spark.read.format("delta").load(config.landing)
     per_day = {str(r["event_date"]): r["count"] for r in lake.groupBy("event_date").count().collect()}
     expected = Counter(datetime.fromtimestamp(m.event_ts_ms / 1000, UTC).date().isoformat()
                        for m in unique)
@@ -118,38 +119,55 @@ def test_a_restart_with_nothing_new_writes_nothing(spark, faulty_run):
     assert sorted(p for p in Path(config.landing).rglob("*.parquet")) == before
 
 
+def _committed(table: Path, batch_id: int) -> bool:
+    """True once the table's Delta log holds the idempotent-write transaction of `batch_id`."""
+    for entry in sorted((table / "_delta_log").glob("*.json"))[-3:]:
+        try:
+            actions = [json.loads(line) for line in entry.read_text().splitlines() if line]
+        except (OSError, ValueError):  # being written right now
+            continue
+        if any(a.get("txn", {}).get("version") == batch_id for a in actions):
+            return True
+    return False
+
+
 def test_sigkill_mid_batch_then_restart_lands_every_event_exactly_once(stack, spark, fresh_topics,
                                                                        tmp_path):
     config = GeneratorConfig(events=60_000, seed=33, start=datetime(2026, 2, 20, tzinfo=UTC),
                              duplicate_ratio=0.02, malformed_ratio=0.01)
     summary = produce(config, fresh_topics, progress=False)
     lake = tmp_path / "lake"
+    # The ingest runs its own in-process Spark here, so that SIGKILL takes down the very process
+    # that writes the lake and the checkpoint, as a crash of the Spark server would.
     env = {**os.environ, "CLICKSTREAM_TOPIC": fresh_topics.topic,
            "CLICKSTREAM_DLQ_TOPIC": fresh_topics.dlq_topic, "CLICKSTREAM_LAKE_DIR": str(lake),
-           "SPARK_MASTER": "local[2]", "SPARK_DRIVER_MEMORY": "2g"}
+           "CLICKSTREAM_SPARK_REMOTE": "none", "SPARK_MASTER": "local[2]", "SPARK_DRIVER_MEMORY": "2g"}
+    env.pop("SPARK_CONNECT_MODE_ENABLED", None)  # set by this process's own Connect session
     proc = subprocess.Popen(
         [sys.executable, "-m", "clickstream_dagster.cli", "ingest", "--max-offsets-per-trigger",
          "8000"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    # Kill the moment batch 2 has published its lake files, before Spark records the batch as
-    # committed: the replay after restart must replace those files, not add to them.
-    manifest = lake / "landing/clickstream/_manifests/batch-0000000002.json"
+    # Kill the moment batch 2 has committed to the landing table, before Spark records the batch
+    # as done in its checkpoint: the replay after restart must not land those rows a second time.
+    landing = lake / "landing/clickstream"
     deadline = time.monotonic() + 240
-    while not manifest.exists() and proc.poll() is None and time.monotonic() < deadline:
+    while not _committed(landing, 2) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(30)
-    assert manifest.exists(), "the ingest never reached batch 2"
+    assert _committed(landing, 2), "the ingest never reached batch 2"
     assert not (lake / "_checkpoints/ingest/commits/2").exists(), "killed too late to test a crash"
 
     _, batches = _ingest(spark, fresh_topics, lake)
     assert batches and batches[0].batch_id == 2  # the interrupted batch ran again
-    landing = spark.read.parquet(str(lake / "landing/clickstream"))
+    landed = spark.read.format("delta").load(str(landing))
     expected = summary.kinds["valid"] + summary.kinds["late"]
-    assert landing.count() == expected
-    assert landing.select("event_id").distinct().count() == expected
+    assert landed.count() == expected
+    assert landed.select("event_id").distinct().count() == expected
     log = read_batch_log(spark, str(lake))
+    assert sorted(b["batch_id"] for b in log) == list(range(len(log)))  # each batch logged once
     assert sum(b["input_rows"] for b in log) == config.events
     assert sum(b["dead_letters"] for b in log) == summary.kinds["malformed"]
-    assert spark.read.parquet(str(lake / "landing/bad_rows")).count() == summary.kinds["malformed"]
+    bad_rows = spark.read.format("delta").load(str(lake / "landing/bad_rows"))
+    assert bad_rows.count() == summary.kinds["malformed"]

@@ -26,6 +26,7 @@ from clickstream_dagster.clients import elasticsearch_client
 from clickstream_dagster.generator.producer import produce
 from clickstream_dagster.generator.timeline import GeneratorConfig
 from clickstream_dagster.serving.indices import SERVED
+from spark.delta_lake import read_days
 from tests.helpers import create_topics, delete_topics, free_port, isolated_topics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,7 +109,7 @@ def test_materialize_and_backfill_from_the_ui_fill_the_indices(dagster_ui, brows
     for spec in SERVED:
         served = spec.with_prefix(prefix)
         for day in DAYS:
-            rows = spark.read.parquet(str(lake / "analytics" / spec.table / f"event_date={day}"))
+            rows = read_days(spark, str(lake / "analytics" / spec.table), [day])
             assert client.count(index=served.index_for(day))["count"] == rows.count() > 0
 
 

@@ -22,7 +22,7 @@ def _env_names_read_by_settings() -> set[str]:
 
 def test_services_are_the_documented_stack():
     assert set(SERVICES) == {
-        "kafka", "kafka-topics", "elasticsearch", "kibana", "postgres",
+        "kafka", "kafka-topics", "elasticsearch", "kibana", "postgres", "spark-connect",
         "user-code", "dagster-webserver", "dagster-daemon",
     }
 
@@ -43,6 +43,7 @@ def test_ports_are_published_on_loopback_at_the_default_ports():
     assert published["elasticsearch"] == [str(DEFAULTS.elasticsearch_port)]
     assert published["dagster-webserver"] == ["3000"]
     assert published["kibana"] == ["5601"]
+    assert published["spark-connect"] == [str(DEFAULTS.spark_connect_port)]
     kafka_env = SERVICES["kafka"]["environment"]
     assert f"HOST://127.0.0.1:{DEFAULTS.kafka_port}" in kafka_env["KAFKA_ADVERTISED_LISTENERS"]
 
@@ -60,7 +61,9 @@ def test_pipeline_environment_uses_the_documented_names_and_defaults():
     assert f"--topic {DEFAULTS.topic} --partitions {DEFAULTS.topic_partitions}" in topics
     assert f"--topic {DEFAULTS.dlq_topic} --partitions {DLQ_PARTITIONS}" in topics
     # Every Dagster service runs the same image and configuration.
-    for name in ("dagster-webserver", "dagster-daemon"):
+    # Runs are clients of the compose stack's own Connect server, on the default port.
+    assert env["CLICKSTREAM_SPARK_REMOTE"] == f"sc://spark-connect:{DEFAULTS.spark_connect_port}"
+    for name in ("dagster-webserver", "dagster-daemon", "spark-connect"):
         assert SERVICES[name]["environment"] == env
         assert SERVICES[name]["image"] == SERVICES["user-code"]["image"]
 
@@ -74,6 +77,7 @@ def test_long_running_services_have_healthchecks_and_wait_for_dependencies():
     assert daemon_deps["postgres"]["condition"] == "service_healthy"
     assert daemon_deps["kafka-topics"]["condition"] == "service_completed_successfully"
     assert daemon_deps["user-code"]["condition"] == "service_healthy"
+    assert daemon_deps["spark-connect"]["condition"] == "service_healthy"
 
 
 def test_every_setting_is_in_the_readme_configuration_table():

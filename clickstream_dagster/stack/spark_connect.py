@@ -1,0 +1,123 @@
+"""The long-lived Spark Connect server every run is a client of: started once by `stack up`, so no
+run pays for a JVM start. pyspark ships the server; it gets the Kafka connector and Delta Lake."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import grpc
+import pyspark
+
+from ..settings import Settings
+from ..spark_session import server_conf
+from .java import find_java_home
+from .process import ServiceProcess, start_process, wait_for
+from .spark_jars import spark_jars
+from .versions import SPARK_VERSION
+
+NAME = "spark-connect"
+SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+# A run's session that stays idle this long is closed by the server (runs do not close their own
+# when their process ends); streaming queries of a closed session stop with it.
+SESSION_TIMEOUT = "15m"
+
+
+@dataclass(frozen=True)
+class SparkConnectHealth:
+    version: str
+    time_zone: str
+
+
+def probe(settings: Settings, timeout_s: float = 3) -> SparkConnectHealth | None:
+    """A real Connect server answers a config request over gRPC; anything else returns None."""
+    from pyspark.sql.connect.proto import base_pb2, base_pb2_grpc
+
+    target = f"127.0.0.1:{settings.spark_connect_port}" if settings.spark_connect_is_local \
+        else (settings.spark_remote or "").removeprefix("sc://").split("/")[0]
+    request = base_pb2.ConfigRequest(
+        session_id=str(uuid.uuid4()), user_context=base_pb2.UserContext(user_id="clickstream-probe"),
+        operation=base_pb2.ConfigRequest.Operation(
+            get=base_pb2.ConfigRequest.Get(keys=["spark.sql.session.timeZone"])))
+    try:
+        with grpc.insecure_channel(target) as channel:
+            reply = base_pb2_grpc.SparkConnectServiceStub(channel).Config(request, timeout=timeout_s)
+    except grpc.RpcError:
+        return None
+    return SparkConnectHealth(version=SPARK_VERSION,
+                              time_zone=dict((p.key, p.value) for p in reply.pairs).get(
+                                  "spark.sql.session.timeZone", "?"))
+
+
+def server_command(settings: Settings, bind: str = "127.0.0.1") -> tuple[list[str], dict[str, str], Path]:
+    """The spark-submit command, environment and working folder of the server."""
+    java_home, _ = find_java_home()
+    jars = spark_jars(settings)
+    home = settings.state_dir / NAME
+    scratch = home / "tmp"
+    scratch.mkdir(parents=True, exist_ok=True)
+    log4j = home / "log4j2.properties"
+    log4j.write_text(resources.files(__package__).joinpath(
+        "templates", "spark-connect-log4j2.properties").read_text())
+    spark_home = Path(pyspark.__file__).parent
+    conf = {
+        **server_conf(settings),
+        "spark.driver.extraJavaOptions": f"-Duser.timezone=UTC -Dlog4j2.configurationFile={log4j}",
+        "spark.local.dir": str(scratch),
+        "spark.sql.warehouse.dir": str(home / "warehouse"),
+        "spark.connect.grpc.binding.address": bind,
+        "spark.connect.grpc.binding.port": str(settings.spark_connect_port),
+        "spark.connect.session.manager.defaultSessionTimeout": SESSION_TIMEOUT,
+        "spark.ui.enabled": "false",
+    }
+    cmd = [str(spark_home / "bin" / "spark-submit"), "--class", SERVER_CLASS,
+           "--name", "clickstream-spark-connect", "--master", settings.spark_master,
+           "--driver-memory", settings.spark_driver_memory, "--jars", ",".join(jars)]
+    for key, value in conf.items():
+        cmd += ["--conf", f"{key}={value}"]
+    env = {
+        **os.environ,
+        "JAVA_HOME": str(java_home),
+        "SPARK_HOME": str(spark_home),
+        # foreachBatch functions run in a Python worker of the server: the project's interpreter,
+        # which has this package and its dependencies installed.
+        "PYSPARK_PYTHON": sys.executable,
+        "TZ": "UTC",
+    }
+    # The server itself must not try to be a client (pyspark marks a process that opened a Connect
+    # session with SPARK_CONNECT_MODE_ENABLED, and children inherit it).
+    for variable in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED"):
+        env.pop(variable, None)
+    return cmd, env, home
+
+
+def start(settings: Settings) -> ServiceProcess:
+    """Launch the server on loopback with the pipeline's Spark settings and wait until it answers."""
+    cmd, env, home = server_command(settings)
+    service = start_process(NAME, cmd, state_dir=settings.state_dir,
+                            log=settings.state_dir / "logs" / "spark-connect.log",
+                            marker=str(home / "tmp"), env=env, cwd=home)
+    wait_for(f"Spark Connect {SPARK_VERSION}", lambda: probe(settings, 2), service=service,
+             timeout_s=180)
+    return service
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m clickstream_dagster.stack.spark_connect [--bind ADDRESS]`: the server in the
+    foreground, as a container runs it."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--bind", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
+    args = parser.parse_args(argv)
+    cmd, env, home = server_command(Settings.from_env(), bind=args.bind)
+    os.chdir(home)
+    os.execvpe(cmd[0], cmd, env)
+
+
+if __name__ == "__main__":
+    main()
