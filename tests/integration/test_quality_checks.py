@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from clickstream_dagster.checks import gx_suites
 from clickstream_dagster.checks.gx_suites import validate
 from clickstream_dagster.checks.quality import _parameters
 
@@ -22,8 +23,16 @@ def _raw(spark, event_ids: list[str]):
                                        "country string, event_date date")
 
 
+@pytest.fixture(params=["pandas", "spark"])
+def engine(request, monkeypatch):
+    """Small frames are validated in-process with pandas, large ones on Spark: test both."""
+    if request.param == "spark":
+        monkeypatch.setattr(gx_suites, "LOCAL_ROWS", -1)
+    return request.param
+
+
 @pytest.mark.parametrize(("event_ids", "unique"), [(["a", "b", "c"], True), (["a", "b", "a"], False)])
-def test_event_id_uniqueness_fails_on_a_repeated_event_id(spark, event_ids, unique):
+def test_event_id_uniqueness_fails_on_a_repeated_event_id(spark, engine, event_ids, unique):
     parameters = _parameters(DAY, {DAY: len(event_ids)}, {})
     results = validate("raw_clickstream", _raw(spark, event_ids), parameters)
     check = results["event_id_is_unique"]
@@ -39,7 +48,7 @@ def test_event_id_uniqueness_fails_on_a_repeated_event_id(spark, event_ids, uniq
     (datetime(2026, 3, 5, 1, 59, tzinfo=UTC), True),  # inside the lateness window
     (datetime(2026, 3, 5, 2, 0, tzinfo=UTC), False),  # closed: judged as a whole day
 ])
-def test_a_partial_open_day_passes_the_volume_band_that_a_closed_day_fails(spark, now, passes):
+def test_a_partial_open_day_passes_the_volume_band_that_a_closed_day_fails(spark, engine, now, passes):
     history = {"2026-03-01": 40, "2026-03-02": 44, "2026-03-03": 42}  # three whole days
     today = _raw(spark, [f"e{i}" for i in range(6)])  # a morning's share of the traffic
     parameters = _parameters(DAY, {DAY: 6}, history, now=now)
