@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def ensure_instance(home: Path) -> Path:
-    """Create `home` with the project's dagster.yaml (runs queued one at a time) unless it has one."""
+    """Create `home` with the project's dagster.yaml (runs queued in two lanes) unless it has one."""
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
         template = resources.files("clickstream_dagster.stack").joinpath("templates", "dagster.yaml")

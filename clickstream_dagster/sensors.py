@@ -25,11 +25,14 @@ AUTOMATION = dg.DefaultSensorStatus.RUNNING if SETTINGS.automation else dg.Defau
 # failure sensor has alerted on each, and the next change to the day starts it again.
 DAILY_MAX_ATTEMPTS = 4
 
+# Each job runs in its own lane of the run queue (see stack/templates/dagster.yaml): an ingest
+# never waits for a daily run, and neither ever runs twice at once.
 ingest_job = dg.define_asset_job(
-    "ingest_job", selection=[clickstream_landing],
+    "ingest_job", selection=[clickstream_landing], tags={"clickstream/lane": "ingest"},
     description="Consume everything new on the topic into the landing lake.")
 daily_job = dg.define_asset_job(
     "daily_job", selection=dg.AssetSelection.groups("lake", "analytics", "serving"),
+    tags={"clickstream/lane": "daily"},
     description="Compact, aggregate, validate and index the given days.")
 
 
