@@ -38,9 +38,12 @@ def stack(settings: Settings) -> Settings:
 def spark(stack: Settings):
     """A session of the stack's real Spark Connect server for the whole run: the same Spark, with
     Kafka's connector and Delta Lake, that every Dagster run is a client of."""
-    from clickstream_dagster.spark_session import pipeline_spark
+    from pyspark.sql import SparkSession
 
-    session = pipeline_spark(stack, "clickstream-tests", conf={"spark.sql.shuffle.partitions": "4"})
+    # A session of its own (not the process's default one), so Dagster runs inside the tests can
+    # close theirs at the end of each run as they do in production.
+    session = SparkSession.builder.remote(stack.spark_remote).create()
+    session.conf.set("spark.sql.shuffle.partitions", "4")
     yield session
     session.stop()
 

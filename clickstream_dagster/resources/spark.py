@@ -1,5 +1,6 @@
 from typing import Any
 
+import dagster as dg
 from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import SparkSession
 
@@ -18,6 +19,12 @@ class SparkResource(LazyPySparkResource):
 
     def get_session(self) -> SparkSession:
         return self.spark_session
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        # A run's Connect session would otherwise idle on the server until its timeout, holding its
+        # finished queries' plans: after a few hundred runs the server spent its time in GC.
+        if self._spark_session is not None and "spark.remote" in self.spark_config:
+            self._spark_session.stop()
 
 
 def spark_config(settings: Settings, conf: dict[str, str] | None = None) -> dict[str, str]:

@@ -73,6 +73,14 @@ def server_command(settings: Settings, bind: str = "127.0.0.1") -> tuple[list[st
         "spark.connect.grpc.binding.port": str(settings.spark_connect_port),
         "spark.connect.session.manager.defaultSessionTimeout": SESSION_TIMEOUT,
         "spark.ui.enabled": "false",
+        # The status store keeps every finished job, stage and SQL execution, plans included, in
+        # the server's heap even without a UI; a server that lives for days keeps only the newest.
+        "spark.ui.retainedJobs": "100",
+        "spark.ui.retainedStages": "100",
+        "spark.ui.retainedTasks": "10000",
+        "spark.sql.ui.retainedExecutions": "50",
+        "spark.sql.streaming.ui.retainedQueries": "20",
+        "spark.sql.streaming.ui.retainedProgressUpdates": "20",
     }
     cmd = [str(spark_home / "bin" / "spark-submit"), "--class", SERVER_CLASS,
            "--name", "clickstream-spark-connect", "--master", settings.spark_master,

@@ -23,9 +23,9 @@ def _resources(settings, tmp_path):
 
 
 def _tick(sensor, resources, instance, cursor=None):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources,
-                                      definitions=defs)
-    return sensor.evaluate_tick(context)
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources,
+                                 definitions=defs) as context:
+        return sensor.evaluate_tick(context)
 
 
 def test_kafka_sensor_skips_requests_once_and_restores_its_cursor(fresh_topics, tmp_path):
