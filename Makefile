@@ -8,7 +8,7 @@ export TZ := UTC
 export DAGSTER_HOME ?= $(HOME)/.local/share/clickstream/dagster
 PYTEST_ARGS ?=
 
-.PHONY: install up down status run demo test lint validate browser bench clean
+.PHONY: install up down status run demo test lint validate browser bench bench-live clean
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 1; }
@@ -62,6 +62,12 @@ EVENTS ?= 1000000
 BENCH_ARGS ?=
 bench: up
 	$(BIN)/clickstream bench --events $(EVENTS) $(BENCH_ARGS)
+
+# The live path as `make run` runs it (dagster dev, daemon, sensors, queued runs) under steady
+# traffic, minute by minute; results go to bench/results/live-latest.{json,png}.
+MINUTES ?= 30
+bench-live: up
+	$(BIN)/clickstream bench live --rate $(RATE) --minutes $(MINUTES) $(BENCH_ARGS)
 
 clean: down
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,428 @@
+"""`clickstream bench live`: the live path as `make run` runs it, measured minute by minute.
+
+The real thing, on a sandbox of its own (topics, lake, index family and Dagster instance): the
+stack's services, `dagster dev` with its daemon and every sensor on, runs queued in their lanes, and
+live traffic from the real-time generator. Beside that traffic the benchmark sends a probe event
+every few seconds, each in a session of its own, and times it:
+- produce -> lake: until the ingest micro-batch that read the probe's offset committed to the
+  landing table (its `landed_at` in the batch log);
+- produce -> Elasticsearch: until the probe's session document is searchable in the sessions index.
+Every sample also records the runs queued and in progress, failed runs, and the CPU and resident
+memory of the whole stack (services, Dagster and its runs, the generator) from /proc.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import orjson
+from confluent_kafka import Producer
+
+from clickstream_dagster.clients import elasticsearch_client
+from clickstream_dagster.generator.producer import produce
+from clickstream_dagster.generator.timeline import GeneratorConfig
+from clickstream_dagster.instance import ensure_instance
+from clickstream_dagster.sandbox import Sandbox
+from clickstream_dagster.serving.indices import SESSIONS
+from clickstream_dagster.settings import Settings
+from clickstream_dagster.spark_session import pipeline_spark
+from clickstream_dagster.stack import elasticsearch, kafka, spark_connect
+from clickstream_dagster.stack.process import descendants, read_pid_file, tree_rss_bytes
+from spark.ingest.stream import read_batch_log
+
+from . import report
+
+LIVE = "clickstream-live"
+BACKLOG_EVENTS = 10_000
+PROBE_EVERY_S = 5
+SAMPLE_EVERY_S = 2
+# The lake latency comes from the batch log's landed_at, so reading the log (a Spark query, which
+# loads the very server under test) every 15 s loses no precision.
+LAKE_POLL_S = 15
+GIB = 1024**3
+WAITING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING]
+TARGETS = {"max_queued_runs": 2, "failed_runs": 0, "es_p95_s": 30, "stack_memory_gib": 8,
+           "min_idle_cpu_share_at_100_per_s": 0.5, "ingest_run_s": 5}
+
+
+@dataclass
+class Probe:
+    event_id: str
+    session_id: str
+    sent_at: float  # time.time() on send
+    partition: int | None = None
+    offset: int | None = None
+    lake_s: float | None = None
+    es_s: float | None = None
+
+
+@dataclass
+class Sample:
+    at: float
+    queued: int
+    in_progress: int
+    failed: int
+    cpu_share: float  # of the machine's cores, since the previous sample
+    rss_gib: float
+
+
+@dataclass
+class LiveRun:
+    settings: Settings
+    rate: float
+    minutes: float
+    probes: list[Probe] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+
+
+def run_live_benchmark(base: Settings, rate: float, minutes: float, *, progress: bool = True) -> dict:
+    sandbox = Sandbox(LIVE, base)
+    sandbox.reset()
+    settings = sandbox.settings
+    home = settings.state_dir / "bench-live" / "dagster"
+    shutil.rmtree(home, ignore_errors=True)
+    ensure_instance(home)
+    env = _sandbox_env(settings, home)
+    logs = settings.state_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    live = LiveRun(settings, rate, minutes)
+    started_at = report.started_now()
+    root = Path(__file__).resolve().parent.parent
+    # A backlog first: the first ingest run then shows what one run of 10k events costs, from
+    # the sensor's request to success, before live traffic shares the machine with it.
+    produce(GeneratorConfig(events=BACKLOG_EVENTS, seed=11), settings, progress=False)
+    with open(logs / "bench-live-dagster.log", "wb") as dagster_log, \
+            open(logs / "bench-live-generator.log", "wb") as generator_log:
+        dagster_proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("dagster")), "dev", "-w", str(root / "workspace.yaml"),
+             "-h", "127.0.0.1", "-p", str(_free_port())],
+            cwd=root, env=env, stdout=dagster_log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            backlog_run = _first_ingest(home, dagster_proc)
+        except BaseException:
+            _stop(dagster_proc)
+            raise
+        if progress:
+            print(f"  backlog of {BACKLOG_EVENTS:,} events: ingest run "
+                  f"{backlog_run['launch_to_success_s']} s from request to success "
+                  f"({backlog_run['run_s']} s running)", flush=True)
+        generator = subprocess.Popen(
+            [sys.executable, "-m", "clickstream_dagster.cli", "generate", "--events", "0", "--rate",
+             str(rate), "--quiet"], env=env, stdout=generator_log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        try:
+            _measure(live, home, [dagster_proc.pid, generator.pid], progress)
+        finally:
+            for child in (generator, dagster_proc):
+                _stop(child)
+    return {"started_at": started_at, "rate_per_s": rate, "minutes": minutes,
+            "sensor_interval_s": settings.sensor_interval_s, "backlog_ingest_run": backlog_run,
+            **summarize(live, home)}
+
+
+def _first_ingest(home: Path, dagster_proc: subprocess.Popen, timeout_s: float = 300) -> dict:
+    """Wait for the first ingest run (the backlog) to succeed; its request-to-success seconds."""
+    instance = dg.DagsterInstance.from_config(str(home))
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if dagster_proc.poll() is not None:
+            raise RuntimeError("dagster dev exited; see logs/bench-live-dagster.log in the state folder")
+        records = instance.get_run_records(dg.RunsFilter(job_name="ingest_job"), limit=1)
+        if records and records[0].dagster_run.status == dg.DagsterRunStatus.FAILURE:
+            raise RuntimeError(f"the backlog's ingest run {records[0].dagster_run.run_id} failed")
+        if records and records[0].dagster_run.status == dg.DagsterRunStatus.SUCCESS:
+            record = records[0]
+            return {"events": BACKLOG_EVENTS,
+                    "launch_to_success_s": round(record.end_time - record.create_timestamp.timestamp(), 2),
+                    "run_s": round(record.end_time - record.start_time, 2)}
+        time.sleep(0.5)
+    raise TimeoutError(f"no ingest run succeeded within {timeout_s:.0f} s")
+
+
+def _sandbox_env(settings: Settings, home: Path) -> dict[str, str]:
+    env = {**os.environ, "DAGSTER_HOME": str(home), "TZ": "UTC", "CLICKSTREAM_AUTOMATION": "on",
+           "CLICKSTREAM_TOPIC": settings.topic, "CLICKSTREAM_DLQ_TOPIC": settings.dlq_topic,
+           "CLICKSTREAM_LAKE_DIR": settings.lake_dir,
+           "CLICKSTREAM_ES_INDEX_PREFIX": settings.elasticsearch_index_prefix}
+    env.pop("SPARK_CONNECT_MODE_ENABLED", None)
+    return env
+
+
+def _measure(live: LiveRun, home: Path, own_pids: list[int], progress: bool) -> None:
+    settings = live.settings
+    instance = dg.DagsterInstance.from_config(str(home))
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "acks": "all",
+                         "enable.idempotence": True, "linger.ms": 0})
+    client = elasticsearch_client(settings)
+    spark = pipeline_spark(settings, "clickstream-bench-live")
+    sessions_alias = SESSIONS.with_prefix(settings.elasticsearch_index_prefix).alias
+    roots = own_pids + [s.pid for s in (read_pid_file(settings.state_dir, name)
+                                        for name in (kafka.NAME, elasticsearch.NAME, spark_connect.NAME))
+                        if s and s.is_alive()]
+    cpu = CpuMeter(roots)
+    began = time.time()
+    end = began + live.minutes * 60
+    next_probe = began
+    next_minute = began + 60
+    next_lake_poll = began
+    while time.time() < end:
+        now = time.time()
+        if now >= next_probe:
+            live.probes.append(_send_probe(producer, settings.topic))
+            next_probe += PROBE_EVERY_S
+        producer.poll(0)
+        lake_too = now >= next_lake_poll
+        if lake_too:
+            next_lake_poll = now + LAKE_POLL_S
+        _resolve(live.probes, spark, client, sessions_alias, settings.lake_dir, lake_too)
+        live.samples.append(Sample(now, *_run_counts(instance, began), cpu.share(roots),
+                                   round(sum(tree_rss_bytes(p) for p in roots) / GIB, 2)))
+        if progress and now >= next_minute:
+            print(f"  minute {int((now - began) // 60)}: {_minute_line(live, now - 60, now)}",
+                  flush=True)
+            next_minute += 60
+        time.sleep(max(0.0, SAMPLE_EVERY_S - (time.time() - now)))
+    producer.flush(10)
+    # Probes sent near the end get a last chance to arrive, without new traffic counted against it.
+    deadline = time.time() + 90
+    while any(p.es_s is None or p.lake_s is None for p in live.probes) and time.time() < deadline:
+        _resolve(live.probes, spark, client, sessions_alias, settings.lake_dir)
+        time.sleep(2)
+
+
+def _send_probe(producer: Producer, topic: str) -> Probe:
+    """A valid page view in a session of its own, event time = now."""
+    probe = Probe(str(uuid.uuid4()), f"probe-{uuid.uuid4()}", time.time())
+    event = {
+        "schema_version": 1, "event_id": probe.event_id, "event_type": "page_view",
+        "event_ts": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+        "user": {"user_id": "bench-probe", "session_id": probe.session_id},
+        "page": {"url": "https://shop.example.com/", "referrer": None},
+        "geo": {"country": "US", "city": "Seattle", "ip": "23.89.120.82"},
+        "device": {"type": "desktop", "os": "Linux", "browser": "Firefox", "user_agent": "bench-probe"},
+        "campaign": None, "properties": {},
+    }
+
+    def delivered(error, message):
+        if error is None:
+            probe.partition, probe.offset = message.partition(), message.offset()
+
+    producer.produce(topic, orjson.dumps(event), key=b"bench-probe", on_delivery=delivered)
+    return probe
+
+
+def _resolve(probes: list[Probe], spark, client, sessions_alias: str, lake_dir: str,
+             lake_too: bool = True) -> None:
+    """Fill in the latencies of probes that have reached the lake or Elasticsearch since."""
+    now = time.time()
+    pending_lake = [p for p in probes if p.lake_s is None and p.offset is not None]
+    if pending_lake and lake_too:
+        batches = read_batch_log(spark, lake_dir)
+        for probe in pending_lake:
+            for batch in batches:
+                part = str(probe.partition)
+                if batch["start_offsets"].get(part, 0) <= probe.offset < batch["end_offsets"].get(part, 0):
+                    landed = datetime.fromisoformat(batch["landed_at"]).timestamp()
+                    probe.lake_s = round(landed - probe.sent_at, 2)
+    pending_es = [p for p in probes if p.es_s is None]
+    if pending_es:
+        found = client.search(index=sessions_alias, size=len(pending_es), _source=["session_id"],
+                              query={"terms": {"session_id": [p.session_id for p in pending_es]}},
+                              ignore_unavailable=True, allow_no_indices=True)
+        seen = {hit["_source"]["session_id"] for hit in found["hits"]["hits"]}
+        for probe in pending_es:
+            if probe.session_id in seen:
+                probe.es_s = round(now - probe.sent_at, 2)
+
+
+def _run_counts(instance: dg.DagsterInstance, since: float) -> tuple[int, int, int]:
+    queued = instance.get_runs_count(dg.RunsFilter(statuses=WAITING))
+    in_progress = instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+    failed = instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE],
+                                                   created_after=datetime.fromtimestamp(since, UTC)))
+    return queued, in_progress, failed
+
+
+class CpuMeter:
+    """CPU seconds of process trees from /proc: live members' own time plus what their reaped
+    children spent (cutime, cstime), so a run process that has exited still counts."""
+
+    def __init__(self, roots: list[int]):
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._last = (time.time(), self._seconds(roots))
+
+    def share(self, roots: list[int]) -> float:
+        now, seconds = time.time(), self._seconds(roots)
+        (then, before), self._last = self._last, (now, seconds)
+        return round(max(0.0, seconds - before) / max(now - then, 1e-6) / (os.cpu_count() or 1), 3)
+
+    def _seconds(self, roots: list[int]) -> float:
+        total = 0
+        for pid in {member for root in roots for member in [root, *descendants(root)]}:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+        return total / self._tick
+
+
+def summarize(live: LiveRun, home: Path) -> dict:
+    instance = dg.DagsterInstance.from_config(str(home))
+    start = live.samples[0].at if live.samples else time.time()
+    minutes = []
+    for index in range(int(live.minutes)):
+        low, high = start + 60 * index, start + 60 * (index + 1)
+        minutes.append({"minute": index + 1, **_window(live, low, high)})
+    overall = _window(live, start, start + live.minutes * 60)
+    ingest = _ingest_runs(instance)
+    overall["ingest_run_s"] = ingest
+    return {"per_minute": minutes, "overall": overall, "targets": TARGETS,
+            "probes": [p.__dict__ for p in live.probes]}
+
+
+def _window(live: LiveRun, low: float, high: float) -> dict:
+    samples = [s for s in live.samples if low <= s.at < high]
+    probes = [p for p in live.probes if low <= p.sent_at < high]
+    return {
+        "max_queued_runs": max((s.queued for s in samples), default=0),
+        "max_runs_in_progress": max((s.in_progress for s in samples), default=0),
+        "failed_runs": max((s.failed for s in samples), default=0),
+        "lake": _quantiles([p.lake_s for p in probes]),
+        "elasticsearch": _quantiles([p.es_s for p in probes]),
+        "cpu_share": round(statistics.fmean(s.cpu_share for s in samples), 3) if samples else None,
+        "peak_rss_gib": max((s.rss_gib for s in samples), default=None),
+    }
+
+
+def _quantiles(values: list[float | None]) -> dict:
+    arrived = sorted(v for v in values if v is not None)
+    result = {"probes": len(values), "arrived": len(arrived)}
+    if len(arrived) >= 2:
+        q = statistics.quantiles(arrived, n=100, method="inclusive")
+        result.update(p50_s=round(q[49], 2), p95_s=round(q[94], 2), max_s=arrived[-1])
+    elif arrived:
+        result.update(p50_s=arrived[0], p95_s=arrived[0], max_s=arrived[0])
+    return result
+
+
+def _ingest_runs(instance: dg.DagsterInstance) -> dict:
+    """Launch-to-success seconds of the successful ingest runs (from run creation to its end)."""
+    records = instance.get_run_records(dg.RunsFilter(job_name="ingest_job",
+                                                     statuses=[dg.DagsterRunStatus.SUCCESS]))
+    spans = sorted(r.end_time - r.create_timestamp.timestamp() for r in records if r.end_time)
+    if not spans:
+        return {"runs": 0}
+    return {"runs": len(spans), "p50_s": round(statistics.median(spans), 2),
+            "max_s": round(spans[-1], 2), "min_s": round(spans[0], 2)}
+
+
+def _minute_line(live: LiveRun, low: float, high: float) -> str:
+    w = _window(live, low, high)
+    es, lake = w["elasticsearch"], w["lake"]
+    return (f"queued<={w['max_queued_runs']} running<={w['max_runs_in_progress']} "
+            f"failed={w['failed_runs']} lake p95 {lake.get('p95_s', '-')} s, "
+            f"ES p95 {es.get('p95_s', '-')} s ({es['arrived']}/{es['probes']}), "
+            f"cpu {w['cpu_share']:.0%}, rss {w['peak_rss_gib']} GiB")
+
+
+def markdown(results: dict) -> str:
+    o = results["overall"]
+    rows = ["| rate | minutes | max queued | max running | failed runs | lake p50 / p95 / max | "
+            "Elasticsearch p50 / p95 / max | stack CPU | peak memory | ingest run (p50) |",
+            "| ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: |"]
+    lake, es = o["lake"], o["elasticsearch"]
+    rows.append(
+        f"| {results['rate_per_s']:g}/s | {results['minutes']:g} | {o['max_queued_runs']} | "
+        f"{o['max_runs_in_progress']} | {o['failed_runs']} | "
+        f"{lake.get('p50_s', '-')} / {lake.get('p95_s', '-')} / {lake.get('max_s', '-')} s | "
+        f"{es.get('p50_s', '-')} / {es.get('p95_s', '-')} / {es.get('max_s', '-')} s "
+        f"({es['arrived']}/{es['probes']}) | {o['cpu_share']:.0%} | {o['peak_rss_gib']} GiB | "
+        f"{o['ingest_run_s'].get('p50_s', '-')} s |")
+    backlog = results["backlog_ingest_run"]
+    rows.append(f"\nOne ingest run of a {backlog['events']:,}-event backlog: "
+                f"{backlog['launch_to_success_s']} s from request to success, {backlog['run_s']} s running.")
+    return "\n".join(rows)
+
+
+def write(results: dict, directory: Path) -> dict[str, Path]:
+    """live-latest.json, a timestamped copy and live-latest.png."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.fromisoformat(results["started_at"]).strftime("%Y%m%dT%H%M%SZ")
+    text = json.dumps({**results, "machine": report.machine()}, indent=2)
+    paths = {"latest": directory / "live-latest.json",
+             "copy": directory / f"live-{results['rate_per_s']:g}-{stamp}.json",
+             "chart": directory / "live-latest.png"}
+    paths["latest"].write_text(text)
+    paths["copy"].write_text(text)
+    chart(results, paths["chart"])
+    return paths
+
+
+def chart(results: dict, path: Path) -> None:
+    """Per minute: latency to the lake and to Elasticsearch, the run queue, CPU and memory."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    minutes = results["per_minute"]
+    x = [m["minute"] for m in minutes]
+    fig, (lat, queue, load) = plt.subplots(3, 1, figsize=(9, 7.5), dpi=110, sharex=True)
+    for key, label in (("lake", "produce → lake"), ("elasticsearch", "produce → Elasticsearch")):
+        lat.plot(x, [m[key].get("p95_s") for m in minutes], marker="o", label=f"{label} p95")
+        lat.plot(x, [m[key].get("p50_s") for m in minutes], linestyle="--", label=f"{label} p50")
+    lat.set_ylabel("seconds")
+    lat.legend(fontsize=7)
+    queue.step(x, [m["max_queued_runs"] for m in minutes], where="mid", label="max queued")
+    queue.step(x, [m["max_runs_in_progress"] for m in minutes], where="mid", label="max running")
+    queue.step(x, [m["failed_runs"] for m in minutes], where="mid", label="failed (cumulative)")
+    queue.set_ylabel("runs")
+    queue.legend(fontsize=7)
+    load.plot(x, [100 * (m["cpu_share"] or 0) for m in minutes], marker="o", label="stack CPU %")
+    memory = load.twinx()
+    memory.plot(x, [m["peak_rss_gib"] for m in minutes], color="#c0504d", marker="s",
+                label="peak memory GiB")
+    load.set_ylabel("CPU % of all cores")
+    memory.set_ylabel("GiB")
+    load.set_xlabel("minute")
+    fig.suptitle(f"clickstream bench live: {results['rate_per_s']:g} events/s for "
+                 f"{results['minutes']:g} min", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(child: subprocess.Popen, grace_s: float = 30) -> None:
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        if child.poll() is not None:
+            return
+        try:
+            os.killpg(child.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            child.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            continue
