@@ -20,6 +20,18 @@ class SparkResource(LazyPySparkResource):
     def get_session(self) -> SparkSession:
         return self.spark_session
 
+    def _init_session(self) -> None:
+        remote = self.spark_config.get("spark.remote")
+        if self._spark_session is None and remote:
+            # A session of the run's own, not the process's default one that getOrCreate would hand
+            # out and share: closing it at the end of the run closes nobody else's.
+            session = SparkSession.builder.remote(remote).create()
+            for key, value in self.spark_config.items():
+                if key != "spark.remote":
+                    session.conf.set(key, value)
+            self._spark_session = session
+        super()._init_session()
+
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         # A run's Connect session would otherwise idle on the server until its timeout, holding its
         # finished queries' plans: after a few hundred runs the server spent its time in GC.
