@@ -7,7 +7,9 @@ real service already answering (docker compose, say), is used as it is and nothi
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..settings import Settings
 from . import elasticsearch, kafka, spark_connect
@@ -45,23 +47,77 @@ HEADER = f"{'service':<14} {'state':<10} {'version':<10} {'address':<26} {'proce
          f"{'rss':<9} log"
 
 
+@dataclass(frozen=True)
+class _Service:
+    """What `up` and `status` need to know of one service; the three differ only in these."""
+
+    name: str
+    title: str  # "Kafka"
+    version: str
+    address: str
+    variable: str  # the setting that points at the service
+    is_local: bool  # only loopback addresses are ever started
+    remote_hint: str  # what to do when a service elsewhere does not answer
+    ports: tuple[tuple[int, str], ...]  # (port, what must listen there) before a start
+    probe: Callable[[float], Any]  # timeout -> health or None
+    start: Callable[[], Any]
+    startup_timeout_s: float
+    version_of: Callable[[Any, bool], str]  # (health, started by us) -> version shown
+
+    @property
+    def label(self) -> str:
+        return f"{self.title} {self.version}"
+
+
+def _kafka(settings: Settings) -> _Service:
+    return _Service(
+        kafka.NAME, "Kafka", KAFKA_VERSION, settings.kafka_bootstrap_servers,
+        "KAFKA_BOOTSTRAP_SERVERS", settings.kafka_is_local,
+        "start that cluster, or unset the variable to use a local broker",
+        ((settings.kafka_port, "Kafka"), (settings.kafka_port + 1, "the Kafka controller")),
+        lambda timeout: kafka.probe(settings, timeout), lambda: kafka.start(settings), 90,
+        lambda health, ours: KAFKA_VERSION if ours else "?")
+
+
+def _elasticsearch(settings: Settings) -> _Service:
+    port = settings.elasticsearch_port
+    return _Service(
+        elasticsearch.NAME, "Elasticsearch", ELASTICSEARCH_VERSION,
+        settings.elasticsearch_url, "ELASTICSEARCH_URL", settings.elasticsearch_is_local,
+        "start that cluster, check its credentials, or unset the variable to use a local node",
+        ((port, "Elasticsearch"), (port + 100, "the Elasticsearch transport")),
+        lambda timeout: elasticsearch.probe(settings, timeout),
+        lambda: elasticsearch.start(settings), 180, lambda health, ours: health.version)
+
+
+def _spark_connect(settings: Settings) -> _Service:
+    return _Service(
+        spark_connect.NAME, "Spark Connect", SPARK_VERSION, settings.spark_remote or "",
+        "CLICKSTREAM_SPARK_REMOTE", settings.spark_connect_is_local,
+        "start that server, or unset the variable to use a local one",
+        ((settings.spark_connect_port, "Spark Connect"),),
+        lambda timeout: spark_connect.probe(settings, timeout),
+        lambda: spark_connect.start(settings), 180, lambda health, ours: health.version)
+
+
 def up(settings: Settings) -> list[ServiceStatus]:
     """Start whatever is not already answering, create the topics, and fetch Spark's jars."""
     check_free_space(settings.cache_dir)
     check_free_space(settings.state_dir)
-    kafka_status = _up_kafka(settings)
-    es_status = _up_elasticsearch(settings)
+    kafka_status = _up(settings, _kafka(settings))
+    es_status = _up(settings, _elasticsearch(settings))
     created = kafka.ensure_topics(settings)
     if created:
         print(f"  created topics: {', '.join(created)}", flush=True)
     if not settings.spark_remote:  # runs start Spark in-process: they only need the jars
         return [kafka_status, es_status, _spark_status(spark_jars(settings))]
-    return [kafka_status, es_status, _up_spark_connect(settings)]
+    return [kafka_status, es_status, _up(settings, _spark_connect(settings))]
 
 
 def status(settings: Settings) -> list[ServiceStatus]:
-    spark = _spark_connect_status(settings) if settings.spark_remote else _spark_status(None)
-    return [_kafka_status(settings), _elasticsearch_status(settings), spark]
+    spark = (_status(settings, _spark_connect(settings)) if settings.spark_remote
+             else _spark_status(None))
+    return [_status(settings, _kafka(settings)), _status(settings, _elasticsearch(settings)), spark]
 
 
 def down(settings: Settings) -> list[str]:
@@ -73,90 +129,41 @@ def down(settings: Settings) -> list[str]:
     return stopped
 
 
-def _up_kafka(settings: Settings) -> ServiceStatus:
-    current = _kafka_status(settings)
+def _up(settings: Settings, service: _Service) -> ServiceStatus:
+    current = _status(settings, service)
     if current.state in ("running", "external"):
         return current
-    if not settings.kafka_is_local:
+    if not service.is_local:
         raise StackError(
-            f"Kafka at KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers} does not answer. "
-            f"The stack only starts services on 127.0.0.1: start that cluster, or unset the "
-            f"variable to use a local broker."
-        )
+            f"{service.title} at {service.variable}={service.address} does not answer "
+            f"(or is not healthy). The stack only starts services on 127.0.0.1: "
+            f"{service.remote_hint}.")
     if current.state == "unhealthy":  # ours, still starting from an earlier `up`
-        service = read_pid_file(settings.state_dir, kafka.NAME)
-        wait_for("Kafka", lambda: kafka.probe(settings, 2), service=service, timeout_s=90)
-        return _kafka_status(settings)
-    port = settings.kafka_port
-    _refuse_foreign_port(port, "Kafka", "KAFKA_BOOTSTRAP_SERVERS")
-    _refuse_foreign_port(port + 1, "the Kafka controller", "KAFKA_BOOTSTRAP_SERVERS")
+        process = read_pid_file(settings.state_dir, service.name)
+        wait_for(service.label, lambda: service.probe(2), service=process,
+                 timeout_s=service.startup_timeout_s)
+        return _status(settings, service)
+    for port, what in service.ports:
+        _refuse_foreign_port(port, what, service.variable)
     started = time.monotonic()
-    print(f"  starting Kafka {KAFKA_VERSION} on 127.0.0.1:{port} ...", flush=True)
-    kafka.start(settings)
-    print(f"  Kafka healthy after {time.monotonic() - started:.1f} s", flush=True)
-    return _kafka_status(settings)
+    print(f"  starting {service.label} on 127.0.0.1:{service.ports[0][0]} ...", flush=True)
+    service.start()
+    print(f"  {service.title} healthy after {time.monotonic() - started:.1f} s", flush=True)
+    return _status(settings, service)
 
 
-def _up_elasticsearch(settings: Settings) -> ServiceStatus:
-    current = _elasticsearch_status(settings)
-    if current.state in ("running", "external"):
-        return current
-    if not settings.elasticsearch_is_local:
-        raise StackError(
-            f"Elasticsearch at ELASTICSEARCH_URL={settings.elasticsearch_url} does not answer (or "
-            f"is not healthy). The stack only starts services on 127.0.0.1: start that cluster, "
-            f"check its credentials, or unset the variable to use a local node."
-        )
-    if current.state == "unhealthy":
-        service = read_pid_file(settings.state_dir, elasticsearch.NAME)
-        wait_for("Elasticsearch", lambda: elasticsearch.probe(settings, 2), service=service,
-                 timeout_s=180)
-        return _elasticsearch_status(settings)
-    port = settings.elasticsearch_port
-    _refuse_foreign_port(port, "Elasticsearch", "ELASTICSEARCH_URL")
-    _refuse_foreign_port(port + 100, "the Elasticsearch transport", "ELASTICSEARCH_URL")
-    started = time.monotonic()
-    print(f"  starting Elasticsearch {ELASTICSEARCH_VERSION} on 127.0.0.1:{port} ...", flush=True)
-    elasticsearch.start(settings)
-    print(f"  Elasticsearch healthy after {time.monotonic() - started:.1f} s", flush=True)
-    return _elasticsearch_status(settings)
-
-
-def _up_spark_connect(settings: Settings) -> ServiceStatus:
-    current = _spark_connect_status(settings)
-    if current.state in ("running", "external"):
-        return current
-    if not settings.spark_connect_is_local:
-        raise StackError(
-            f"Spark Connect at CLICKSTREAM_SPARK_REMOTE={settings.spark_remote} does not answer. "
-            f"The stack only starts services on 127.0.0.1: start that server, or unset the "
-            f"variable to use a local one.")
-    if current.state == "unhealthy":
-        service = read_pid_file(settings.state_dir, spark_connect.NAME)
-        wait_for("Spark Connect", lambda: spark_connect.probe(settings, 2), service=service,
-                 timeout_s=180)
-        return _spark_connect_status(settings)
-    _refuse_foreign_port(settings.spark_connect_port, "Spark Connect", "CLICKSTREAM_SPARK_REMOTE")
-    started = time.monotonic()
-    print(f"  starting Spark Connect {SPARK_VERSION} on 127.0.0.1:{settings.spark_connect_port} "
-          f"(master {settings.spark_master}) ...", flush=True)
-    spark_connect.start(settings)
-    print(f"  Spark Connect healthy after {time.monotonic() - started:.1f} s", flush=True)
-    return _spark_connect_status(settings)
-
-
-def _spark_connect_status(settings: Settings) -> ServiceStatus:
-    ours = read_pid_file(settings.state_dir, spark_connect.NAME)
+def _status(settings: Settings, service: _Service) -> ServiceStatus:
+    ours = read_pid_file(settings.state_dir, service.name)
     ours = ours if ours and ours.is_alive() else None
-    health = spark_connect.probe(settings)
-    address = settings.spark_remote or ""
+    health = service.probe(3)
     if health is None:
-        return ServiceStatus(spark_connect.NAME, "unhealthy" if ours else "stopped", SPARK_VERSION,
-                             address, ours and ours.pid, None, ours and ours.log)
+        return ServiceStatus(service.name, "unhealthy" if ours else "stopped", service.version,
+                             service.address, ours and ours.pid, None, ours and ours.log)
     if ours is None:
-        return ServiceStatus(spark_connect.NAME, "external", health.version, address)
-    return ServiceStatus(spark_connect.NAME, "running", health.version, address, ours.pid,
-                         ours.rss_bytes() / 1024**2, ours.log)
+        return ServiceStatus(service.name, "external", service.version_of(health, False),
+                             service.address)
+    return ServiceStatus(service.name, "running", service.version_of(health, True),
+                         service.address, ours.pid, ours.rss_bytes() / 1024**2, ours.log)
 
 
 def _refuse_foreign_port(port: int, what: str, variable: str) -> None:
@@ -165,35 +172,6 @@ def _refuse_foreign_port(port: int, what: str, variable: str) -> None:
             f"Port {port} on 127.0.0.1 is taken by {port_owner(port)}, which is not {what}. "
             f"Stop that process, or set {variable} to use a different port."
         )
-
-
-def _kafka_status(settings: Settings) -> ServiceStatus:
-    ours = read_pid_file(settings.state_dir, kafka.NAME)
-    ours = ours if ours and ours.is_alive() else None
-    health = kafka.probe(settings)
-    address = settings.kafka_bootstrap_servers
-    if health is None:
-        return ServiceStatus(kafka.NAME, "unhealthy" if ours else "stopped", KAFKA_VERSION,
-                             address, ours and ours.pid, None, ours and ours.log)
-    if ours is None:
-        return ServiceStatus(kafka.NAME, "external", "?", address)
-    return ServiceStatus(kafka.NAME, "running", KAFKA_VERSION, address, ours.pid,
-                         ours.rss_bytes() / 1024**2, ours.log)
-
-
-def _elasticsearch_status(settings: Settings) -> ServiceStatus:
-    ours = read_pid_file(settings.state_dir, elasticsearch.NAME)
-    ours = ours if ours and ours.is_alive() else None
-    health = elasticsearch.probe(settings)
-    address = settings.elasticsearch_url
-    if health is None:
-        return ServiceStatus(elasticsearch.NAME, "unhealthy" if ours else "stopped",
-                             ELASTICSEARCH_VERSION, address, ours and ours.pid, None,
-                             ours and ours.log)
-    if ours is None:
-        return ServiceStatus(elasticsearch.NAME, "external", health.version, address)
-    return ServiceStatus(elasticsearch.NAME, "running", health.version, address, ours.pid,
-                         ours.rss_bytes() / 1024**2, ours.log)
 
 
 def _spark_status(jars: list[str] | None) -> ServiceStatus:
