@@ -195,7 +195,8 @@ class BatchWriter:
     def __init__(self, config: IngestConfig):
         self.config = config
         self._query_id: str | None = None
-        self._end_offsets: dict[int, dict[str, int]] = {}  # batch id -> end offsets, this process
+        # The previous batch's end offsets, when this process ran it: the next batch's start.
+        self._previous: tuple[int, dict[str, int]] | None = None
 
     def __call__(self, events: DataFrame, batch_id: int) -> None:
         spark = events.sparkSession
@@ -251,7 +252,7 @@ class BatchWriter:
         record = spark.createDataFrame([(app_id, batch_id, started_at, stats.to_json())],
                                        "query_id string, batch_id long, started_at string, stats string")
         append_batch(record, self.config.batch_log, app_id, batch_id, [])
-        self._end_offsets[batch_id] = end
+        self._previous = (batch_id, end)
 
     def _app_id(self, spark: SparkSession) -> str:
         if self._query_id is None:
@@ -274,7 +275,7 @@ class BatchWriter:
                       ) -> tuple[dict[str, int], dict[str, int]]:
         """Exact input offsets of a batch, from the checkpoint's offset log."""
         end = self._logged_offsets(spark, batch_id)
-        start = self._end_offsets.get(batch_id - 1)
+        start = self._previous[1] if self._previous and self._previous[0] == batch_id - 1 else None
         if start is None and batch_id > 0:
             start = self._logged_offsets(spark, batch_id - 1)
         if start is None:  # the first batch starts where the topic's retained data starts
