@@ -5,6 +5,7 @@ import dagster as dg
 from .assets.analytics import ANALYTICS_ASSETS
 from .assets.ingest import clickstream_landing, clickstream_topic
 from .assets.lake import raw_clickstream
+from .assets.live import live_indices
 from .assets.serving import SERVING_ASSETS
 from .checks.quality import QUALITY_CHECKS
 from .resources import ElasticsearchResource, KafkaResource, LakeResource, SparkResource
@@ -40,7 +41,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 
 
 defs = dg.Definitions(
-    assets=[clickstream_topic, clickstream_landing, raw_clickstream, *ANALYTICS_ASSETS,
+    assets=[clickstream_topic, clickstream_landing, live_indices, raw_clickstream, *ANALYTICS_ASSETS,
             *SERVING_ASSETS],
     asset_checks=QUALITY_CHECKS,
     jobs=JOBS,

@@ -1,5 +1,7 @@
 """The one daily partitioning of the pipeline, in UTC; every asset, sensor and test imports it."""
 
+from datetime import UTC, date, datetime, timedelta
+
 import dagster as dg
 
 from .settings import Settings
@@ -14,3 +16,19 @@ FUTURE_DAYS = 1
 daily_partitions = dg.DailyPartitionsDefinition(
     start_date=FIRST_DAY, timezone="UTC", end_offset=FUTURE_DAYS
 )
+
+
+def day_is_closed(day: str, now: datetime | None = None) -> bool:
+    """A day is closed once its lateness window has passed (CLICKSTREAM_DAY_CLOSE_HOUR_UTC after the
+    following midnight): only then is its whole volume in, and only then may it be judged whole.
+    Until then the live path serves it; after, the checked daily recompute does."""
+    closes = (datetime.combine(date.fromisoformat(day), datetime.min.time(), UTC)
+              + timedelta(days=1, hours=Settings.from_env().day_close_hour_utc))
+    return (now or datetime.now(UTC)) >= closes
+
+
+def open_days(now: datetime | None = None) -> list[str]:
+    """The partitions still open: today, yesterday until it closes, and the future day."""
+    today = (now or datetime.now(UTC)).date()
+    days = [(today + timedelta(days=offset)).isoformat() for offset in range(-1, FUTURE_DAYS + 1)]
+    return [day for day in days if day >= FIRST_DAY and not day_is_closed(day, now)]

@@ -11,7 +11,8 @@ import dagster as dg
 from spark.ingest.checkpoint import committed_offsets
 
 from .assets.ingest import clickstream_landing, clickstream_topic
-from .partitions import FIRST_DAY, daily_partitions
+from .assets.live import live_indices
+from .partitions import FIRST_DAY, daily_partitions, day_is_closed
 from .resources import KafkaResource, LakeResource
 from .run_queue import queue_state, retry_suffix
 from .settings import Settings
@@ -28,8 +29,9 @@ DAILY_MAX_ATTEMPTS = 4
 # Each job runs in its own lane of the run queue (see stack/templates/dagster.yaml): an ingest
 # never waits for a daily run, and neither ever runs twice at once.
 ingest_job = dg.define_asset_job(
-    "ingest_job", selection=[clickstream_landing], tags={"clickstream/lane": "ingest"},
-    description="Consume everything new on the topic into the landing lake.")
+    "ingest_job", selection=[clickstream_landing, live_indices], tags={"clickstream/lane": "ingest"},
+    description="Consume everything new on the topic into the landing lake, and refresh the open "
+                "days' live documents from the new rows.")
 daily_job = dg.define_asset_job(
     "daily_job", selection=dg.AssetSelection.groups("lake", "analytics", "serving"),
     tags={"clickstream/lane": "daily"},
@@ -79,12 +81,14 @@ DUE, LAUNCHED = "due", "launched"
 @dg.sensor(job=daily_job, minimum_interval_seconds=SENSOR_INTERVAL_S,
            default_status=AUTOMATION)
 def landing_partitions_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    """Recompute exactly the daily partitions each ingest changed, late days included: one run per
-    day at a time, new changes coalesced into a run that is still queued, failures retried."""
+    """Recompute exactly the closed daily partitions each ingest changed (late data): one run per
+    day at a time, new changes coalesced into a run that is still queued, failures retried. Open
+    days are the live path's until the close schedule makes them final."""
     cursor = json.loads(context.cursor) if context.cursor else {}
     # Cursors of the earlier format held only the storage id.
     cursor = cursor if isinstance(cursor, dict) else {"after": cursor}
     after, days = cursor.get("after"), dict(cursor.get("days", {}))
+    live: list[str] = []
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=clickstream_landing.key, after_storage_id=after),
         limit=100, ascending=True).records
@@ -92,7 +96,9 @@ def landing_partitions_sensor(context: dg.SensorEvaluationContext) -> dg.SensorR
     for record in records:
         metadata = record.asset_materialization.metadata
         for day in metadata["changed_partitions"].value if "changed_partitions" in metadata else []:
-            if FIRST_DAY <= day <= last_day:
+            if FIRST_DAY <= day <= last_day and not day_is_closed(day):
+                live.append(day)
+            elif FIRST_DAY <= day <= last_day:
                 days[day] = DUE
             else:  # the ingest dead-letters such events; an older lake may still report them
                 context.log.warning(f"landing reported day {day}, outside the partitions "
@@ -130,6 +136,8 @@ def landing_partitions_sensor(context: dg.SensorEvaluationContext) -> dg.SensorR
     reason = (f"runs already queued, running or backing off for {', '.join(waiting)}" if waiting
               else f"{', '.join(given_up)} failed {DAILY_MAX_ATTEMPTS} times in a row; retried "
                    f"again when new data arrives" if given_up
+              else f"{', '.join(sorted(set(live)))} still open: served by the live path until "
+                   f"the close schedule makes them final" if live
               else "no new landing materializations" if not records
               else "the ingest changed no partition")
     return dg.SensorResult(skip_reason=reason, cursor=new_cursor)

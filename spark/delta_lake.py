@@ -15,13 +15,30 @@ from datetime import date
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+# Readers that follow a table's appends (the live path) read its change feed: only the files
+# that later commits added. Set on the landing table when its first batch creates it.
+CHANGE_FEED = {"delta.enableChangeDataFeed": "true"}
+
 
 def append_batch(frame: DataFrame, table: str, app_id: str, batch_id: int,
-                 partition_by: list[str]) -> None:
-    """Append one micro-batch exactly once: Delta skips a (app_id, batch_id) it has committed."""
-    (frame.write.format("delta").mode("append")
-     .option("txnAppId", app_id).option("txnVersion", batch_id)
-     .partitionBy(*partition_by).save(table))
+                 partition_by: list[str], properties: dict[str, str] | None = None) -> None:
+    """Append one micro-batch exactly once: Delta skips a (app_id, batch_id) it has committed.
+    `properties` become table properties if this append creates the table."""
+    writer = (frame.write.format("delta").mode("append")
+              .option("txnAppId", app_id).option("txnVersion", batch_id))
+    for key, value in (properties or {}).items():
+        writer = writer.option(key, value)
+    writer.partitionBy(*partition_by).save(table)
+
+
+def enable_change_feed(spark: SparkSession, table: str) -> bool:
+    """Turn on the change feed of a table created without it; True if it had to be turned on
+    (then versions before now have no feed to read)."""
+    properties = {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES delta.`{table}`").collect()}
+    if properties.get("delta.enableChangeDataFeed") == "true":
+        return False
+    spark.sql(f"ALTER TABLE delta.`{table}` SET TBLPROPERTIES (delta.enableChangeDataFeed = true)")
+    return True
 
 
 def replace_days(frame: DataFrame, table: str, days: list[str]) -> dict:
@@ -49,13 +66,17 @@ def last_commit(spark: SparkSession, table: str) -> dict:
 
 def is_table(spark: SparkSession, path: str) -> bool:
     """True once the first commit has created the table at `path`."""
+    return table_version(spark, path) is not None
+
+
+def table_version(spark: SparkSession, path: str) -> int | None:
+    """The newest version of the table at `path`; None before its first commit."""
     try:
-        spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").collect()
-        return True
+        return spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").collect()[0]["version"]
     except Exception as exc:  # Spark raises AnalysisException, whose class differs under Connect
         if "DELTA_MISSING_DELTA_TABLE" in str(exc) or "is not a Delta table" in str(exc) \
                 or "PATH_NOT_FOUND" in str(exc) or "DELTA_TABLE_NOT_FOUND" in str(exc):
-            return False
+            return None
         raise
 
 

@@ -2,7 +2,7 @@
 failed property stops the run before anything downstream (above all Elasticsearch) is touched."""
 
 import statistics
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import dagster as dg
 from pyspark.sql import functions as F
@@ -11,7 +11,7 @@ from spark.delta_lake import read_days
 
 from ..assets.analytics import ANALYTICS_ASSETS
 from ..assets.lake import raw_clickstream
-from ..partitions import daily_partitions
+from ..partitions import daily_partitions, day_is_closed
 from ..resources import LakeResource, SparkResource
 from ..schemas import event_schema, event_types
 from ..settings import Settings
@@ -24,14 +24,6 @@ MIN_HISTORY_DAYS = 3
 def volume_band() -> float:
     """Allowed relative deviation of a day's row count from the trailing median (default 0.5)."""
     return Settings.from_env().volume_band
-
-
-def day_is_closed(day: str, now: datetime | None = None) -> bool:
-    """A day is closed once its lateness window has passed (CLICKSTREAM_DAY_CLOSE_HOUR_UTC after the
-    following midnight): only then is its whole volume in, and only then may it be judged whole."""
-    closes = (datetime.combine(date.fromisoformat(day), datetime.min.time(), UTC)
-              + timedelta(days=1, hours=Settings.from_env().day_close_hour_utc))
-    return (now or datetime.now(UTC)) >= closes
 
 
 def run_partition_keys(context) -> list[str]:

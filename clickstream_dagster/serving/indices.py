@@ -47,13 +47,18 @@ class IndexSpec:
                 "settings": {"number_of_shards": 1, "number_of_replicas": replicas,
                              "refresh_interval": "30s"},
                 # Strict: a column the mapping does not know is an error, never a guessed type.
-                "mappings": {"dynamic": "strict",
-                             "properties": {**self.fields, "materialization": KEYWORD}},
+                "mappings": {"dynamic": "strict", "properties": self.properties},
                 "aliases": {self.alias: {}},
             },
             "priority": 200,
             "_meta": {"managed_by": "clickstream_dagster"},
         }
+
+    @property
+    def properties(self) -> dict[str, dict]:
+        # `final` tells a closed day's checked recompute from the live path's refreshes of an open
+        # day; `materialization` names the run that wrote the document.
+        return {**self.fields, "materialization": KEYWORD, "final": {"type": "boolean"}}
 
     def doc_id(self, doc: dict) -> str:
         readable = "|".join(str(doc[f]) for f in self.id_fields)
@@ -102,17 +107,14 @@ def load_day(client: Elasticsearch, spec: IndexSpec, day: str, rows: pa.Table,
              threads: int = BULK_THREADS) -> IndexReport:
     """Index one day's rows, replace what an earlier run left, and verify the count."""
     started = time.monotonic()
-    client.indices.put_index_template(name=spec.name, **spec.template(replicas))
-    index = spec.index_for(day)
-    if not client.indices.exists(index=index):
-        client.indices.create(index=index)  # settings, mappings and alias come from the template
+    index = ensure_index(client, spec, day, replicas)
     # Several bulk streams at once: one prepares and serializes a chunk while Elasticsearch
     # indexes another's, instead of each waiting for the other.
     step = max(1, -(-rows.num_rows // threads))
     slices = [rows.slice(start, step) for start in range(0, rows.num_rows, step)] or [rows]
     with ThreadPoolExecutor(len(slices), thread_name_prefix="bulk") as pool:
         results = list(pool.map(lambda part: _bulk(client, spec, index, part, materialization,
-                                                   chunk_size), slices))
+                                                   chunk_size, final=True), slices))
     sent = sum(count for count, _ in results)
     failures = [failure for _, failed in results for failure in failed]
     if failures:
@@ -126,12 +128,38 @@ def load_day(client: Elasticsearch, spec: IndexSpec, day: str, rows: pa.Table,
     return IndexReport(index, sent, stale, time.monotonic() - started)
 
 
+def upsert_live(client: Elasticsearch, spec: IndexSpec, day: str, rows: pa.Table,
+                materialization: str, *, replicas: int = 0, chunk_size: int = 2_000) -> IndexReport:
+    """Write an open day's refreshed documents over their earlier versions, marked not final, and
+    make them searchable now. Other documents of the day stay: the refresh touched only them."""
+    started = time.monotonic()
+    index = ensure_index(client, spec, day, replicas)
+    sent, failures = _bulk(client, spec, index, rows, materialization, chunk_size, final=False)
+    if failures:
+        shown = "\n".join(f"  {_describe(f)}" for f in failures[:FAILURES_SHOWN])
+        raise IndexingError(f"{len(failures)} of {sent} live documents were rejected by {index}:\n{shown}")
+    client.indices.refresh(index=index)  # searchable now, not at the next 30 s refresh
+    return IndexReport(index, sent, 0, time.monotonic() - started)
+
+
+def ensure_index(client: Elasticsearch, spec: IndexSpec, day: str, replicas: int) -> str:
+    """The day's index, created from the current template; an older index gains new fields."""
+    client.indices.put_index_template(name=spec.name, **spec.template(replicas))
+    index = spec.index_for(day)
+    if client.indices.exists(index=index):
+        client.indices.put_mapping(index=index, properties=spec.properties)
+    else:
+        client.indices.create(index=index)  # settings, mappings and alias come from the template
+    return index
+
+
 def _bulk(client: Elasticsearch, spec: IndexSpec, index: str, rows: pa.Table,
-          materialization: str, chunk_size: int) -> tuple[int, list[dict]]:
+          materialization: str, chunk_size: int, final: bool) -> tuple[int, list[dict]]:
     """One bulk stream: (documents sent, rejected items)."""
     sent, failures = 0, []
     for ok, item in helpers.streaming_bulk(
-        client, _actions(spec, index, rows, materialization, chunk_size), chunk_size=chunk_size,
+        client, _actions(spec, index, rows, materialization, chunk_size, final),
+        chunk_size=chunk_size,
         max_retries=5, initial_backoff=1, max_backoff=30,  # 429s are retried item by item
         raise_on_error=False, raise_on_exception=False,
     ):
@@ -155,8 +183,8 @@ def _remove_stale(client: Elasticsearch, index: str, materialization: str) -> in
     return deleted
 
 
-def _actions(spec: IndexSpec, index: str, rows: pa.Table, materialization: str, chunk_size: int
-             ) -> Iterator[dict]:
+def _actions(spec: IndexSpec, index: str, rows: pa.Table, materialization: str, chunk_size: int,
+             final: bool) -> Iterator[dict]:
     # Python objects only for one chunk at a time: a 10M-event day's 1.3M sessions as dicts held
     # GiBs more than the Arrow table they come from.
     fields = [name for name in rows.column_names if name in spec.fields]
@@ -164,6 +192,7 @@ def _actions(spec: IndexSpec, index: str, rows: pa.Table, materialization: str, 
         for row in chunk.to_pylist():
             doc = {k: _json_value(v) for k, v in row.items()}
             doc["materialization"] = materialization
+            doc["final"] = final
             yield {"_op_type": "index", "_index": index, "_id": spec.doc_id(doc), "_source": doc}
 
 

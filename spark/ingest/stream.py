@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from .. import lake_layout
-from ..delta_lake import append_batch, is_table, last_commit
+from ..delta_lake import CHANGE_FEED, append_batch, is_table, last_commit
 from .transform import flatten, parse_events, to_bad_rows, to_dead_letter_messages, to_lake_rows
 
 # The landing zone is transient (compaction rewrites each day with zstd), so it favours write
@@ -222,7 +222,7 @@ class BatchWriter:
             landing = {"files": 0, "bytes": 0}
             if per_date:
                 append_batch(to_lake_rows(events), self.config.landing, app_id, batch_id,
-                             ["event_date", "event_hour"])
+                             ["event_date", "event_hour"], CHANGE_FEED)
                 landing = last_commit(spark, self.config.landing)
             phases["landing"] = time.monotonic() - started - sum(phases.values())
             landed_at = datetime.now(UTC).isoformat(timespec="milliseconds")

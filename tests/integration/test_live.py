@@ -1,0 +1,149 @@
+"""The live path on the real stack: an open day is refreshed from only the windows its new rows
+fall in, and once the day is made final its indices equal a full recompute exactly."""
+
+import dataclasses
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+import pytest
+from confluent_kafka import Producer
+from elasticsearch import helpers
+
+from clickstream_dagster.assets.analytics import ANALYTICS_ASSETS
+from clickstream_dagster.assets.ingest import clickstream_landing
+from clickstream_dagster.assets.lake import raw_clickstream
+from clickstream_dagster.assets.live import live_indices
+from clickstream_dagster.assets.serving import SERVING_ASSETS
+from clickstream_dagster.checks.quality import QUALITY_CHECKS
+from clickstream_dagster.definitions import build_resources
+from clickstream_dagster.generator.timeline import GeneratorConfig, stream
+from clickstream_dagster.resources import ElasticsearchResource
+from clickstream_dagster.serving.indices import SERVED, SESSIONS, URL_COUNTRY, URL_POPULARITY
+from spark.analytics import transform
+from spark.delta_lake import read_days
+from tests.helpers import create_topics, delete_topics, isolated_topics
+
+TODAY = datetime.now(UTC).date().isoformat()
+CONFIG = GeneratorConfig(events=8_000, seed=5, days=1, duplicate_ratio=0.03, malformed_ratio=0.01,
+                         start=datetime.fromisoformat(TODAY).replace(tzinfo=UTC))
+# HyperLogLog's distinct counts on the live url x country documents (2^12 registers).
+HLL_TOLERANCE = 0.05
+
+
+@pytest.fixture(scope="module")
+def live(stack, tmp_path_factory):
+    settings = dataclasses.replace(isolated_topics(stack),
+                                   lake_dir=str(tmp_path_factory.mktemp("live-lake")))
+    create_topics(stack, {settings.topic: 4, settings.dlq_topic: 1})
+    resources = build_resources(settings)
+    prefix = f"test-{settings.topic}"
+    resources["elasticsearch"] = ElasticsearchResource(url=settings.elasticsearch_url,
+                                                       index_prefix=prefix)
+    messages = list(stream(CONFIG))
+    yield settings, resources, dg.DagsterInstance.ephemeral(), messages
+    delete_topics(stack, [settings.topic, settings.dlq_topic])
+    client = resources["elasticsearch"].client()
+    for index in client.indices.get(index=f"{prefix}-*", allow_no_indices=True):
+        client.indices.delete(index=index)
+    for spec in SERVED:
+        client.options(ignore_status=404).indices.delete_index_template(
+            name=spec.with_prefix(prefix).name)
+
+
+def _send(settings, messages) -> None:
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "acks": "all"})
+    for message in messages:
+        producer.produce(settings.topic, key=message.key, value=message.value)
+        producer.poll(0)
+    assert producer.flush(30) == 0
+
+
+def _ingest(resources, instance) -> dict:
+    result = dg.materialize([clickstream_landing, live_indices], resources=resources,
+                            instance=instance)
+    assert result.success
+    return {k: v.value for k, v in
+            result.asset_materializations_for_node("live_indices")[0].metadata.items()}
+
+
+def _recompute(spark, resources) -> dict[str, pd.DataFrame]:
+    """The served tables from the whole day's landing rows, deduplicated: the full recompute."""
+    day = transform.deduplicate_day(read_days(spark, resources["lake"].landing, [TODAY]))
+    return {URL_POPULARITY.name: transform.url_popularity_5m(day).toPandas(),
+            URL_COUNTRY.name: transform.url_country_daily(day).toPandas(),
+            SESSIONS.name: transform.user_sessions(day).toPandas()}
+
+
+def _served(resources, spec) -> pd.DataFrame:
+    client = resources["elasticsearch"].client()
+    served = spec.with_prefix(resources["elasticsearch"].index_prefix)
+    client.indices.refresh(index=served.index_for(TODAY))
+    docs = [hit["_source"] for hit in helpers.scan(client, index=served.index_for(TODAY))]
+    return pd.DataFrame(docs)
+
+
+def _aligned(served: pd.DataFrame, expected: pd.DataFrame, spec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both sides keyed by the document id fields, with the served values in the lake's types."""
+    keys = [f for f in spec.id_fields if f != "event_date"]
+    expected = expected.drop(columns="event_date").copy()
+    served = served[[c for c in expected.columns]].copy()
+    for column in expected.columns:
+        if pd.api.types.is_datetime64_any_dtype(expected[column]):
+            served[column] = pd.to_datetime(served[column], format="ISO8601", utc=True)
+            expected[column] = pd.to_datetime(expected[column], utc=True)
+    return (served.sort_values(keys).reset_index(drop=True),
+            expected.sort_values(keys).reset_index(drop=True))
+
+
+def _assert_live_matches(spark, resources) -> None:
+    expected = _recompute(spark, resources)
+    for spec in (URL_POPULARITY, SESSIONS):  # merged exactly from their window parts
+        served = _served(resources, spec)
+        assert not served["final"].any()
+        got, want = _aligned(served, expected[spec.name], spec)
+        pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    got, want = _aligned(_served(resources, URL_COUNTRY), expected[URL_COUNTRY.name], URL_COUNTRY)
+    assert got[["url", "country", "events", "page_views"]].astype(str).equals(
+        want[["url", "country", "events", "page_views"]].astype(str))
+    for distinct in ("unique_users", "sessions"):
+        error = (got[distinct] - want[distinct]).abs() / want[distinct]
+        assert error.max() <= HLL_TOLERANCE, (distinct, error.max())
+
+
+def test_open_day_refreshes_touch_only_new_windows_and_match_a_recompute(spark, live):
+    settings, resources, instance, messages = live
+    split = int(len(messages) * 0.6)
+    _send(settings, messages[:split])
+    first = _ingest(resources, instance)
+    assert first["refresh"] == "whole open days" and first["new_rows"] > 0
+    _assert_live_matches(spark, resources)
+
+    # The rest of the day: sessions in progress at the split continue, duplicates of earlier
+    # events arrive, and only the windows the new rows fall in are recomputed.
+    _send(settings, messages[split:] + messages[:50])
+    second = _ingest(resources, instance)
+    assert second["refresh"] == "incremental"
+    landed = read_days(spark, resources["lake"].landing, [TODAY]).count()
+    assert 0 < second["new_rows"] < landed
+    # Messages are in delivery order, so the new rows cover the later windows plus whatever
+    # windows the 50 re-sent duplicates fall in, never all of them.
+    all_windows = len(_recompute(spark, resources)[URL_POPULARITY.name].window_start.unique())
+    assert second["windows_recomputed"][TODAY] < all_windows
+    _assert_live_matches(spark, resources)
+
+    # Nothing new: nothing is recomputed, and the cursor stays.
+    third = _ingest(resources, instance)
+    assert third["new_rows"] == 0 and third["landing_version"] == second["landing_version"]
+
+
+def test_a_final_day_serves_exactly_the_full_recompute(spark, live):
+    _, resources, instance, _ = live
+    daily = [raw_clickstream, *ANALYTICS_ASSETS, *SERVING_ASSETS, *QUALITY_CHECKS]
+    assert dg.materialize(daily, partition_key=TODAY, resources=resources, instance=instance).success
+    expected = _recompute(spark, resources)
+    for spec in SERVED:
+        served = _served(resources, spec)
+        assert served["final"].all(), f"live documents left in {spec.name}"
+        got, want = _aligned(served, expected[spec.name], spec)
+        pd.testing.assert_frame_equal(got, want, check_dtype=False)
