@@ -21,7 +21,6 @@ from ..resources import ElasticsearchResource, LakeResource, SparkResource
 from ..serving.indices import SESSIONS, URL_COUNTRY, URL_POPULARITY, IndexSpec, upsert_live
 from .ingest import clickstream_landing
 
-PARTS = ("url_country_parts", "session_parts")
 # Touched sessions whose start is looked up in Elasticsearch, to read only the parts since then;
 # beyond this (a first refresh, a backlog) the day's parts are read whole.
 MAX_SESSION_LOOKUPS = 20_000
@@ -44,6 +43,10 @@ def live_indices(context: dg.AssetExecutionContext, lake: LakeResource, spark: S
         context.log.warning(f"the landing table is at version {version}, behind the last refresh's "
                             f"{after}: it was recreated, so the open days are refreshed whole")
         after = None
+    missing = [kind for kind in live.PARTS if not is_table(session, lake.live(kind))]
+    if after is not None and missing:
+        context.log.warning(f"live parts {missing} are missing: the open days are refreshed whole")
+        after = None
     if after is None and enable_change_feed(session, lake.landing):
         context.log.warning("turned on the landing table's change feed (a lake from before the "
                             "live path)")
@@ -54,12 +57,12 @@ def live_indices(context: dg.AssetExecutionContext, lake: LakeResource, spark: S
     phases = Phases()
     rows = (live.all_rows(session, lake.landing, days) if after is None
             else live.new_rows(session, lake.landing, after, days))
-    rows = rows.select("event_date", "event_ts", "session_id").persist(StorageLevel.MEMORY_AND_DISK)
+    rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         windows, new = live.touched_windows(rows)
         phases.done("new_rows")
-        reports = _refresh(context, session, lake, elasticsearch, rows, windows, phases) \
-            if windows else {}
+        reports = _refresh(context, session, lake, elasticsearch, rows, windows, version,
+                           days if after is None else None, phases) if windows else {}
     finally:
         rows.unpersist()
     documents = {name: sum(r.documents for r in day_reports) for name, day_reports in reports.items()}
@@ -80,45 +83,41 @@ def live_indices(context: dg.AssetExecutionContext, lake: LakeResource, spark: S
 
 
 def _refresh(context, session, lake: LakeResource, elasticsearch: ElasticsearchResource,
-             rows: DataFrame, windows: live.Windows, phases: "Phases") -> dict[str, list]:
-    """Recompute the windows, then merge and index the touched keys. The Spark jobs of each stage
-    are independent and small, so they run side by side: each waits mostly on planning and
-    Delta commits, not on the cores."""
-    events = live.window_events(session, lake.landing, windows).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        events.count()  # fill the cache once, before the jobs that share it start
-        phases.done("window_events")
-        parts = live.window_parts(events)
-        client = elasticsearch.client()
-        specs = {spec.name: spec.with_prefix(elasticsearch.index_prefix)
-                 for spec in (URL_POPULARITY, URL_COUNTRY, SESSIONS)}
-        touched_sessions = rows.select("event_date", "session_id").distinct()
-        with ThreadPoolExecutor(3, thread_name_prefix="live") as pool:
-            stage = [pool.submit(live.replace_windows, parts[name], lake.live(name), windows)
-                     for name in PARTS]
-            popularity = pool.submit(lambda: parts["url_popularity_5m"].toArrow())
-            since = _session_starts(client, specs[SESSIONS.name], touched_sessions, windows)
-            for future in stage:
-                future.result()
-            phases.done("window_parts")
-            served = {
-                URL_POPULARITY.name: popularity,
-                URL_COUNTRY.name: pool.submit(lambda: live.live_url_country(
-                    session, lake.live("url_country_parts"),
-                    events.select("event_date", F.col("url_path").alias("url"), "country"),
-                    list(windows)).toArrow()),
-                SESSIONS.name: pool.submit(lambda: live.live_sessions(
-                    session, lake.live("session_parts"), touched_sessions, since).toArrow()),
-            }
-            reports = {name: [upsert_live(client, specs[name], day, _rows_of(future.result(), day),
-                                          context.run.run_id,
-                                          replicas=elasticsearch.number_of_replicas)
-                              for day in windows]
-                       for name, future in served.items()}
-        phases.done("merge_and_index")
-        return reports
-    finally:
-        events.unpersist()
+             rows: DataFrame, windows: live.Windows, version: int, whole_days: list[str] | None,
+             phases: "Phases") -> dict[str, list]:
+    """Merge the new rows into the windows' parts, then serve the touched keys. The Spark jobs of
+    each stage are independent and small, so they run side by side: each waits mostly on
+    planning and Delta commits, not on the cores."""
+    client = elasticsearch.client()
+    specs = {spec.name: spec.with_prefix(elasticsearch.index_prefix)
+             for spec in (URL_POPULARITY, URL_COUNTRY, SESSIONS)}
+    touched_sessions = rows.select("event_date", "session_id").distinct()
+    touched_urls = rows.select("event_date", F.col("url_path").alias("url"), "country").distinct()
+    with ThreadPoolExecutor(3, thread_name_prefix="live") as pool:
+        merges = [pool.submit(live.merge_into_parts, session, kind, lake.live(kind), rows, windows,
+                              version, whole_days=whole_days)
+                  for kind in (live.URL_COUNTRY_PARTS, live.SESSION_PARTS)]
+        since = _session_starts(client, specs[SESSIONS.name], touched_sessions, windows) \
+            if not whole_days else dict.fromkeys(windows)
+        for future in merges:
+            future.result()
+        phases.done("merge_parts")
+        url_country_parts, session_parts = (lake.live(live.URL_COUNTRY_PARTS),
+                                            lake.live(live.SESSION_PARTS))
+        served = {
+            URL_POPULARITY.name: pool.submit(lambda: live.live_url_popularity(
+                session, url_country_parts, windows).toArrow()),
+            URL_COUNTRY.name: pool.submit(lambda: live.live_url_country(
+                session, url_country_parts, touched_urls, list(windows)).toArrow()),
+            SESSIONS.name: pool.submit(lambda: live.live_sessions(
+                session, session_parts, touched_sessions, since).toArrow()),
+        }
+        reports = {name: [upsert_live(client, specs[name], day, _rows_of(future.result(), day),
+                                      context.run.run_id, replicas=elasticsearch.number_of_replicas)
+                          for day in windows]
+                   for name, future in served.items()}
+    phases.done("serve")
+    return reports
 
 
 class Phases:
@@ -178,7 +177,7 @@ def _forget_closed_days(context, session, lake: LakeResource, days: list[str], p
     """Once a day closes, the final recompute serves it; its live parts are dropped."""
     if previous.get("open_days") == days:
         return
-    for name in PARTS:
+    for name in live.PARTS:
         if is_table(session, lake.live(name)):
             live.drop_days_before(session, lake.live(name), days[0])
     context.log.info(f"open days are now {days}; live parts of earlier days dropped")

@@ -104,11 +104,15 @@ def session_parts(raw: DataFrame, *by: str) -> DataFrame:
         *[part.alias(name) for name, (part, _) in _session_measures().items()])
 
 
+def merge_session_parts(parts: DataFrame, *by: str) -> DataFrame:
+    """Session parts merged per (event_date, *by, session_id): still parts, mergeable again."""
+    return parts.groupBy("event_date", *by, "session_id").agg(
+        *[merge(name).alias(name) for name, (_, merge) in _session_measures().items()])
+
+
 def sessions_from_parts(parts: DataFrame) -> DataFrame:
     """user_sessions from session fragments: exactly what user_sessions gives on their events."""
-    merged = parts.groupBy("event_date", "session_id").agg(
-        *[merge(name).alias(name) for name, (_, merge) in _session_measures().items()])
-    return _session_rows(merged)
+    return _session_rows(merge_session_parts(parts))
 
 
 def _session_rows(sessions: DataFrame) -> DataFrame:
@@ -144,18 +148,34 @@ def url_country_parts(raw: DataFrame) -> DataFrame:
     )
 
 
+def merge_url_country_parts(parts: DataFrame, *by: str) -> DataFrame:
+    """url_country parts merged per (event_date, *by, url, country): still parts."""
+    return parts.groupBy("event_date", *by, "url", "country").agg(
+        F.sum("events").alias("events"),
+        F.sum("page_views").alias("page_views"),
+        F.hll_union_agg("users_sketch").alias("users_sketch"),
+        F.hll_union_agg("sessions_sketch").alias("sessions_sketch"),
+        F.sum("dwell_s").alias("dwell_s"),
+        F.sum("dwell_views").alias("dwell_views"),
+    )
+
+
 def url_country_from_parts(parts: DataFrame) -> DataFrame:
     """url_country_daily from window parts: counts exact, distinct counts estimated (HLL)."""
-    return (
-        parts.groupBy("event_date", "url", "country")
-        .agg(
-            F.sum("events").alias("events"),
-            F.sum("page_views").alias("page_views"),
-            F.hll_sketch_estimate(F.hll_union_agg("users_sketch")).alias("unique_users"),
-            F.hll_sketch_estimate(F.hll_union_agg("sessions_sketch")).alias("sessions"),
-            F.round(F.sum("dwell_s") / F.sum("dwell_views"), 3).alias("avg_time_on_page_s"),
-        )
+    return merge_url_country_parts(parts).select(
+        "event_date", "url", "country", "events", "page_views",
+        F.hll_sketch_estimate("users_sketch").alias("unique_users"),
+        F.hll_sketch_estimate("sessions_sketch").alias("sessions"),
+        F.round(F.col("dwell_s") / F.col("dwell_views"), 3).alias("avg_time_on_page_s"),
     )
+
+
+def url_popularity_from_parts(parts: DataFrame) -> DataFrame:
+    """url_popularity_5m from url_country window parts: the same counts, summed over countries."""
+    return (parts.groupBy("event_date", "window_start", "url").agg(F.sum("events").alias("events"))
+            .select("event_date", "window_start",
+                    (F.col("window_start") + F.expr(f"INTERVAL {WINDOW_MINUTES} MINUTES"))
+                    .alias("window_end"), "url", "events"))
 
 
 def window_start() -> Column:

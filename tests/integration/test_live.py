@@ -20,7 +20,7 @@ from clickstream_dagster.definitions import build_resources
 from clickstream_dagster.generator.timeline import GeneratorConfig, stream
 from clickstream_dagster.resources import ElasticsearchResource
 from clickstream_dagster.serving.indices import SERVED, SESSIONS, URL_COUNTRY, URL_POPULARITY
-from spark.analytics import transform
+from spark.analytics import live, transform
 from spark.delta_lake import read_days
 from tests.helpers import create_topics, delete_topics, isolated_topics
 
@@ -32,7 +32,7 @@ HLL_TOLERANCE = 0.05
 
 
 @pytest.fixture(scope="module")
-def live(stack, tmp_path_factory):
+def live_day(stack, tmp_path_factory):
     settings = dataclasses.replace(isolated_topics(stack),
                                    lake_dir=str(tmp_path_factory.mktemp("live-lake")))
     create_topics(stack, {settings.topic: 4, settings.dlq_topic: 1})
@@ -111,8 +111,8 @@ def _assert_live_matches(spark, resources) -> None:
         assert error.max() <= HLL_TOLERANCE, (distinct, error.max())
 
 
-def test_open_day_refreshes_touch_only_new_windows_and_match_a_recompute(spark, live):
-    settings, resources, instance, messages = live
+def test_open_day_refreshes_touch_only_new_windows_and_match_a_recompute(spark, live_day):
+    settings, resources, instance, messages = live_day
     split = int(len(messages) * 0.6)
     _send(settings, messages[:split])
     first = _ingest(resources, instance)
@@ -132,13 +132,24 @@ def test_open_day_refreshes_touch_only_new_windows_and_match_a_recompute(spark, 
     assert second["windows_recomputed"][TODAY] < all_windows
     _assert_live_matches(spark, resources)
 
+    # A refresh that failed after its parts commits is repeated by the next one: each window takes
+    # only rows of landing commits after the version it already includes, so nothing counts twice.
+    lake = resources["lake"]
+    rows = live.new_rows(spark, lake.landing, first["landing_version"], [TODAY])
+    windows, _ = live.touched_windows(rows)
+    for kind in live.PARTS:
+        live.merge_into_parts(spark, kind, lake.live(kind), rows, windows, second["landing_version"])
+    sessions = transform.sessions_from_parts(read_days(spark, lake.live(live.SESSION_PARTS), [TODAY]))
+    got, want = _aligned(sessions.toPandas(), _recompute(spark, resources)[SESSIONS.name], SESSIONS)
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+
     # Nothing new: nothing is recomputed, and the cursor stays.
     third = _ingest(resources, instance)
     assert third["new_rows"] == 0 and third["landing_version"] == second["landing_version"]
 
 
-def test_a_final_day_serves_exactly_the_full_recompute(spark, live):
-    _, resources, instance, _ = live
+def test_a_final_day_serves_exactly_the_full_recompute(spark, live_day):
+    _, resources, instance, _ = live_day
     daily = [raw_clickstream, *ANALYTICS_ASSETS, *SERVING_ASSETS, *QUALITY_CHECKS]
     assert dg.materialize(daily, partition_key=TODAY, resources=resources, instance=instance).success
     expected = _recompute(spark, resources)

@@ -103,6 +103,8 @@ def test_url_country_from_window_parts_keeps_counts_and_estimates_distincts(raw)
         expected = whole[(row["url"], row["country"])]
         for column in ("events", "page_views", "unique_users", "sessions", "avg_time_on_page_s"):
             assert row[column] == expected[column], column  # HLL is exact at this size
+    popularity = transform.url_popularity_from_parts(transform.url_country_parts(raw))
+    assert sorted(popularity.collect()) == sorted(transform.url_popularity_5m(raw).collect())
     # Parts of windows recomputed apart know no dwell across the edge: s2's "/" view (300 s).
     windowed = raw.withColumn("w", transform.window_start())
     apart = [transform.url_country_parts(windowed.where(F.col("w") == start).drop("w"))
