@@ -1,10 +1,11 @@
 """The source end of the graph: the Kafka topic, and the streaming ingest into the landing lake."""
 
 import time
+from datetime import UTC, datetime
 
 import dagster as dg
 
-from spark.ingest.stream import AVAILABLE_NOW, IngestConfig, IngestJob
+from spark.ingest.stream import AVAILABLE_NOW, BatchStats, IngestConfig, IngestJob, read_batch_log
 
 from ..partitions import FIRST_DAY, FUTURE_DAYS
 from ..resources import KafkaResource, LakeResource, SparkResource
@@ -34,8 +35,10 @@ def clickstream_landing(context: dg.AssetExecutionContext, config: IngestRunConf
         dedup_watermark=config.dedup_watermark, first_day=FIRST_DAY, future_days=FUTURE_DAYS,
     )
     started = time.monotonic()
-    batches = IngestJob(spark.get_session(), job_config).run()
+    session = spark.get_session()
+    batches = IngestJob(session, job_config).run()
     seconds = time.monotonic() - started
+    recovered = _unreported_batches(context, session, lake.root, batches)
     rows_per_day: dict[str, int] = {}
     reasons: dict[str, int] = {}
     for batch in batches:
@@ -44,8 +47,14 @@ def clickstream_landing(context: dg.AssetExecutionContext, config: IngestRunConf
         for reason, rows in batch.dead_letters_per_reason.items():
             reasons[reason] = reasons.get(reason, 0) + rows
     consumed = sum(b.input_rows for b in batches)
-    changed = sorted(day for day, rows in rows_per_day.items() if rows)
+    recovered_days = sorted({day for batch in recovered for day, rows in
+                             batch.rows_per_event_date.items() if rows})
+    changed = sorted({*recovered_days, *(day for day, rows in rows_per_day.items() if rows)})
     context.log.info(f"{consumed:,} records in {len(batches)} micro-batches; changed days: {changed}")
+    if recovered:
+        context.log.warning(f"{len(recovered)} micro-batches committed by runs that never reported "
+                            f"them (a failed or killed ingest): their days {recovered_days} are "
+                            "recomputed too")
     return dg.MaterializeResult(metadata={
         "records_consumed": consumed,
         "rows_landed": sum(rows_per_day.values()),
@@ -55,9 +64,37 @@ def clickstream_landing(context: dg.AssetExecutionContext, config: IngestRunConf
         "rows_per_event_date": dg.MetadataValue.json(rows_per_day),
         # Read by the partition sensor: exactly these daily partitions get recomputed.
         "changed_partitions": dg.MetadataValue.json(changed),
+        "recovered_batches": len(recovered),
+        "recovered_partitions": dg.MetadataValue.json(recovered_days),
+        # Where the next run starts looking for batches no run reported.
+        "reported_through": max([b.started_at for b in [*batches, *recovered]],
+                                default=_reported_through(context) or FIRST_DAY),
         "start_offsets": dg.MetadataValue.json(batches[0].start_offsets if batches else {}),
         "end_offsets": dg.MetadataValue.json(batches[-1].end_offsets if batches else {}),
         "micro_batches": len(batches),
         "events_per_s": round(consumed / seconds) if seconds else 0,
         "landing_path": dg.MetadataValue.path(lake.landing),
     })
+
+
+def _reported_through(context: dg.AssetExecutionContext) -> str | None:
+    """The start time of the newest micro-batch an earlier materialization reported; None before
+    the first materialization. One from before this field existed counts from now on."""
+    event = context.instance.get_latest_materialization_event(clickstream_landing.key)
+    if event is None or event.asset_materialization is None:
+        return None
+    metadata = event.asset_materialization.metadata
+    if "reported_through" not in metadata:
+        return datetime.now(UTC).isoformat(timespec="milliseconds")
+    return metadata["reported_through"].value
+
+
+def _unreported_batches(context: dg.AssetExecutionContext, session, lake_root: str,
+                        batches: list[BatchStats]) -> list[BatchStats]:
+    """Micro-batches in the lake's batch log that no materialization reported: a run that
+    committed some and then failed or was killed reports nothing, but its rows are in the lake.
+    Changed days come from the lake itself, so none is ever left without its recompute."""
+    after = _reported_through(context)
+    reported = {b.started_at for b in batches}
+    return [BatchStats(**record) for record in read_batch_log(session, lake_root, started_after=after)
+            if record["started_at"] not in reported]

@@ -309,13 +309,16 @@ def _read_text(spark: SparkSession, path: str) -> str:
 
 
 def read_batch_log(spark: SparkSession, lake_root: str, query_id: str | None = None,
-                   first_batch: int = 0) -> list[dict]:
-    """Micro-batch statistics records, oldest first: all of them, or one query's from a batch on."""
+                   first_batch: int = 0, started_after: str | None = None) -> list[dict]:
+    """Micro-batch statistics records, oldest first: all of them, one query's from a batch on, or
+    those started after a time (file statistics on started_at skip the older log files)."""
     log = lake_layout.ingest_log(lake_root)
     if not is_table(spark, log):
         return []
     frame = spark.read.format("delta").load(log)
     if query_id is not None:
         frame = frame.where((F.col("query_id") == query_id) & (F.col("batch_id") >= first_batch))
+    if started_after is not None:
+        frame = frame.where(F.col("started_at") > started_after)
     rows = frame.orderBy("started_at", "batch_id").select("stats").collect()
     return [json.loads(row.stats) for row in rows]

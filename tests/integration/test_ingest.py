@@ -171,3 +171,43 @@ def test_sigkill_mid_batch_then_restart_lands_every_event_exactly_once(stack, sp
     assert sum(b["dead_letters"] for b in log) == summary.kinds["malformed"]
     bad_rows = spark.read.format("delta").load(str(lake / "landing/bad_rows"))
     assert bad_rows.count() == summary.kinds["malformed"]
+
+
+def test_days_committed_by_a_run_that_never_reported_are_recomputed(stack, tmp_path):
+    """An ingest that commits micro-batches and then dies reports nothing; the next landing
+    materialization finds its batches in the lake's batch log and names their days."""
+    import dagster as dg
+
+    from clickstream_dagster.assets.ingest import clickstream_landing
+    from clickstream_dagster.definitions import build_resources
+
+    settings = dataclasses.replace(isolated_topics(stack), lake_dir=str(tmp_path / "lake"))
+    create_topics(stack, {settings.topic: 2, settings.dlq_topic: 1})
+    resources, instance = build_resources(settings), dg.DagsterInstance.ephemeral()
+
+    def landing_metadata() -> dict:
+        result = dg.materialize([clickstream_landing], resources=resources, instance=instance)
+        return {k: v.value for k, v in
+                result.asset_materializations_for_node("clickstream_landing")[0].metadata.items()}
+
+    def one_day(day: int) -> GeneratorConfig:
+        return GeneratorConfig(events=400, seed=day, start=datetime(2026, 8, day, tzinfo=UTC))
+
+    try:
+        produce(one_day(1), settings, progress=False)
+        assert landing_metadata()["changed_partitions"] == ["2026-08-01"]
+        # A run that commits and is gone before it reports: the ingest outside any materialization.
+        produce(one_day(2), settings, progress=False)
+        from pyspark.sql import SparkSession
+        session = SparkSession.builder.remote(settings.spark_remote).create()
+        try:
+            IngestJob(session, ingest_config(settings)).run()
+        finally:
+            session.stop()
+        recovered = landing_metadata()
+        assert recovered["records_consumed"] == 0
+        assert recovered["changed_partitions"] == recovered["recovered_partitions"] == ["2026-08-02"]
+        assert recovered["recovered_batches"] >= 1
+        assert landing_metadata()["changed_partitions"] == []  # reported once, not again
+    finally:
+        delete_topics(stack, [settings.topic, settings.dlq_topic])
