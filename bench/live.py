@@ -228,7 +228,10 @@ def _resolve(probes: list[Probe], spark, client, sessions_alias: str, lake_dir: 
     now = time.time()
     pending_lake = [p for p in probes if p.lake_s is None and p.offset is not None]
     if pending_lake and lake_too:
-        batches = read_batch_log(spark, lake_dir)
+        # Only the log's recent files: the whole log, read every 2 s, loaded the server it measures.
+        oldest = min(p.sent_at for p in pending_lake) - 120
+        batches = read_batch_log(spark, lake_dir, started_after=datetime.fromtimestamp(
+            oldest, UTC).isoformat(timespec="milliseconds"))
         for probe in pending_lake:
             for batch in batches:
                 part = str(probe.partition)
