@@ -67,7 +67,7 @@ def live_indices(context: dg.AssetExecutionContext, lake: LakeResource, spark: S
         rows.unpersist()
     documents = {name: sum(r.documents for r in day_reports) for name, day_reports in reports.items()}
     context.log.info(f"{new:,} new rows on open days {days} -> {sum(map(len, windows.values()))} "
-                     f"windows recomputed, documents {documents}, {phases.total:.1f} s "
+                     f"windows updated, documents {documents}, {phases.total:.1f} s "
                      f"({phases.seconds})")
     return dg.MaterializeResult(metadata={
         # The next refresh starts after this version of the landing table.
@@ -75,7 +75,7 @@ def live_indices(context: dg.AssetExecutionContext, lake: LakeResource, spark: S
         "refresh": "incremental" if after is not None else "whole open days",
         "open_days": dg.MetadataValue.json(days),
         "new_rows": new,
-        "windows_recomputed": dg.MetadataValue.json({d: len(w) for d, w in windows.items()}),
+        "windows_updated": dg.MetadataValue.json({d: len(w) for d, w in windows.items()}),
         "documents": dg.MetadataValue.json(documents),
         "seconds": round(phases.total, 2),
         "phase_seconds": dg.MetadataValue.json(phases.seconds),

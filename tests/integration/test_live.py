@@ -120,7 +120,7 @@ def test_open_day_refreshes_touch_only_new_windows_and_match_a_recompute(spark, 
     _assert_live_matches(spark, resources)
 
     # The rest of the day: sessions in progress at the split continue, duplicates of earlier
-    # events arrive, and only the windows the new rows fall in are recomputed.
+    # events arrive, and only the windows the new rows fall in are updated.
     _send(settings, messages[split:] + messages[:50])
     second = _ingest(resources, instance)
     assert second["refresh"] == "incremental"
@@ -129,7 +129,7 @@ def test_open_day_refreshes_touch_only_new_windows_and_match_a_recompute(spark, 
     # Messages are in delivery order, so the new rows cover the later windows plus whatever
     # windows the 50 re-sent duplicates fall in, never all of them.
     all_windows = len(_recompute(spark, resources)[URL_POPULARITY.name].window_start.unique())
-    assert second["windows_recomputed"][TODAY] < all_windows
+    assert second["windows_updated"][TODAY] < all_windows
     _assert_live_matches(spark, resources)
 
     # A refresh that failed after its parts commits is repeated by the next one: each window takes
@@ -143,7 +143,7 @@ def test_open_day_refreshes_touch_only_new_windows_and_match_a_recompute(spark, 
     got, want = _aligned(sessions.toPandas(), _recompute(spark, resources)[SESSIONS.name], SESSIONS)
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
 
-    # Nothing new: nothing is recomputed, and the cursor stays.
+    # Nothing new: nothing is merged, and the cursor stays.
     third = _ingest(resources, instance)
     assert third["new_rows"] == 0 and third["landing_version"] == second["landing_version"]
 
