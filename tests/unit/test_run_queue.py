@@ -1,11 +1,12 @@
 """The partition sensor against a real Dagster instance's run queue: one run per day at a time,
 new changes coalesced into a queued run, a follow-up after a running one, failures retried with
-backoff, and days outside the partitions never requested."""
+backoff, days outside the partitions never requested, and open days left to the live path."""
 
 from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from clickstream_dagster import run_queue
 from clickstream_dagster.assets.ingest import clickstream_landing
 from clickstream_dagster.definitions import defs
+from clickstream_dagster.partitions import open_days
 from clickstream_dagster.sensors import DAILY_MAX_ATTEMPTS, landing_partitions_sensor
 from tests.helpers import finish, queue_run
 
@@ -96,3 +98,21 @@ def test_days_outside_the_partitions_are_never_requested(instance):
     land(instance, "2999-01-01", "1999-12-31", DAY)
     result = tick(instance, None)
     assert [r.partition_key for r in result.run_requests] == [DAY]
+
+
+def test_open_days_are_left_to_the_live_path(instance):
+    today = datetime.now(UTC).date().isoformat()
+    land(instance, today, DAY)
+    result = tick(instance, None)
+    assert [r.partition_key for r in result.run_requests] == [DAY]  # closed: late data
+    land(instance, today)
+    quiet = tick(instance, result.cursor)
+    assert not quiet.run_requests and f"{today} still open" in quiet.skip_message
+
+
+@pytest.mark.parametrize(("now", "days"), [
+    (datetime(2026, 11, 23, 1, 59, tzinfo=UTC), ["2026-11-22", "2026-11-23", "2026-11-24"]),
+    (datetime(2026, 11, 23, 2, 0, tzinfo=UTC), ["2026-11-23", "2026-11-24"]),
+])
+def test_yesterday_stays_open_until_the_close_hour(now, days):
+    assert open_days(now) == days
