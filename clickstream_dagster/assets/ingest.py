@@ -38,7 +38,8 @@ def clickstream_landing(context: dg.AssetExecutionContext, config: IngestRunConf
     session = spark.get_session()
     batches = IngestJob(session, job_config).run()
     seconds = time.monotonic() - started
-    recovered = _unreported_batches(context, session, lake.root, batches)
+    reported_through = _reported_through(context)
+    recovered = _unreported_batches(session, lake.root, batches, reported_through)
     rows_per_day: dict[str, int] = {}
     reasons: dict[str, int] = {}
     for batch in batches:
@@ -68,7 +69,7 @@ def clickstream_landing(context: dg.AssetExecutionContext, config: IngestRunConf
         "recovered_partitions": dg.MetadataValue.json(recovered_days),
         # Where the next run starts looking for batches no run reported.
         "reported_through": max([b.started_at for b in [*batches, *recovered]],
-                                default=_reported_through(context) or FIRST_DAY),
+                                default=reported_through or FIRST_DAY),
         "start_offsets": dg.MetadataValue.json(batches[0].start_offsets if batches else {}),
         "end_offsets": dg.MetadataValue.json(batches[-1].end_offsets if batches else {}),
         "micro_batches": len(batches),
@@ -89,12 +90,12 @@ def _reported_through(context: dg.AssetExecutionContext) -> str | None:
     return metadata["reported_through"].value
 
 
-def _unreported_batches(context: dg.AssetExecutionContext, session, lake_root: str,
-                        batches: list[BatchStats]) -> list[BatchStats]:
+def _unreported_batches(session, lake_root: str, batches: list[BatchStats],
+                        reported_through: str | None) -> list[BatchStats]:
     """Micro-batches in the lake's batch log that no materialization reported: a run that
     committed some and then failed or was killed reports nothing, but its rows are in the lake.
     Changed days come from the lake itself, so none is ever left without its recompute."""
-    after = _reported_through(context)
     reported = {b.started_at for b in batches}
-    return [BatchStats(**record) for record in read_batch_log(session, lake_root, started_after=after)
+    return [BatchStats(**record) for record in read_batch_log(session, lake_root,
+                                                              started_after=reported_through)
             if record["started_at"] not in reported]

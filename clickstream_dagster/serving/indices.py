@@ -118,8 +118,7 @@ def load_day(client: Elasticsearch, spec: IndexSpec, day: str, rows: pa.Table,
     sent = sum(count for count, _ in results)
     failures = [failure for _, failed in results for failure in failed]
     if failures:
-        shown = "\n".join(f"  {_describe(f)}" for f in failures[:FAILURES_SHOWN])
-        raise IndexingError(f"{len(failures)} of {sent} documents were rejected by {index}:\n{shown}")
+        raise _rejected(failures, sent, index, "documents")
     client.indices.refresh(index=index)
     stale = _remove_stale(client, index, materialization)
     count = client.count(index=index)["count"]
@@ -136,8 +135,7 @@ def upsert_live(client: Elasticsearch, spec: IndexSpec, day: str, rows: pa.Table
     index = ensure_index(client, spec, day, replicas)
     sent, failures = _bulk(client, spec, index, rows, materialization, chunk_size, final=False)
     if failures:
-        shown = "\n".join(f"  {_describe(f)}" for f in failures[:FAILURES_SHOWN])
-        raise IndexingError(f"{len(failures)} of {sent} live documents were rejected by {index}:\n{shown}")
+        raise _rejected(failures, sent, index, "live documents")
     client.indices.refresh(index=index)  # searchable now, not at the next 30 s refresh
     return IndexReport(index, sent, 0, time.monotonic() - started)
 
@@ -200,6 +198,11 @@ def _json_value(value):
     if isinstance(value, datetime | date):
         return value.isoformat()
     return value
+
+
+def _rejected(failures: list[dict], sent: int, index: str, what: str) -> IndexingError:
+    shown = "\n".join(f"  {_describe(f)}" for f in failures[:FAILURES_SHOWN])
+    return IndexingError(f"{len(failures)} of {sent} {what} were rejected by {index}:\n{shown}")
 
 
 def _describe(failure: dict) -> str:

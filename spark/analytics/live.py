@@ -16,12 +16,12 @@ The closed day's final recompute replaces all of it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from ..delta_lake import is_table, read_days
+from ..delta_lake import read_days
 from .transform import (
     WINDOW_MINUTES,
     deduplicate_day,
@@ -35,7 +35,6 @@ from .transform import (
     window_start,
 )
 
-WINDOW_LENGTH = timedelta(minutes=WINDOW_MINUTES)
 URL_COUNTRY_PARTS = "url_country_parts"
 SESSION_PARTS = "session_parts"
 # How each parts table is built from landing rows, and merged with itself, per window.
@@ -78,11 +77,11 @@ def touched_windows(rows: DataFrame) -> tuple[Windows, int]:
 def merge_into_parts(spark: SparkSession, kind: str, table: str, rows: DataFrame,
                      windows: Windows, version: int, *, whole_days: list[str] | None = None) -> None:
     """Merge the rows' parts into the `kind` parts of their windows, through landing version
-    `version`. `whole_days` replaces those days' parts outright (a first refresh, from all rows)."""
+    `version`. `whole_days` replaces those days' parts outright (a first refresh, from all rows,
+    and the only one that may create the table)."""
     build, merge = PARTS[kind]
-    if whole_days or not is_table(spark, table):
-        merged = build(rows)
-        predicate = _days_sql(whole_days) if whole_days else _windows_sql(windows)
+    if whole_days:
+        merged, predicate = build(rows), _days_sql(whole_days)
     else:
         existing = spark.read.format("delta").load(table).where(_windows_in(windows))
         # Rows already merged into a window (a refresh that failed after this table's commit)
