@@ -57,6 +57,9 @@ def pipeline_conf(master: str, shuffle_partitions: int) -> dict[str, str]:
     if local:  # readable through spark.conf, which Connect clients have (sparkContext they lack)
         cores = local.group(1) if local.group(1) and local.group(1) != "*" else None
         conf["spark.default.parallelism"] = cores or str(os.cpu_count() or 1)
+        # Delta rebuilds a table's snapshot from its log in 50 tasks by default, sized for a
+        # cluster; every read and commit of a small live table paid for 50 tasks on a few cores.
+        conf["spark.databricks.delta.snapshotPartitions"] = conf["spark.default.parallelism"]
     return conf
 
 
