@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from spark.ingest.stream import AVAILABLE_NOW, BatchStats, IngestConfig, IngestJob, read_batch_log
+from spark.ingest.stream import AVAILABLE_NOW, IngestConfig, IngestJob
 
 from ..partitions import FIRST_DAY, FUTURE_DAYS
 from ..resources import KafkaResource, LakeResource, SparkResource
@@ -34,12 +34,16 @@ def clickstream_landing(context: dg.AssetExecutionContext, config: IngestRunConf
         max_offsets_per_trigger=config.max_offsets_per_trigger,
         dedup_watermark=config.dedup_watermark, first_day=FIRST_DAY, future_days=FUTURE_DAYS,
     )
+    reported_through = _reported_through(context)
     started = time.monotonic()
     session = spark.get_session()
-    batches = IngestJob(session, job_config).run()
+    ingest = IngestJob(session, job_config)
+    ingest.wait()
     seconds = time.monotonic() - started
-    reported_through = _reported_through(context)
-    recovered = _unreported_batches(session, lake.root, batches, reported_through)
+    # Batches in the lake's log that no materialization reported: a run that committed some and
+    # then failed or was killed reports nothing, but its rows are in the lake. Changed days come
+    # from the lake itself, so none is ever left without its recompute.
+    batches, recovered = ingest.batches_since(reported_through)
     rows_per_day: dict[str, int] = {}
     reasons: dict[str, int] = {}
     for batch in batches:
@@ -89,13 +93,3 @@ def _reported_through(context: dg.AssetExecutionContext) -> str | None:
         return datetime.now(UTC).isoformat(timespec="milliseconds")
     return metadata["reported_through"].value
 
-
-def _unreported_batches(session, lake_root: str, batches: list[BatchStats],
-                        reported_through: str | None) -> list[BatchStats]:
-    """Micro-batches in the lake's batch log that no materialization reported: a run that
-    committed some and then failed or was killed reports nothing, but its rows are in the lake.
-    Changed days come from the lake itself, so none is ever left without its recompute."""
-    reported = {b.started_at for b in batches}
-    return [BatchStats(**record) for record in read_batch_log(session, lake_root,
-                                                              started_after=reported_through)
-            if record["started_at"] not in reported]

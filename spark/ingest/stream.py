@@ -107,13 +107,17 @@ class IngestJob:
 
     def run(self, timeout_s: float | None = None) -> list[BatchStats]:
         """Start the query; in available-now mode return once everything new is in the lake."""
+        self.wait(timeout_s)
+        return self.batches
+
+    def wait(self, timeout_s: float | None = None) -> None:
+        """Start the query and wait until it ends (available-now: everything new is in the lake)."""
         query = self.start()
         try:
             query.awaitTermination(timeout_s) if timeout_s else query.awaitTermination()
         finally:
             if query.isActive:
                 query.stop()
-        return self.batches
 
     def start(self):
         """Start without waiting (continuous mode from a long-lived process)."""
@@ -143,11 +147,25 @@ class IngestJob:
         """The micro-batches this query run has committed, from the batch log each one wrote."""
         if self.query is None:
             return []
-        ran = [progress.batchId for progress in self.query.recentProgress]
+        ran = self._ran()
         if not ran:
             return []
-        return [BatchStats(**record) for record in read_batch_log(
+        return [BatchStats(**json.loads(row.stats)) for row in _batch_log_rows(
             self.spark, self.config.lake_root, query_id=str(self.query.id), first_batch=min(ran))]
+
+    def batches_since(self, started_after: str | None) -> tuple[list[BatchStats], list[BatchStats]]:
+        """One read of the batch log from `started_after` on (all of it for None): this query
+        run's micro-batches, and those of other runs, oldest first."""
+        ran, query_id = set(self._ran()), str(self.query.id) if self.query else None
+        own: list[BatchStats] = []
+        others: list[BatchStats] = []
+        for row in _batch_log_rows(self.spark, self.config.lake_root, started_after=started_after):
+            mine = row.query_id == query_id and row.batch_id in ran
+            (own if mine else others).append(BatchStats(**json.loads(row.stats)))
+        return own, others
+
+    def _ran(self) -> list[int]:
+        return [progress.batchId for progress in self.query.recentProgress] if self.query else []
 
     def _read(self) -> DataFrame:
         reader = (
@@ -312,6 +330,12 @@ def read_batch_log(spark: SparkSession, lake_root: str, query_id: str | None = N
                    first_batch: int = 0, started_after: str | None = None) -> list[dict]:
     """Micro-batch statistics records, oldest first: all of them, one query's from a batch on, or
     those started after a time (file statistics on started_at skip the older log files)."""
+    return [json.loads(row.stats) for row in _batch_log_rows(spark, lake_root, query_id,
+                                                             first_batch, started_after)]
+
+
+def _batch_log_rows(spark: SparkSession, lake_root: str, query_id: str | None = None,
+                    first_batch: int = 0, started_after: str | None = None) -> list:
     log = lake_layout.ingest_log(lake_root)
     if not is_table(spark, log):
         return []
@@ -320,5 +344,4 @@ def read_batch_log(spark: SparkSession, lake_root: str, query_id: str | None = N
         frame = frame.where((F.col("query_id") == query_id) & (F.col("batch_id") >= first_batch))
     if started_after is not None:
         frame = frame.where(F.col("started_at") > started_after)
-    rows = frame.orderBy("started_at", "batch_id").select("stats").collect()
-    return [json.loads(row.stats) for row in rows]
+    return frame.orderBy("started_at", "batch_id").select("query_id", "batch_id", "stats").collect()
