@@ -31,7 +31,7 @@ def index_asset(spec: IndexSpec) -> dg.AssetsDefinition:
         for day in context.partition_keys:
             rows = frame.where(f"event_date = DATE'{day}'").toArrow()
             try:
-                report = load_day(client, served, day, rows, context.run_id,
+                report = load_day(client, served, day, rows, context.run.run_id,
                                   replicas=elasticsearch.number_of_replicas)
             except IndexingError as exc:
                 raise dg.Failure(description=str(exc)) from exc
