@@ -13,16 +13,24 @@ from .lake import SPARK_BACKFILL
 _UPSTREAM = {asset.key.to_user_string(): asset for asset in ANALYTICS_ASSETS}
 
 
+class IndexLoadConfig(dg.Config):
+    # A day whose table has no rows never replaces served documents with nothing, unless this
+    # says the day really is empty now.
+    allow_empty_days: bool = False
+
+
 def index_asset(spec: IndexSpec) -> dg.AssetsDefinition:
-    """A daily asset that loads one analytics table's days into Elasticsearch."""
+    """A daily asset that loads one analytics table's days into Elasticsearch, each into a new
+    index that its aliases move to once its count is verified."""
 
     @dg.asset(name=spec.name.replace("-", "_") + "_index",
-              description=f"{spec.table} in Elasticsearch: index {spec.name}-YYYY.MM.DD per day, "
-                          f"alias {spec.alias}.",
+              description=f"{spec.table} in Elasticsearch: alias {spec.name}-YYYY.MM.DD per day "
+                          f"and {spec.alias} for all days, swapped to a new index per load.",
               partitions_def=daily_partitions, backfill_policy=SPARK_BACKFILL,
               deps=[_UPSTREAM[spec.table]], group_name="serving", kinds={"elasticsearch"})
-    def _asset(context: dg.AssetExecutionContext, elasticsearch: ElasticsearchResource,
-               lake: LakeResource, spark: SparkResource) -> dg.MaterializeResult:
+    def _asset(context: dg.AssetExecutionContext, config: IndexLoadConfig,
+               elasticsearch: ElasticsearchResource, lake: LakeResource, spark: SparkResource
+               ) -> dg.MaterializeResult:
         client = elasticsearch.client()
         served = spec.with_prefix(elasticsearch.index_prefix)
         table = lake.analytics(spec.table)
@@ -32,11 +40,15 @@ def index_asset(spec: IndexSpec) -> dg.AssetsDefinition:
             rows = frame.where(f"event_date = DATE'{day}'").toArrow()
             try:
                 report = load_day(client, served, day, rows, context.run.run_id,
-                                  replicas=elasticsearch.number_of_replicas)
+                                  replicas=elasticsearch.number_of_replicas,
+                                  allow_empty=config.allow_empty_days)
             except IndexingError as exc:
                 raise dg.Failure(description=str(exc)) from exc
-            context.log.info(f"{report.index}: {report.documents:,} documents "
-                             f"({report.docs_per_s:,}/s), {report.stale_removed} stale removed")
+            context.log.info(f"{served.index_for(day)} -> {report.index}: {report.documents:,} "
+                             f"documents ({report.docs_per_s:,}/s), replacing {report.replaced}")
+            if not report.documents:
+                context.log.warning(f"{served.index_for(day)} now serves an empty day: "
+                                    f"{spec.table} has no rows for {day}")
             reports.append(report)
         seconds = sum(r.seconds for r in reports)
         documents = sum(r.documents for r in reports)
@@ -44,7 +56,10 @@ def index_asset(spec: IndexSpec) -> dg.AssetsDefinition:
             "documents": documents,
             "docs_per_s": round(documents / seconds) if seconds else 0,
             "indices": dg.MetadataValue.json({r.index: r.documents for r in reports}),
-            "stale_removed": sum(r.stale_removed for r in reports),
+            "replaced_indices": dg.MetadataValue.json([i for r in reports for i in r.replaced]),
+            # Days that now serve no documents: only ever with allow_empty_days.
+            "empty_days": dg.MetadataValue.json(
+                [day for day, r in zip(context.partition_keys, reports, strict=True) if not r.documents]),
             "alias": served.alias,
         })
 

@@ -1,6 +1,12 @@
 """Elasticsearch indices for the served tables: templates with explicit mappings, one index per
-day behind an alias, deterministic document ids, bulk loading that fails loudly."""
+day behind two aliases, deterministic document ids, bulk loading that fails loudly.
 
+Readers use the family alias (`clickstream-sessions`) or the day's alias
+(`clickstream-sessions-2026.11.23`); neither ever shows a half-loaded day. A final load fills a
+new index, checks its count, and only then moves both aliases to it and drops the old index, in
+one atomic alias request. The live path writes an open day's documents through the day alias."""
+
+import contextlib
 import hashlib
 import time
 from collections.abc import Iterator
@@ -9,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 import pyarrow as pa
-from elasticsearch import Elasticsearch, helpers
+from elasticsearch import BadRequestError, Elasticsearch, helpers
 
 KEYWORD = {"type": "keyword"}
 LONG = {"type": "long"}
@@ -18,6 +24,8 @@ DATE = {"type": "date"}
 MAX_ID_BYTES = 512  # Elasticsearch's limit on _id
 FAILURES_SHOWN = 20
 BULK_THREADS = 2
+REFRESH_INTERVAL = "30s"
+LIVE_SUFFIX = "_live"  # the index an open day's live documents start in, before any final load
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,7 @@ class IndexSpec:
         return replace(self, name=prefix + self.name.removeprefix("clickstream"))
 
     def index_for(self, day: str) -> str:
+        """The day's alias: what readers and the live path address a day by."""
         return f"{self.name}-{date.fromisoformat(day):%Y.%m.%d}"
 
     def template(self, replicas: int) -> dict:
@@ -45,10 +54,10 @@ class IndexSpec:
             "index_patterns": [f"{self.name}-*"],
             "template": {
                 "settings": {"number_of_shards": 1, "number_of_replicas": replicas,
-                             "refresh_interval": "30s"},
+                             "refresh_interval": REFRESH_INTERVAL},
                 # Strict: a column the mapping does not know is an error, never a guessed type.
                 "mappings": {"dynamic": "strict", "properties": self.properties},
-                "aliases": {self.alias: {}},
+                # No aliases here: an index joins its aliases only once it holds its whole day.
             },
             "priority": 200,
             "_meta": {"managed_by": "clickstream_dagster"},
@@ -87,14 +96,15 @@ SERVED = [URL_COUNTRY, URL_POPULARITY, SESSIONS]
 
 
 class IndexingError(RuntimeError):
-    """Some documents were rejected, or the index does not hold what was sent."""
+    """Some documents were rejected, the index does not hold what was sent, or a load would have
+    replaced a served day with nothing."""
 
 
 @dataclass
 class IndexReport:
-    index: str
+    index: str  # the physical index that now serves the day
     documents: int
-    stale_removed: int
+    replaced: list[str]  # indices that served the day before, dropped by the swap
     seconds: float
 
     @property
@@ -104,27 +114,63 @@ class IndexReport:
 
 def load_day(client: Elasticsearch, spec: IndexSpec, day: str, rows: pa.Table,
              materialization: str, *, replicas: int = 0, chunk_size: int = 2_000,
-             threads: int = BULK_THREADS) -> IndexReport:
-    """Index one day's rows, replace what an earlier run left, and verify the count."""
+             threads: int = BULK_THREADS, allow_empty: bool = False) -> IndexReport:
+    """Load one day's rows into a new index, verify its count, then swap the day's aliases to it
+    and drop the old index in one atomic request. On any failure the old day keeps being served
+    and the new index is deleted."""
     started = time.monotonic()
-    index = ensure_index(client, spec, day, replicas)
-    # Several bulk streams at once: one prepares and serializes a chunk while Elasticsearch
-    # indexes another's, instead of each waiting for the other.
-    step = max(1, -(-rows.num_rows // threads))
-    slices = [rows.slice(start, step) for start in range(0, rows.num_rows, step)] or [rows]
-    with ThreadPoolExecutor(len(slices), thread_name_prefix="bulk") as pool:
-        results = list(pool.map(lambda part: _bulk(client, spec, index, part, materialization,
-                                                   chunk_size, final=True), slices))
-    sent = sum(count for count, _ in results)
-    failures = [failure for _, failed in results for failure in failed]
-    if failures:
-        raise _rejected(failures, sent, index, "documents")
-    client.indices.refresh(index=index)
-    stale = _remove_stale(client, index, materialization)
-    count = client.count(index=index)["count"]
-    if count != sent:
-        raise IndexingError(f"{index} holds {count} documents after indexing {sent}.")
-    return IndexReport(index, sent, stale, time.monotonic() - started)
+    alias = spec.index_for(day)
+    serving = _serving_indices(client, alias)
+    if rows.num_rows == 0 and not allow_empty:
+        served = client.count(index=alias)["count"] if serving else 0
+        if served:
+            raise IndexingError(
+                f"{spec.table} has 0 rows for {day}, but {alias} serves {served:,} documents: "
+                "refusing to replace them with nothing. Check the day upstream; if it really is "
+                "empty now, rerun with allow_empty_days: true in the index asset's config.")
+    client.indices.put_index_template(name=spec.name, **spec.template(replicas))
+    index = f"{alias}_{materialization[:8]}"
+    if index in serving:
+        raise IndexingError(f"{index} already serves {day}: one run loads a day once")
+    # Indices of the day behind no alias: loads that were killed before their swap. (A live
+    # index made since `serving` was read is no leftover: the swap replaces it.)
+    leftovers = [name for name in client.indices.get(index=f"{alias}_*", allow_no_indices=True)
+                 if name not in serving and name != f"{alias}{LIVE_SUFFIX}"]
+    for name in leftovers:
+        client.indices.delete(index=name)
+    # Loading with refresh and replicas off, then on: each refresh during the load would only
+    # make segments nobody may read yet.
+    client.indices.create(index=index, settings={"refresh_interval": "-1", "number_of_replicas": 0})
+    try:
+        # Several bulk streams at once: one prepares and serializes a chunk while Elasticsearch
+        # indexes another's, instead of each waiting for the other.
+        step = max(1, -(-rows.num_rows // threads))
+        slices = [rows.slice(start, step) for start in range(0, rows.num_rows, step)] or [rows]
+        with ThreadPoolExecutor(len(slices), thread_name_prefix="bulk") as pool:
+            results = list(pool.map(lambda part: _bulk(client, spec, index, part, materialization,
+                                                       chunk_size, final=True), slices))
+        sent = sum(count for count, _ in results)
+        failures = [failure for _, failed in results for failure in failed]
+        if failures:
+            raise _rejected(failures, sent, index, "documents")
+        client.indices.put_settings(index=index, settings={
+            "refresh_interval": REFRESH_INTERVAL, "number_of_replicas": replicas})
+        client.indices.refresh(index=index)
+        count = client.count(index=index)["count"]
+        if count != sent:
+            raise IndexingError(f"{index} holds {count} documents after indexing {sent}; "
+                                f"{alias} still serves the previous load.")
+        serving = _serving_indices(client, alias)  # again: a live refresh may have begun the day
+        client.indices.update_aliases(actions=[
+            {"add": {"index": index, "alias": spec.alias}},
+            {"add": {"index": index, "alias": alias}},
+            *({"remove_index": {"index": old}} for old in serving)])
+    except BaseException:
+        # If Elasticsearch itself is gone, the next load of the day deletes the index instead.
+        with contextlib.suppress(Exception):
+            client.options(ignore_status=404).indices.delete(index=index)
+        raise
+    return IndexReport(index, sent, serving, time.monotonic() - started)
 
 
 def upsert_live(client: Elasticsearch, spec: IndexSpec, day: str, rows: pa.Table,
@@ -137,18 +183,31 @@ def upsert_live(client: Elasticsearch, spec: IndexSpec, day: str, rows: pa.Table
     if failures:
         raise _rejected(failures, sent, index, "live documents")
     client.indices.refresh(index=index)  # searchable now, not at the next 30 s refresh
-    return IndexReport(index, sent, 0, time.monotonic() - started)
+    return IndexReport(index, sent, [], time.monotonic() - started)
 
 
 def ensure_index(client: Elasticsearch, spec: IndexSpec, day: str, replicas: int) -> str:
-    """The day's index, created from the current template; an older index gains new fields."""
+    """The day's alias, for the live path to write through; on a day nothing serves yet, a new
+    index behind both aliases. Older indices gain new fields."""
     client.indices.put_index_template(name=spec.name, **spec.template(replicas))
-    index = spec.index_for(day)
-    if client.indices.exists(index=index):
-        client.indices.put_mapping(index=index, properties=spec.properties)
+    alias = spec.index_for(day)
+    if client.indices.exists(index=alias):  # the day's alias, or an index from before aliases
+        client.indices.put_mapping(index=alias, properties=spec.properties)
     else:
-        client.indices.create(index=index)  # settings, mappings and alias come from the template
-    return index
+        try:
+            client.indices.create(index=f"{alias}{LIVE_SUFFIX}", aliases={spec.alias: {}, alias: {}})
+        except BadRequestError as exc:  # another refresh created it first
+            if exc.error != "resource_already_exists_exception":
+                raise
+    return alias
+
+
+def _serving_indices(client: Elasticsearch, alias: str) -> list[str]:
+    """The indices behind a day's alias; a day index from before aliases is its own name."""
+    found = client.options(ignore_status=404).indices.get_alias(name=alias)
+    if found.meta.status != 404:
+        return sorted(found.body)
+    return [alias] if client.indices.exists(index=alias) else []
 
 
 def _bulk(client: Elasticsearch, spec: IndexSpec, index: str, rows: pa.Table,
@@ -165,20 +224,6 @@ def _bulk(client: Elasticsearch, spec: IndexSpec, index: str, rows: pa.Table,
         if not ok:
             failures.append(item)
     return sent, failures
-
-
-def _remove_stale(client: Elasticsearch, index: str, materialization: str) -> int:
-    """Delete documents an earlier materialization wrote and this one did not (rows that no longer
-    exist). Scan + bulk delete rather than _delete_by_query, which not every distribution has."""
-    stale = helpers.scan(client, index=index, _source=False, query={
-        "query": {"bool": {"must_not": {"term": {"materialization": materialization}}}}})
-    deleted, errors = helpers.bulk(
-        client, ({"_op_type": "delete", "_index": index, "_id": hit["_id"]} for hit in stale),
-        raise_on_error=False)
-    if errors:
-        raise IndexingError(f"could not remove stale documents from {index}: {errors[:5]}")
-    client.indices.refresh(index=index)
-    return deleted
 
 
 def _actions(spec: IndexSpec, index: str, rows: pa.Table, materialization: str, chunk_size: int,

@@ -153,12 +153,14 @@ def test_indices_hold_exactly_the_lake_rows_and_reruns_replace_them(spark, pipel
     assert dg.materialize(SERVING_DAY1, partition_key=DAY1, resources=resources).success
     client = _es(settings, resources)
     prefix = resources["elasticsearch"].index_prefix
-    first = {}
+    first, physical = {}, {}
     for spec in SERVED:
         served = spec.with_prefix(prefix)
         index = served.index_for(DAY1)
         assert client.count(index=index)["count"] == len(_read(spark, resources, spec.table, DAY1))
-        assert client.indices.get_alias(name=served.alias)[index]["aliases"] == {served.alias: {}}
+        # The day's alias and the family alias both lead to the one index that holds the day.
+        (physical[spec.name],) = client.indices.get_alias(name=index)
+        assert physical[spec.name] in client.indices.get_alias(name=served.alias)
         first[spec.name] = {h["_id"] for h in helpers.scan(client, index=index, _source=False)}
 
     events = expected_events()
@@ -170,25 +172,74 @@ def test_indices_hold_exactly_the_lake_rows_and_reruns_replace_them(spark, pipel
     want = day[(day.url == "https://shop.example.com/") & (day.country == "US")]
     assert (home_us["events"], home_us["unique_users"]) == (len(want), want.user_id.nunique())
 
-    # A second materialization overwrites: same ids, same counts, nothing duplicated or left over.
+    # A second materialization loads a new index and swaps to it: same ids, nothing duplicated
+    # or left over, and the first index is gone.
     assert dg.materialize(SERVING_DAY1, partition_key=DAY1, resources=resources).success
     for spec in SERVED:
         index = spec.with_prefix(prefix).index_for(DAY1)
         again = {h["_id"] for h in helpers.scan(client, index=index, _source=False)}
         assert again == first[spec.name]
+        (swapped,) = client.indices.get_alias(name=index)
+        assert swapped != physical[spec.name]
+        assert not client.indices.exists(index=physical[spec.name])
 
 
-def test_rejected_documents_fail_the_load_with_their_reasons(pipeline):
+def _url_country_rows(count: int) -> list[dict]:
+    return [{"event_date": DAY1, "url": f"/p/{i}", "country": "DE", "events": str(i),
+             "page_views": 0, "unique_users": 1, "sessions": 1, "avg_time_on_page_s": None}
+            for i in range(count)]
+
+
+def test_a_failed_load_fails_with_its_reasons_and_the_day_keeps_its_last_load(pipeline):
     settings, resources, _ = pipeline
     client = _es(settings, resources)
     spec = URL_COUNTRY.with_prefix(resources["elasticsearch"].index_prefix + "-bad")
-    rows = [{"event_date": DAY1, "url": f"/p/{i}", "country": "DE", "events": str(i),
-             "page_views": 0, "unique_users": 1, "sessions": 1, "avg_time_on_page_s": None}
-            for i in range(10)]
+    load_day(client, spec, DAY1, pa.Table.from_pylist(_url_country_rows(4)), "run-good")
+    rows = _url_country_rows(10)
     rows[3]["events"] = "many"  # not a long; the other counts are numeric strings, which it takes
     with pytest.raises(IndexingError, match=r"1 of 10 documents were rejected") as error:
-        load_day(client, spec, DAY1, pa.Table.from_pylist(rows), "run-1")
+        load_day(client, spec, DAY1, pa.Table.from_pylist(rows), "run-bad1")
     assert f"id={DAY1}|/p/3|DE" in str(error.value) and "events" in str(error.value)
+    # Readers never saw the failed load: the day still serves the earlier one, whole, and the
+    # failed load's index is gone.
+    day = spec.index_for(DAY1)
+    assert client.count(index=day)["count"] == client.count(index=spec.alias)["count"] == 4
+    assert sorted(h["_source"]["url"] for h in helpers.scan(client, index=day)) == \
+        [f"/p/{i}" for i in range(4)]
+    assert list(client.indices.get(index=f"{spec.name}-*")) == [f"{day}_run-good"]
+    _delete_indices(client, spec.name)
+    client.indices.delete_index_template(name=spec.name)
+
+
+def test_a_day_with_no_rows_never_silently_replaces_served_documents(pipeline):
+    settings, resources, _ = pipeline
+    client = _es(settings, resources)
+    spec = URL_COUNTRY.with_prefix(resources["elasticsearch"].index_prefix + "-empty")
+    day = spec.index_for(DAY1)
+    load_day(client, spec, DAY1, pa.Table.from_pylist(_url_country_rows(3)), "run-full")
+    empty = pa.Table.from_pylist(_url_country_rows(1)).slice(0, 0)
+    with pytest.raises(IndexingError, match=r"0 rows for 2026-06-01, but .* serves 3 documents"):
+        load_day(client, spec, DAY1, empty, "run-zero")
+    assert client.count(index=day)["count"] == 3
+    # Said on purpose, the day is emptied, and the report says so.
+    report = load_day(client, spec, DAY1, empty, "run-none", allow_empty=True)
+    assert (report.documents, report.replaced) == (0, [f"{day}_run-full"])
+    assert client.count(index=day)["count"] == 0
+    _delete_indices(client, spec.name)
+    client.indices.delete_index_template(name=spec.name)
+
+
+def test_a_day_index_from_before_aliases_is_swapped_for_an_alias(pipeline):
+    settings, resources, _ = pipeline
+    client = _es(settings, resources)
+    spec = URL_COUNTRY.with_prefix(resources["elasticsearch"].index_prefix + "-legacy")
+    day = spec.index_for(DAY1)
+    client.indices.create(index=day, aliases={spec.alias: {}})  # how days were served before
+    client.index(index=day, id="stale", document={"url": "/gone"}, refresh=True)
+    load_day(client, spec, DAY1, pa.Table.from_pylist(_url_country_rows(2)), "run-swap")
+    assert client.indices.get_alias(name=day) == {f"{day}_run-swap": {"aliases": {day: {}}}}
+    assert list(client.indices.get_alias(name=spec.alias)) == [f"{day}_run-swap"]
+    assert client.count(index=spec.alias)["count"] == 2
     _delete_indices(client, spec.name)
     client.indices.delete_index_template(name=spec.name)
 
