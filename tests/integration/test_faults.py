@@ -1,0 +1,154 @@
+"""Faults with the real services: the broker stopped mid-produce, Elasticsearch stopped mid-load,
+two ingests at once. Each test recovers and then counts exactly."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import threading
+import time
+import uuid
+
+import pyarrow as pa
+import pytest
+from elasticsearch import ApiError, TransportError
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from clickstream_dagster.generator.producer import produce
+from clickstream_dagster.generator.timeline import GeneratorConfig
+from clickstream_dagster.resources import ElasticsearchResource
+from clickstream_dagster.serving.indices import URL_COUNTRY, IndexingError, load_day
+from clickstream_dagster.spark_session import ingest_config
+from clickstream_dagster.stack import elasticsearch, kafka, manager
+from clickstream_dagster.stack.process import read_pid_file
+from spark.ingest.stream import IngestJob
+
+EVENTS = 400_000
+
+
+def _stop_service(stack, name: str, sig: signal.Signals) -> None:
+    """Signal one of the stack's own services and wait until it is gone."""
+    service = read_pid_file(stack.state_dir, name)
+    if service is None or not service.is_alive():
+        pytest.fail(f"this test stops the stack's own {name}; it found none started by `stack up`")
+    os.killpg(service.pid, sig)
+    deadline = time.monotonic() + 60
+    while service.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not service.is_alive(), f"{name} outlived {sig.name} by 60 s"
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_broker_stopped_and_restarted_during_produce_delivers_every_event_once(
+        stack, spark, fresh_topic, stop):
+    settings = dataclasses.replace(stack, topic=fresh_topic)
+    summaries = []
+    producer = threading.Thread(target=lambda: summaries.append(
+        produce(GeneratorConfig(events=EVENTS, seed=31), settings, progress=False)))
+    producer.start()
+    try:
+        time.sleep(1.0)  # some batches acknowledged, most still to come
+        assert producer.is_alive(), "the produce finished before the broker could be stopped"
+        _stop_service(stack, kafka.NAME, stop)
+        time.sleep(3)  # the producer retries against a broker that is gone
+    finally:
+        manager.up(stack)  # the next tests need the broker back, whatever happened here
+    producer.join(timeout=180)
+    (summary,) = summaries
+    assert (summary.produced, summary.failed, summary.errors) == (EVENTS, 0, [])
+
+    # On the topic: every event, and each exactly once (the idempotent producer's retries after
+    # the restart never write a second copy).
+    events = (spark.read.format("kafka").option("kafka.bootstrap.servers",
+                                                stack.kafka_bootstrap_servers)
+              .option("subscribe", fresh_topic).option("startingOffsets", "earliest").load()
+              .select(F.get_json_object(F.col("value").cast("string"), "$.event_id").alias("id")))
+    counted = events.agg(F.count("*").alias("records"), F.count_distinct("id").alias("ids")).first()
+    assert (counted["records"], counted["ids"]) == (EVENTS, EVENTS)
+
+
+def test_two_ingests_on_one_checkpoint_land_every_event_exactly_once(stack, spark, tmp_path,
+                                                                     fresh_topic):
+    """Two ingests started at once on one lake (a CLI run beside a Dagster run, say): whatever
+    the interleaving, one may fail but the landing holds each event once, and the next ingest
+    carries on from the checkpoint."""
+    settings = dataclasses.replace(stack, topic=fresh_topic, lake_dir=str(tmp_path / "lake"))
+    config = ingest_config(settings, max_offsets_per_trigger=10_000)
+    first = GeneratorConfig(events=60_000, seed=41)
+    assert produce(first, settings, progress=False).failed == 0
+    outcomes: dict[int, object] = {}
+
+    def ingest(worker: int) -> None:
+        session = SparkSession.builder.remote(stack.spark_remote).create()
+        try:
+            outcomes[worker] = IngestJob(session, config).run()
+        except Exception as exc:  # the conflict is the outcome under test
+            outcomes[worker] = exc
+        finally:
+            session.stop()
+
+    workers = [threading.Thread(target=ingest, args=(w,)) for w in (1, 2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=300)
+    assert len(outcomes) == 2
+    assert any(isinstance(o, list) for o in outcomes.values()), outcomes  # one ran through
+
+    def landed() -> tuple[int, int]:
+        rows = spark.read.format("delta").load(config.landing)
+        counted = rows.agg(F.count("*").alias("rows"), F.count_distinct("event_id").alias("ids"))
+        return tuple(counted.first())
+
+    # The next ingest finishes whatever a failed one left, then takes new events as usual.
+    IngestJob(spark, config).run()
+    assert landed() == (first.events, first.events)
+    second = GeneratorConfig(events=5_000, seed=42)
+    assert produce(second, settings, progress=False).failed == 0
+    IngestJob(spark, config).run()
+    assert landed() == (first.events + second.events,) * 2
+
+
+def test_elasticsearch_stopped_during_a_load_keeps_the_last_load_served(stack):
+    """Elasticsearch going away mid-load fails the load; once it is back the day still serves
+    its previous load, whole, and the retried load serves exactly its rows."""
+    client = ElasticsearchResource(url=stack.elasticsearch_url).client()
+    spec = URL_COUNTRY.with_prefix(f"test-faults-{uuid.uuid4().hex[:8]}")
+    day = "2026-06-01"
+    rows = pa.Table.from_pylist([
+        {"event_date": day, "url": f"/p/{i}", "country": "DE", "events": i, "page_views": i,
+         "unique_users": 1, "sessions": 1, "avg_time_on_page_s": 1.5} for i in range(200_000)])
+    load_day(client, spec, day, rows.slice(0, 1_000), "run-1st0")
+    failures = []
+
+    def load() -> None:
+        try:
+            load_day(client, spec, day, rows, "run-2nd0")
+        except (IndexingError, ApiError, TransportError) as exc:
+            failures.append(exc)
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    try:
+        time.sleep(2)  # the new index exists and is partly loaded
+        assert loader.is_alive(), "the load finished before Elasticsearch could be stopped"
+        _stop_service(stack, elasticsearch.NAME, signal.SIGTERM)
+        loader.join(timeout=300)
+    finally:
+        manager.up(stack)
+    assert failures, "a load whose Elasticsearch went away must fail"
+    client = ElasticsearchResource(url=stack.elasticsearch_url).client()
+    alias = spec.index_for(day)
+    client.cluster.health(index=alias, wait_for_status="yellow", timeout="60s")
+    assert client.count(index=alias)["count"] == client.count(index=spec.alias)["count"] == 1_000
+
+    report = load_day(client, spec, day, rows, "run-3rd0")
+    assert (report.documents, report.replaced) == (200_000, [f"{alias}_run-1st0"])
+    assert client.count(index=alias)["count"] == 200_000
+    # The interrupted load's index is gone too: only the serving index is left.
+    assert list(client.indices.get(index=f"{spec.name}-*")) == [f"{alias}_run-3rd0"]
+    for index in client.indices.get(index=f"{spec.name}-*"):
+        client.indices.delete(index=index)
+    client.indices.delete_index_template(name=spec.name)
