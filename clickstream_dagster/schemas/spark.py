@@ -48,10 +48,12 @@ class FieldRule:
     enum: tuple | None = None
     pattern: str | None = None
     const: object = None
+    min_length: int | None = None  # in characters, as JSON Schema counts them
+    max_length: int | None = None
 
 
 def field_rules() -> list[FieldRule]:
-    """Requiredness, enums, patterns and constants of every field, in document order."""
+    """Requiredness, enums, patterns, constants and lengths of every field, in document order."""
     rules: list[FieldRule] = []
 
     def walk(node: dict, prefix: str, parent_required: bool):
@@ -60,7 +62,8 @@ def field_rules() -> list[FieldRule]:
             path = f"{prefix}{name}"
             is_required = parent_required and name in required and "null" not in _types(sub)
             rules.append(FieldRule(path, is_required, tuple(sub["enum"]) if "enum" in sub else None,
-                                   sub.get("pattern"), sub.get("const")))
+                                   sub.get("pattern"), sub.get("const"), sub.get("minLength"),
+                                   sub.get("maxLength")))
             if "properties" in sub:
                 walk(sub, path + ".", is_required)
 

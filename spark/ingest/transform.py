@@ -89,6 +89,13 @@ def contract_violation(max_bytes: int) -> Column:
             checks.append((~column.rlike(rule.pattern) | F.col("event_ts").isNull(), "bad_timestamp"))
         elif rule.pattern is not None:
             checks.append((~column.rlike(rule.pattern), f"invalid_value: {rule.path}"))
+        if rule.min_length is not None:
+            checks.append((F.char_length(column) < rule.min_length, f"invalid_value: {rule.path} "
+                           + ("is empty" if rule.min_length == 1
+                              else f"shorter than {rule.min_length} characters")))
+        if rule.max_length is not None:
+            checks.append((F.char_length(column) > rule.max_length,
+                           f"invalid_value: {rule.path} longer than {rule.max_length} characters"))
     # One CASE WHEN with a branch per rule, in order: the first rule broken wins. (Nesting one
     # CASE WHEN per rule built a plan ~35 levels deep that every micro-batch analysed again.)
     (condition, reason), *rest = checks

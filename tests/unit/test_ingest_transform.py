@@ -68,6 +68,12 @@ CASES = {
     "bad country": (_variant(geo__country="Germany"), "invalid_value: geo.country"),
     "relative url": (_variant(page__url="/p/1"), "invalid_value: page.url"),
     "version 2": (_variant(schema_version=2), "unsupported_version: schema_version"),
+    "user_id too long": (_variant(user__user_id="u" * 65),
+                         "invalid_value: user.user_id longer than 64 characters"),
+    "empty session_id": (_variant(user__session_id=""), "invalid_value: user.session_id is empty"),
+    "user agent too long": (_variant(device__user_agent="é" * 513),  # characters, not bytes
+                            "invalid_value: device.user_agent longer than 512 characters"),
+    "longest user agent": (_variant(device__user_agent="é" * 512), None),
     "oversized": (_variant(properties={"padding": "x" * 20_000}), "oversized: more than 16384 bytes"),
 }
 
@@ -102,14 +108,15 @@ def test_lake_rows_and_dead_letters_partition_the_input(spark):
             for offset, (value, _) in enumerate(CASES.values())]
     flat = flatten(parse_events(spark.createDataFrame(rows, KAFKA)))
     lake, bad = to_lake_rows(flat), to_bad_rows(flat)
+    invalid = {offset for offset, (_, reason) in enumerate(CASES.values()) if reason}
     assert lake.columns == LAKE_COLUMNS
-    assert lake.count() == 1 and bad.count() == len(CASES) - 1
+    assert lake.count() == len(CASES) - len(invalid) and bad.count() == len(invalid)
     originals = {offset: value for offset, (value, _) in enumerate(CASES.values())}
     for row in bad.collect():  # the original bytes survive untouched, with their reason
         assert bytes(row["raw"]) == originals[row["kafka_offset"]]
         assert row["error"]
     assert {r["dedup_key"] for r in flat.collect() if r["error"]} == \
-        {f"dead-letter:0:{o}" for o in range(1, len(CASES))}
+        {f"dead-letter:0:{o}" for o in invalid}
 
 
 def test_dead_letter_messages_keep_bytes_and_carry_reason_and_source(spark, parsed):
