@@ -43,7 +43,7 @@ lint: install
 
 validate: install
 	@mkdir -p "$(DAGSTER_HOME)"
-	$(BIN)/dagster definitions validate -w workspace.yaml
+	$(BIN)/dg check defs
 
 # The UI test drives Debian's chromium through chromedriver; install them when missing.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)

@@ -17,6 +17,16 @@ daily_partitions = dg.DailyPartitionsDefinition(
     start_date=FIRST_DAY, timezone="UTC", end_offset=FUTURE_DAYS
 )
 
+# What fresh means, shown on every asset in the UI. The live path follows the traffic: an ingest
+# and refresh every few seconds while events arrive, so minutes without one mean a stalled sensor,
+# a failing run or a silent site. A closed day's final assets are due within the hour after the
+# close schedule has started their run.
+LIVE_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=30),
+                                                warn_window=timedelta(minutes=5))
+FINAL_FRESHNESS = dg.FreshnessPolicy.cron(
+    deadline_cron=f"0 {(Settings.from_env().day_close_hour_utc + 1) % 24} * * *",
+    lower_bound_delta=timedelta(hours=1))
+
 
 def day_is_closed(day: str, now: datetime | None = None) -> bool:
     """A day is closed once its lateness window has passed (CLICKSTREAM_DAY_CLOSE_HOUR_UTC after the

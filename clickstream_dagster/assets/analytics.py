@@ -8,7 +8,7 @@ from pyspark.sql import DataFrame
 from spark.analytics import transform
 from spark.analytics.jobs import build_days
 
-from ..partitions import daily_partitions
+from ..partitions import FINAL_FRESHNESS, daily_partitions
 from ..resources import LakeResource, SparkResource
 from .lake import SPARK_BACKFILL, days_result, raw_clickstream
 
@@ -19,7 +19,8 @@ def analytics_asset(transformation: Callable[[DataFrame], DataFrame]) -> dg.Asse
 
     @dg.asset(name=name, description=transformation.__doc__.splitlines()[0],
               partitions_def=daily_partitions, backfill_policy=SPARK_BACKFILL, deps=[raw_clickstream],
-              group_name="analytics", kinds={"spark", "delta"})
+              group_name="analytics", kinds={"spark", "delta"},
+              freshness_policy=FINAL_FRESHNESS)
     def _asset(context: dg.AssetExecutionContext, lake: LakeResource,
                spark: SparkResource) -> dg.MaterializeResult:
         written = build_days(spark.get_session(), lake.raw, lake.analytics(name),

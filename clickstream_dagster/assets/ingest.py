@@ -7,7 +7,7 @@ import dagster as dg
 
 from spark.ingest.stream import AVAILABLE_NOW, IngestConfig, IngestJob
 
-from ..partitions import FIRST_DAY, FUTURE_DAYS
+from ..partitions import FIRST_DAY, FUTURE_DAYS, LIVE_FRESHNESS
 from ..resources import KafkaResource, LakeResource, SparkResource
 
 clickstream_topic = dg.AssetSpec(
@@ -23,7 +23,8 @@ class IngestRunConfig(dg.Config):
     dedup_watermark: str = "1 hour"
 
 
-@dg.asset(deps=[clickstream_topic], group_name="ingest", kinds={"spark", "delta"})
+@dg.asset(deps=[clickstream_topic], group_name="ingest", kinds={"spark", "delta"},
+          freshness_policy=LIVE_FRESHNESS)
 def clickstream_landing(context: dg.AssetExecutionContext, config: IngestRunConfig,
                         kafka: KafkaResource, lake: LakeResource, spark: SparkResource
                         ) -> dg.MaterializeResult:

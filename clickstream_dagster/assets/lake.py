@@ -4,7 +4,7 @@ import dagster as dg
 
 from spark.analytics.jobs import compact_days
 
-from ..partitions import daily_partitions
+from ..partitions import FINAL_FRESHNESS, daily_partitions
 from ..resources import LakeResource, SparkResource
 from .ingest import clickstream_landing
 
@@ -29,7 +29,7 @@ def days_result(written: dict, path: str) -> dg.MaterializeResult:
 
 
 @dg.asset(partitions_def=daily_partitions, backfill_policy=SPARK_BACKFILL, deps=[clickstream_landing],
-          group_name="lake", kinds={"spark", "delta"})
+          group_name="lake", kinds={"spark", "delta"}, freshness_policy=FINAL_FRESHNESS)
 def raw_clickstream(context: dg.AssetExecutionContext, lake: LakeResource,
                     spark: SparkResource) -> dg.MaterializeResult:
     """Valid events of the day, deduplicated by event_id over the whole day, in a compacted Delta table."""

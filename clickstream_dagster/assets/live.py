@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from spark.analytics import live
 from spark.delta_lake import enable_change_feed, is_table, table_version
 
-from ..partitions import open_days
+from ..partitions import LIVE_FRESHNESS, open_days
 from ..resources import ElasticsearchResource, LakeResource, SparkResource
 from ..serving.indices import SESSIONS, URL_COUNTRY, URL_POPULARITY, IndexSpec, upsert_live
 from .ingest import clickstream_landing
@@ -26,7 +26,8 @@ from .ingest import clickstream_landing
 MAX_SESSION_LOOKUPS = 20_000
 
 
-@dg.asset(deps=[clickstream_landing], group_name="live", kinds={"spark", "delta", "elasticsearch"})
+@dg.asset(deps=[clickstream_landing], group_name="live", kinds={"spark", "delta", "elasticsearch"},
+          freshness_policy=LIVE_FRESHNESS)
 def live_indices(context: dg.AssetExecutionContext, lake: LakeResource, spark: SparkResource,
                  elasticsearch: ElasticsearchResource) -> dg.MaterializeResult:
     """Open days' url x country, 5-minute and session documents, refreshed for the new rows' windows."""

@@ -4,7 +4,7 @@ import dagster as dg
 
 from spark.delta_lake import read_days
 
-from ..partitions import daily_partitions
+from ..partitions import FINAL_FRESHNESS, daily_partitions
 from ..resources import ElasticsearchResource, LakeResource, SparkResource
 from ..serving.indices import SERVED, IndexingError, IndexSpec, load_day
 from .analytics import ANALYTICS_ASSETS
@@ -27,7 +27,8 @@ def index_asset(spec: IndexSpec) -> dg.AssetsDefinition:
               description=f"{spec.table} in Elasticsearch: alias {spec.name}-YYYY.MM.DD per day "
                           f"and {spec.alias} for all days, swapped to a new index per load.",
               partitions_def=daily_partitions, backfill_policy=SPARK_BACKFILL,
-              deps=[_UPSTREAM[spec.table]], group_name="serving", kinds={"elasticsearch"})
+              deps=[_UPSTREAM[spec.table]], group_name="serving", kinds={"elasticsearch"},
+              freshness_policy=FINAL_FRESHNESS)
     def _asset(context: dg.AssetExecutionContext, config: IndexLoadConfig,
                elasticsearch: ElasticsearchResource, lake: LakeResource, spark: SparkResource
                ) -> dg.MaterializeResult:
