@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -190,10 +191,19 @@ def _url_country_rows(count: int) -> list[dict]:
             for i in range(count)]
 
 
-def test_a_failed_load_fails_with_its_reasons_and_the_day_keeps_its_last_load(pipeline):
+@pytest.fixture
+def scratch(pipeline):
+    """An index family of its own for one load_day test: (client, spec), deleted afterwards."""
     settings, resources, _ = pipeline
     client = _es(settings, resources)
-    spec = URL_COUNTRY.with_prefix(resources["elasticsearch"].index_prefix + "-bad")
+    spec = URL_COUNTRY.with_prefix(f"{resources['elasticsearch'].index_prefix}-{uuid.uuid4().hex[:6]}")
+    yield client, spec
+    _delete_indices(client, spec.name)
+    client.options(ignore_status=404).indices.delete_index_template(name=spec.name)
+
+
+def test_a_failed_load_fails_with_its_reasons_and_the_day_keeps_its_last_load(scratch):
+    client, spec = scratch
     load_day(client, spec, DAY1, pa.Table.from_pylist(_url_country_rows(4)), "run-good")
     rows = _url_country_rows(10)
     rows[3]["events"] = "many"  # not a long; the other counts are numeric strings, which it takes
@@ -207,14 +217,10 @@ def test_a_failed_load_fails_with_its_reasons_and_the_day_keeps_its_last_load(pi
     assert sorted(h["_source"]["url"] for h in helpers.scan(client, index=day)) == \
         [f"/p/{i}" for i in range(4)]
     assert list(client.indices.get(index=f"{spec.name}-*")) == [f"{day}_run-good"]
-    _delete_indices(client, spec.name)
-    client.indices.delete_index_template(name=spec.name)
 
 
-def test_a_day_with_no_rows_never_silently_replaces_served_documents(pipeline):
-    settings, resources, _ = pipeline
-    client = _es(settings, resources)
-    spec = URL_COUNTRY.with_prefix(resources["elasticsearch"].index_prefix + "-empty")
+def test_a_day_with_no_rows_never_silently_replaces_served_documents(scratch):
+    client, spec = scratch
     day = spec.index_for(DAY1)
     load_day(client, spec, DAY1, pa.Table.from_pylist(_url_country_rows(3)), "run-full")
     empty = pa.Table.from_pylist(_url_country_rows(1)).slice(0, 0)
@@ -225,14 +231,10 @@ def test_a_day_with_no_rows_never_silently_replaces_served_documents(pipeline):
     report = load_day(client, spec, DAY1, empty, "run-none", allow_empty=True)
     assert (report.documents, report.replaced) == (0, [f"{day}_run-full"])
     assert client.count(index=day)["count"] == 0
-    _delete_indices(client, spec.name)
-    client.indices.delete_index_template(name=spec.name)
 
 
-def test_a_day_index_from_before_aliases_is_swapped_for_an_alias(pipeline):
-    settings, resources, _ = pipeline
-    client = _es(settings, resources)
-    spec = URL_COUNTRY.with_prefix(resources["elasticsearch"].index_prefix + "-legacy")
+def test_a_day_index_from_before_aliases_is_swapped_for_an_alias(scratch):
+    client, spec = scratch
     day = spec.index_for(DAY1)
     client.indices.create(index=day, aliases={spec.alias: {}})  # how days were served before
     client.index(index=day, id="stale", document={"url": "/gone"}, refresh=True)
@@ -240,8 +242,6 @@ def test_a_day_index_from_before_aliases_is_swapped_for_an_alias(pipeline):
     assert client.indices.get_alias(name=day) == {f"{day}_run-swap": {"aliases": {day: {}}}}
     assert list(client.indices.get_alias(name=spec.alias)) == [f"{day}_run-swap"]
     assert client.count(index=spec.alias)["count"] == 2
-    _delete_indices(client, spec.name)
-    client.indices.delete_index_template(name=spec.name)
 
 
 def _delete_indices(client, prefix: str) -> None:
