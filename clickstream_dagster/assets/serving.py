@@ -13,6 +13,13 @@ from .lake import SPARK_BACKFILL
 _UPSTREAM = {asset.key.to_user_string(): asset for asset in ANALYTICS_ASSETS}
 
 
+# Elasticsearch away (a restart, a full queue answering 429 beyond the bulk helper's own retries):
+# the step is tried again after about 15, 30 and 60 s. Each attempt loads a new index, so the day
+# keeps serving its last complete load meanwhile.
+INDEX_RETRY = dg.RetryPolicy(max_retries=3, delay=15, backoff=dg.Backoff.EXPONENTIAL,
+                             jitter=dg.Jitter.PLUS_MINUS)
+
+
 class IndexLoadConfig(dg.Config):
     # A day whose table has no rows never replaces served documents with nothing, unless this
     # says the day really is empty now.
@@ -28,7 +35,7 @@ def index_asset(spec: IndexSpec) -> dg.AssetsDefinition:
                           f"and {spec.alias} for all days, swapped to a new index per load.",
               partitions_def=daily_partitions, backfill_policy=SPARK_BACKFILL,
               deps=[_UPSTREAM[spec.table]], group_name="serving", kinds={"elasticsearch"},
-              freshness_policy=FINAL_FRESHNESS)
+              freshness_policy=FINAL_FRESHNESS, retry_policy=INDEX_RETRY)
     def _asset(context: dg.AssetExecutionContext, config: IndexLoadConfig,
                elasticsearch: ElasticsearchResource, lake: LakeResource, spark: SparkResource
                ) -> dg.MaterializeResult:

@@ -130,8 +130,8 @@ def load_day(client: Elasticsearch, spec: IndexSpec, day: str, rows: pa.Table,
                 "empty now, rerun with allow_empty_days: true in the index asset's config.")
     client.indices.put_index_template(name=spec.name, **spec.template(replicas))
     index = f"{alias}_{materialization[:8]}"
-    if index in serving:
-        raise IndexingError(f"{index} already serves {day}: one run loads a day once")
+    if index in serving:  # a retried step of the same run, loading a day it already swapped in
+        index += f"-{time.time_ns() // 1_000_000}"
     # Indices of the day behind no alias: loads that were killed before their swap. (A live
     # index made since `serving` was read is no leftover: the swap replaces it.)
     leftovers = [name for name in client.indices.get(index=f"{alias}_*", allow_no_indices=True)
