@@ -1,5 +1,5 @@
-"""Faults with the real services: the broker stopped mid-produce, Elasticsearch stopped mid-load,
-two ingests at once. Each test recovers and then counts exactly."""
+"""Faults with the real services: the broker stopped mid-produce and mid-ingest, Elasticsearch
+stopped mid-load and before a run, two ingests at once. Each test recovers, then counts exactly."""
 
 from __future__ import annotations
 
@@ -9,17 +9,21 @@ import signal
 import threading
 import time
 import uuid
+from datetime import date
 
+import dagster as dg
 import pyarrow as pa
 import pytest
 from elasticsearch import ApiError, TransportError
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from clickstream_dagster.assets.serving import SERVING_ASSETS
+from clickstream_dagster.definitions import build_resources
 from clickstream_dagster.generator.producer import produce
 from clickstream_dagster.generator.timeline import GeneratorConfig
 from clickstream_dagster.resources import ElasticsearchResource
-from clickstream_dagster.serving.indices import URL_COUNTRY, IndexingError, load_day
+from clickstream_dagster.serving.indices import SERVED, URL_COUNTRY, IndexingError, load_day
 from clickstream_dagster.spark_session import ingest_config
 from clickstream_dagster.stack import elasticsearch, kafka, manager
 from clickstream_dagster.stack.process import read_pid_file
@@ -69,6 +73,49 @@ def test_broker_stopped_and_restarted_during_produce_delivers_every_event_once(
     assert (counted["records"], counted["ids"]) == (EVENTS, EVENTS)
 
 
+def _ingest_in_a_session_of_its_own(stack, config, outcomes: list, timeout_s: float | None = None
+                                    ) -> None:
+    """One available-now ingest, as another process would run it; its batches or its error are
+    appended to `outcomes` (failing clearly is an allowed outcome of these faults)."""
+    session = SparkSession.builder.remote(stack.spark_remote).create()
+    try:
+        outcomes.append(IngestJob(session, config).run(timeout_s=timeout_s))
+    except Exception as exc:
+        outcomes.append(exc)
+    finally:
+        session.stop()
+
+
+def _landed(spark, table: str) -> tuple[int, int]:
+    """(rows, distinct event ids) of a landing table."""
+    rows = spark.read.format("delta").load(table)
+    return tuple(rows.agg(F.count("*"), F.count_distinct("event_id")).first())
+
+
+def test_broker_stopped_during_an_ingest_then_every_event_lands_once(stack, spark, tmp_path,
+                                                                      fresh_topic):
+    """The broker goes away while an ingest reads it: that ingest waits or fails, and once the
+    broker is back the next one lands every event exactly once."""
+    settings = dataclasses.replace(stack, topic=fresh_topic, lake_dir=str(tmp_path / "lake"))
+    config = ingest_config(settings, max_offsets_per_trigger=5_000)
+    events = GeneratorConfig(events=60_000, seed=43)
+    assert produce(events, settings, progress=False).failed == 0
+    outcome: list[object] = []
+    worker = threading.Thread(target=_ingest_in_a_session_of_its_own,
+                              args=(stack, config, outcome, 120))
+    worker.start()
+    try:
+        time.sleep(4)  # the query is started and into its first micro-batches
+        _stop_service(stack, kafka.NAME, signal.SIGTERM)
+        time.sleep(5)
+    finally:
+        manager.up(stack)
+    worker.join(timeout=300)
+    assert outcome, "the interrupted ingest neither returned nor failed"
+    IngestJob(spark, config).run()
+    assert _landed(spark, config.landing) == (events.events, events.events)
+
+
 def test_two_ingests_on_one_checkpoint_land_every_event_exactly_once(stack, spark, tmp_path,
                                                                      fresh_topic):
     """Two ingests started at once on one lake (a CLI run beside a Dagster run, say): whatever
@@ -78,37 +125,23 @@ def test_two_ingests_on_one_checkpoint_land_every_event_exactly_once(stack, spar
     config = ingest_config(settings, max_offsets_per_trigger=10_000)
     first = GeneratorConfig(events=60_000, seed=41)
     assert produce(first, settings, progress=False).failed == 0
-    outcomes: dict[int, object] = {}
-
-    def ingest(worker: int) -> None:
-        session = SparkSession.builder.remote(stack.spark_remote).create()
-        try:
-            outcomes[worker] = IngestJob(session, config).run()
-        except Exception as exc:  # the conflict is the outcome under test
-            outcomes[worker] = exc
-        finally:
-            session.stop()
-
-    workers = [threading.Thread(target=ingest, args=(w,)) for w in (1, 2)]
+    outcomes: list[object] = []
+    workers = [threading.Thread(target=_ingest_in_a_session_of_its_own,
+                                args=(stack, config, outcomes)) for _ in range(2)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join(timeout=300)
     assert len(outcomes) == 2
-    assert any(isinstance(o, list) for o in outcomes.values()), outcomes  # one ran through
-
-    def landed() -> tuple[int, int]:
-        rows = spark.read.format("delta").load(config.landing)
-        counted = rows.agg(F.count("*").alias("rows"), F.count_distinct("event_id").alias("ids"))
-        return tuple(counted.first())
+    assert any(isinstance(o, list) for o in outcomes), outcomes  # one ran through
 
     # The next ingest finishes whatever a failed one left, then takes new events as usual.
     IngestJob(spark, config).run()
-    assert landed() == (first.events, first.events)
+    assert _landed(spark, config.landing) == (first.events, first.events)
     second = GeneratorConfig(events=5_000, seed=42)
     assert produce(second, settings, progress=False).failed == 0
     IngestJob(spark, config).run()
-    assert landed() == (first.events + second.events,) * 2
+    assert _landed(spark, config.landing) == (first.events + second.events,) * 2
 
 
 def test_elasticsearch_stopped_during_a_load_keeps_the_last_load_served(stack):
@@ -149,6 +182,42 @@ def test_elasticsearch_stopped_during_a_load_keeps_the_last_load_served(stack):
     assert client.count(index=alias)["count"] == 200_000
     # The interrupted load's index is gone too: only the serving index is left.
     assert list(client.indices.get(index=f"{spec.name}-*")) == [f"{alias}_run-3rd0"]
+    for index in client.indices.get(index=f"{spec.name}-*"):
+        client.indices.delete(index=index)
+    client.indices.delete_index_template(name=spec.name)
+
+
+def test_an_index_load_is_retried_until_elasticsearch_is_back(stack, spark, tmp_path):
+    """The index asset's retry policy: a run that starts while Elasticsearch is down retries the
+    step with backoff and, once Elasticsearch is back, serves exactly the table's rows."""
+    settings = dataclasses.replace(stack, lake_dir=str(tmp_path / "lake"))
+    resources = build_resources(settings)
+    prefix = f"test-retry-{uuid.uuid4().hex[:8]}"
+    resources["elasticsearch"] = ElasticsearchResource(url=stack.elasticsearch_url,
+                                                       index_prefix=prefix)
+    day = "2026-06-01"
+    table = spark.createDataFrame(
+        [(date.fromisoformat(day), f"/p/{i}", "DE", i, i, 1, 1, 1.5) for i in range(500)],
+        "event_date date, url string, country string, events long, page_views long, "
+        "unique_users long, sessions long, avg_time_on_page_s double")
+    table.write.format("delta").partitionBy("event_date").save(
+        resources["lake"].analytics(URL_COUNTRY.table))
+    url_country_index = SERVING_ASSETS[SERVED.index(URL_COUNTRY)]
+
+    _stop_service(stack, elasticsearch.NAME, signal.SIGTERM)
+    restarter = threading.Thread(target=lambda: (time.sleep(5), manager.up(stack)))
+    restarter.start()
+    try:
+        result = dg.materialize([url_country_index], partition_key=day, resources=resources,
+                                raise_on_error=False)
+    finally:
+        restarter.join()
+        manager.up(stack)
+    retried = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert result.success and retried
+    client = ElasticsearchResource(url=stack.elasticsearch_url).client()
+    spec = URL_COUNTRY.with_prefix(prefix)
+    assert client.count(index=spec.index_for(day))["count"] == 500
     for index in client.indices.get(index=f"{spec.name}-*"):
         client.indices.delete(index=index)
     client.indices.delete_index_template(name=spec.name)
