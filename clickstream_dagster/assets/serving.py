@@ -15,7 +15,8 @@ _UPSTREAM = {asset.key.to_user_string(): asset for asset in ANALYTICS_ASSETS}
 
 # Elasticsearch away (a restart, a full queue answering 429 beyond the bulk helper's own retries):
 # the step is tried again after about 15, 30 and 60 s. Each attempt loads a new index, so the day
-# keeps serving its last complete load meanwhile.
+# keeps serving its last complete load meanwhile. Documents Elasticsearch refuses, and an empty
+# day, fail at once: another attempt would fail the same way.
 INDEX_RETRY = dg.RetryPolicy(max_retries=3, delay=15, backoff=dg.Backoff.EXPONENTIAL,
                              jitter=dg.Jitter.PLUS_MINUS)
 
@@ -51,7 +52,7 @@ def index_asset(spec: IndexSpec) -> dg.AssetsDefinition:
                                   replicas=elasticsearch.number_of_replicas,
                                   allow_empty=config.allow_empty_days)
             except IndexingError as exc:
-                raise dg.Failure(description=str(exc)) from exc
+                raise dg.Failure(description=str(exc), allow_retries=exc.retryable) from exc
             context.log.info(f"{served.index_for(day)} -> {report.index}: {report.documents:,} "
                              f"documents ({report.docs_per_s:,}/s), replacing {report.replaced}")
             if not report.documents:

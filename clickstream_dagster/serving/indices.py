@@ -97,7 +97,12 @@ SERVED = [URL_COUNTRY, URL_POPULARITY, SESSIONS]
 
 class IndexingError(RuntimeError):
     """Some documents were rejected, the index does not hold what was sent, or a load would have
-    replaced a served day with nothing."""
+    replaced a served day with nothing. `retryable`: trying again may succeed (Elasticsearch was
+    overloaded or failing), unlike documents it refuses or an empty day."""
+
+    def __init__(self, message: str, *, retryable: bool = False):
+        super().__init__(message)
+        self.retryable = retryable
 
 
 @dataclass
@@ -159,16 +164,18 @@ def load_day(client: Elasticsearch, spec: IndexSpec, day: str, rows: pa.Table,
         count = client.count(index=index)["count"]
         if count != sent:
             raise IndexingError(f"{index} holds {count} documents after indexing {sent}; "
-                                f"{alias} still serves the previous load.")
+                                f"{alias} still serves the previous load.", retryable=True)
         serving = _serving_indices(client, alias)  # again: a live refresh may have begun the day
         client.indices.update_aliases(actions=[
             {"add": {"index": index, "alias": spec.alias}},
             {"add": {"index": index, "alias": alias}},
             *({"remove_index": {"index": old}} for old in serving)])
     except BaseException:
-        # If Elasticsearch itself is gone, the next load of the day deletes the index instead.
+        # If Elasticsearch itself is gone, the next load of the day deletes the index instead;
+        # if the alias request took effect after all (a timed-out answer), the index stays.
         with contextlib.suppress(Exception):
-            client.options(ignore_status=404).indices.delete(index=index)
+            if index not in _serving_indices(client, alias):
+                client.options(ignore_status=404).indices.delete(index=index)
         raise
     return IndexReport(index, sent, serving, time.monotonic() - started)
 
@@ -247,7 +254,12 @@ def _json_value(value):
 
 def _rejected(failures: list[dict], sent: int, index: str, what: str) -> IndexingError:
     shown = "\n".join(f"  {_describe(f)}" for f in failures[:FAILURES_SHOWN])
-    return IndexingError(f"{len(failures)} of {sent} {what} were rejected by {index}:\n{shown}")
+    statuses = [next(iter(f.values())).get("status") for f in failures]
+    # 429 and 5xx outlasted the bulk helper's own retries: a later attempt may pass. A 4xx is the
+    # documents themselves (a mapping conflict), and fails the same way every time.
+    transient = all(isinstance(s, int) and (s == 429 or s >= 500) for s in statuses)
+    return IndexingError(f"{len(failures)} of {sent} {what} were rejected by {index}:\n{shown}",
+                         retryable=transient)
 
 
 def _describe(failure: dict) -> str:
