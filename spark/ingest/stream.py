@@ -156,11 +156,14 @@ class IngestJob:
     def batches_since(self, started_after: str | None) -> tuple[list[BatchStats], list[BatchStats]]:
         """One read of the batch log from `started_after` on (all of it for None): this query
         run's micro-batches, and those of other runs, oldest first."""
-        ran, query_id = set(self._ran()), str(self.query.id) if self.query else None
+        # A checkpoint keeps its query id across runs; this run's batches are its ids from the
+        # first one it ran on (progress keeps only the newest 100, so not a set of ids).
+        ran, query_id = self._ran(), str(self.query.id) if self.query else None
+        first = min(ran, default=None)
         own: list[BatchStats] = []
         others: list[BatchStats] = []
         for row in _batch_log_rows(self.spark, self.config.lake_root, started_after=started_after):
-            mine = row.query_id == query_id and row.batch_id in ran
+            mine = first is not None and row.query_id == query_id and row.batch_id >= first
             (own if mine else others).append(BatchStats(**json.loads(row.stats)))
         return own, others
 
