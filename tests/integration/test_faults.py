@@ -106,6 +106,7 @@ def test_broker_stopped_during_an_ingest_then_every_event_lands_once(stack, spar
     worker.start()
     try:
         time.sleep(4)  # the query is started and into its first micro-batches
+        assert worker.is_alive(), "the ingest finished before the broker could be stopped"
         _stop_service(stack, kafka.NAME, signal.SIGTERM)
         time.sleep(5)
     finally:
