@@ -104,3 +104,13 @@ def finish(instance, run, status) -> None:
     instance.report_dagster_event(dg.DagsterEvent(event_type.value, job_name=run.job_name),
                                   run_id=run.run_id)
     assert instance.get_run_by_id(run.run_id).status == status
+
+
+def remove_indices(client, prefix: str, templates: list[str]) -> None:
+    """A test's Elasticsearch clean-up: every index named `<prefix>-*`, then the given index
+    templates. Deleting by wildcard is refused (action.destructive_requires_name), so each index
+    is named."""
+    for index in client.indices.get(index=f"{prefix}-*", allow_no_indices=True):
+        client.indices.delete(index=index)
+    for name in templates:
+        client.options(ignore_status=404).indices.delete_index_template(name=name)

@@ -25,7 +25,7 @@ from clickstream_dagster.generator.timeline import LATE, VALID, GeneratorConfig,
 from clickstream_dagster.resources import ElasticsearchResource
 from clickstream_dagster.serving.indices import SERVED, URL_COUNTRY, IndexingError, load_day
 from spark.delta_lake import last_commit, read_days
-from tests.helpers import create_topics, delete_topics, isolated_topics
+from tests.helpers import create_topics, delete_topics, isolated_topics, remove_indices
 
 CONFIG = GeneratorConfig(events=20_000, seed=77, start=datetime(2026, 6, 1, tzinfo=UTC), days=2,
                          duplicate_ratio=0.02, late_ratio=0.02, max_lateness_s=4 * 3600,
@@ -66,9 +66,7 @@ def pipeline(stack, spark, tmp_path_factory):
     yield settings, resources, landing
     delete_topics(stack, [settings.topic, settings.dlq_topic])
     client = resources["elasticsearch"].client()
-    _delete_indices(client, prefix)
-    for spec in SERVED:
-        client.options(ignore_status=404).indices.delete_index_template(name=spec.with_prefix(prefix).name)
+    remove_indices(client, prefix, [spec.with_prefix(prefix).name for spec in SERVED])
 
 
 def _read(spark, resources, table: str, day: str) -> pd.DataFrame:
@@ -198,8 +196,7 @@ def scratch(pipeline):
     client = _es(settings, resources)
     spec = URL_COUNTRY.with_prefix(f"{resources['elasticsearch'].index_prefix}-{uuid.uuid4().hex[:6]}")
     yield client, spec
-    _delete_indices(client, spec.name)
-    client.options(ignore_status=404).indices.delete_index_template(name=spec.name)
+    remove_indices(client, spec.name, [spec.name])
 
 
 def test_a_failed_load_fails_with_its_reasons_and_the_day_keeps_its_last_load(scratch):
@@ -242,12 +239,6 @@ def test_a_day_index_from_before_aliases_is_swapped_for_an_alias(scratch):
     assert client.indices.get_alias(name=day) == {f"{day}_run-swap": {"aliases": {day: {}}}}
     assert list(client.indices.get_alias(name=spec.alias)) == [f"{day}_run-swap"]
     assert client.count(index=spec.alias)["count"] == 2
-
-
-def _delete_indices(client, prefix: str) -> None:
-    # Deleting by wildcard is refused (action.destructive_requires_name), so name each index.
-    for index in client.indices.get(index=f"{prefix}-*", allow_no_indices=True):
-        client.indices.delete(index=index)
 
 
 def test_quality_checks_pass_on_good_data_with_gx_observations(pipeline):

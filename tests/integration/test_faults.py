@@ -28,6 +28,7 @@ from clickstream_dagster.spark_session import ingest_config
 from clickstream_dagster.stack import elasticsearch, kafka, manager
 from clickstream_dagster.stack.process import read_pid_file
 from spark.ingest.stream import IngestJob
+from tests.helpers import remove_indices
 
 EVENTS = 400_000
 
@@ -183,9 +184,7 @@ def test_elasticsearch_stopped_during_a_load_keeps_the_last_load_served(stack):
     assert client.count(index=alias)["count"] == 200_000
     # The interrupted load's index is gone too: only the serving index is left.
     assert list(client.indices.get(index=f"{spec.name}-*")) == [f"{alias}_run-3rd0"]
-    for index in client.indices.get(index=f"{spec.name}-*"):
-        client.indices.delete(index=index)
-    client.indices.delete_index_template(name=spec.name)
+    remove_indices(client, spec.name, [spec.name])
 
 
 def test_an_index_load_is_retried_until_elasticsearch_is_back(stack, spark, tmp_path):
@@ -219,6 +218,4 @@ def test_an_index_load_is_retried_until_elasticsearch_is_back(stack, spark, tmp_
     client = ElasticsearchResource(url=stack.elasticsearch_url).client()
     spec = URL_COUNTRY.with_prefix(prefix)
     assert client.count(index=spec.index_for(day))["count"] == 500
-    for index in client.indices.get(index=f"{spec.name}-*"):
-        client.indices.delete(index=index)
-    client.indices.delete_index_template(name=spec.name)
+    remove_indices(client, spec.name, [spec.name])

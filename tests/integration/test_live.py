@@ -22,7 +22,7 @@ from clickstream_dagster.resources import ElasticsearchResource
 from clickstream_dagster.serving.indices import SERVED, SESSIONS, URL_COUNTRY, URL_POPULARITY
 from spark.analytics import live, transform
 from spark.delta_lake import read_days
-from tests.helpers import create_topics, delete_topics, isolated_topics
+from tests.helpers import create_topics, delete_topics, isolated_topics, remove_indices
 
 TODAY = datetime.now(UTC).date().isoformat()
 CONFIG = GeneratorConfig(events=8_000, seed=5, days=1, duplicate_ratio=0.03, malformed_ratio=0.01,
@@ -44,11 +44,7 @@ def live_day(stack, tmp_path_factory):
     yield settings, resources, dg.DagsterInstance.ephemeral(), messages
     delete_topics(stack, [settings.topic, settings.dlq_topic])
     client = resources["elasticsearch"].client()
-    for index in client.indices.get(index=f"{prefix}-*", allow_no_indices=True):
-        client.indices.delete(index=index)
-    for spec in SERVED:
-        client.options(ignore_status=404).indices.delete_index_template(
-            name=spec.with_prefix(prefix).name)
+    remove_indices(client, prefix, [spec.with_prefix(prefix).name for spec in SERVED])
 
 
 def _send(settings, messages) -> None:

@@ -27,7 +27,7 @@ from clickstream_dagster.generator.producer import produce
 from clickstream_dagster.generator.timeline import GeneratorConfig
 from clickstream_dagster.serving.indices import SERVED
 from spark.delta_lake import read_days
-from tests.helpers import create_topics, delete_topics, free_port, isolated_topics
+from tests.helpers import create_topics, delete_topics, free_port, isolated_topics, remove_indices
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "ui"
@@ -72,11 +72,7 @@ def dagster_ui(stack, tmp_path_factory):
     log.close()
     delete_topics(stack, [settings.topic, settings.dlq_topic])
     client = elasticsearch_client(stack)
-    for index in client.indices.get(index=f"{prefix}-*", allow_no_indices=True):
-        client.indices.delete(index=index)
-    for spec in SERVED:
-        client.options(ignore_status=404).indices.delete_index_template(
-            name=spec.with_prefix(prefix).name)
+    remove_indices(client, prefix, [spec.with_prefix(prefix).name for spec in SERVED])
 
 
 @pytest.fixture(scope="module")
