@@ -13,11 +13,12 @@ import statistics
 import time
 from datetime import UTC, datetime
 
-from clickstream_dagster.generator.producer import produce
-from clickstream_dagster.generator.timeline import GeneratorConfig
-from clickstream_dagster.sandbox import Sandbox
-from clickstream_dagster.spark_session import ingest_config, pipeline_spark
-from spark.ingest.stream import CONTINUOUS, IngestJob
+from cli.sandbox import Sandbox
+from clickstream_dagster.resources.spark import pipeline_spark
+from simulator.producer import produce
+from simulator.timeline import GeneratorConfig
+from spark.ingest.config import CONTINUOUS
+from spark.ingest.stream import IngestJob
 
 SETTLE_TIMEOUT_S = 120
 
@@ -29,7 +30,7 @@ def continuous_freshness(sandbox: Sandbox, rate: float, seconds: float) -> dict:
     sandbox.reset()
     settings = sandbox.settings
     spark = pipeline_spark(settings, "clickstream-dagster")
-    job = IngestJob(spark, ingest_config(settings, mode=CONTINUOUS, starting_offsets="latest"))
+    job = IngestJob(spark, settings.ingest_config(mode=CONTINUOUS, starting_offsets="latest"))
     query = job.start()
     try:
         _wait(lambda: job.batches, "the first (empty) micro-batch, which pins the start offsets")

@@ -29,17 +29,17 @@ import dagster as dg
 import orjson
 from confluent_kafka import Producer
 
+from cli.instance import ensure_instance
+from cli.sandbox import Sandbox
 from clickstream_dagster.clients import elasticsearch_client
-from clickstream_dagster.generator.producer import produce
-from clickstream_dagster.generator.timeline import GeneratorConfig
-from clickstream_dagster.instance import ensure_instance
-from clickstream_dagster.sandbox import Sandbox
+from clickstream_dagster.resources.spark import pipeline_spark
 from clickstream_dagster.serving.indices import SESSIONS
 from clickstream_dagster.settings import Settings
-from clickstream_dagster.spark_session import pipeline_spark
-from clickstream_dagster.stack import elasticsearch, kafka, spark_connect
-from clickstream_dagster.stack.process import descendants, read_pid_file, tree_rss_bytes
-from spark.ingest.stream import read_batch_log
+from simulator.producer import produce
+from simulator.timeline import GeneratorConfig
+from spark.ingest.batch_log import read_batch_log
+from stack import elasticsearch, kafka, spark_connect
+from stack.process import descendants, read_pid_file, tree_rss_bytes
 
 from . import report
 
@@ -118,7 +118,7 @@ def run_live_benchmark(base: Settings, rate: float, minutes: float, *, progress:
                   f"{backlog_run['launch_to_success_s']} s from request to success "
                   f"({backlog_run['run_s']} s running)", flush=True)
         generator = subprocess.Popen(
-            [sys.executable, "-m", "clickstream_dagster.cli", "generate", "--events", "0", "--rate",
+            [sys.executable, "-m", "cli", "generate", "--events", "0", "--rate",
              str(rate), "--quiet"], env=env, stdout=generator_log, stderr=subprocess.STDOUT,
             start_new_session=True)
         try:

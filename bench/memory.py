@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 
 from clickstream_dagster.settings import Settings
-from clickstream_dagster.stack import elasticsearch, kafka, spark_connect
-from clickstream_dagster.stack.process import read_pid_file, tree_rss_bytes
+from stack import elasticsearch, kafka, spark_connect
+from stack.process import read_pid_file, tree_rss_bytes
 
 GIB = 1024**3
 

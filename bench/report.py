@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from clickstream_dagster.stack.versions import ELASTICSEARCH_VERSION, KAFKA_VERSION, SPARK_VERSION
+from spark.jars import SPARK_VERSION
+from stack.versions import ELASTICSEARCH_VERSION, KAFKA_VERSION
 
 FULL_RUN_EVENTS = 10_000_000
 

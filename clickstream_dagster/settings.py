@@ -12,6 +12,8 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlparse
 
+from spark.ingest.config import IngestConfig
+
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
@@ -35,8 +37,8 @@ def _default_state_dir() -> Path:
 @dataclass(frozen=True)
 class Settings:
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    topic: str = "clickstream"
-    dlq_topic: str = "clickstream.dlq"
+    topic: str = IngestConfig.topic
+    dlq_topic: str = IngestConfig.dlq_topic
     topic_partitions: int = 6
     elasticsearch_url: str = "http://127.0.0.1:9200"
     elasticsearch_api_key: str | None = field(default=None, repr=False)
@@ -100,6 +102,12 @@ class Settings:
             day_close_hour_utc=int(_env("CLICKSTREAM_DAY_CLOSE_HOUR_UTC",
                                         str(defaults.day_close_hour_utc))),
         )
+
+    def ingest_config(self, **overrides) -> IngestConfig:
+        """The ingest job's configuration for these settings; `overrides` set its other fields."""
+        return IngestConfig(bootstrap_servers=self.kafka_bootstrap_servers, lake_root=self.lake_dir,
+                            topic=self.topic, dlq_topic=self.dlq_topic, first_day=self.first_day,
+                            **overrides)
 
     @property
     def kafka_is_local(self) -> bool:

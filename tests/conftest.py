@@ -28,7 +28,7 @@ def settings() -> Settings:
 @pytest.fixture(scope="session")
 def stack(settings: Settings) -> Settings:
     """The real stack, brought up if it is not running yet (a no-op when it is)."""
-    from clickstream_dagster.stack import manager
+    from stack import manager
 
     manager.up(settings)
     return settings

@@ -2,7 +2,7 @@
 
 import socket
 
-from clickstream_dagster.stack.kafka import create_topics, delete_topics  # noqa: F401 (re-exported)
+from stack.kafka import create_topics, delete_topics  # noqa: F401 (re-exported)
 
 
 def free_port(pairs: int = 1) -> int:

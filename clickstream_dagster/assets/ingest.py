@@ -5,7 +5,8 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from spark.ingest.stream import AVAILABLE_NOW, IngestConfig, IngestJob
+from spark.ingest.config import AVAILABLE_NOW, IngestConfig
+from spark.ingest.stream import IngestJob
 
 from ..partitions import FIRST_DAY, FUTURE_DAYS, LIVE_FRESHNESS
 from ..resources import KafkaResource, LakeResource, SparkResource
@@ -19,8 +20,10 @@ clickstream_topic = dg.AssetSpec(
 
 
 class IngestRunConfig(dg.Config):
-    max_offsets_per_trigger: int = 1_000_000
-    dedup_watermark: str = "1 hour"
+    """Per-run ingest settings; the defaults are the ingest job's own (spark/ingest/config.py)."""
+
+    max_offsets_per_trigger: int = IngestConfig.max_offsets_per_trigger
+    dedup_watermark: str = IngestConfig.dedup_watermark
 
 
 @dg.asset(deps=[clickstream_topic], group_name="ingest", kinds={"spark", "delta"},

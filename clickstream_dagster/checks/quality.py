@@ -7,13 +7,13 @@ from datetime import date, datetime, timedelta
 import dagster as dg
 from pyspark.sql import functions as F
 
+from contract import event_schema, event_types
 from spark.delta_lake import read_days
 
 from ..assets.analytics import ANALYTICS_ASSETS
 from ..assets.lake import raw_clickstream
 from ..partitions import daily_partitions, day_is_closed
 from ..resources import LakeResource, SparkResource
-from ..schemas import event_schema, event_types
 from ..settings import Settings
 from .gx_suites import check_names, validate
 

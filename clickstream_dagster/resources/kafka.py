@@ -9,8 +9,8 @@ class KafkaResource(dg.ConfigurableResource):
     """The Kafka cluster the events arrive on."""
 
     bootstrap_servers: str
-    topic: str = "clickstream"
-    dlq_topic: str = "clickstream.dlq"
+    topic: str
+    dlq_topic: str
 
     def settings(self) -> Settings:
         return Settings(kafka_bootstrap_servers=self.bootstrap_servers, topic=self.topic,

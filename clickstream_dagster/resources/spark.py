@@ -4,9 +4,10 @@ import dagster as dg
 from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import SparkSession
 
+from spark.jars import installed_jars
+from spark.session import build_session, pipeline_conf
+
 from ..settings import Settings
-from ..spark_session import server_conf
-from ..stack.spark_jars import spark_jars
 
 
 class SparkResource(LazyPySparkResource):
@@ -45,4 +46,21 @@ def spark_config(settings: Settings, conf: dict[str, str] | None = None) -> dict
         return {"spark.remote": settings.spark_remote, **(conf or {})}
     return {"spark.app.name": "clickstream-dagster", "spark.master": settings.spark_master,
             "spark.driver.memory": settings.spark_driver_memory,
-            "spark.jars": ",".join(spark_jars(settings)), **server_conf(settings), **(conf or {})}
+            "spark.jars": ",".join(installed_jars(settings.cache_dir)), **_in_process_conf(settings),
+            **(conf or {})}
+
+
+def pipeline_spark(settings: Settings, app_name: str, conf: dict[str, str] | None = None
+                   ) -> SparkSession:
+    """Spark outside a Dagster run (CLI, benchmarks): a client of the Connect server
+    (CLICKSTREAM_SPARK_REMOTE), or else an in-process Spark with the runs' settings; `conf` holds
+    session settings on top (both kinds take them)."""
+    if settings.spark_remote:
+        return build_session(app_name, remote=settings.spark_remote, conf=conf)
+    return build_session(
+        app_name, master=settings.spark_master, driver_memory=settings.spark_driver_memory,
+        jars=installed_jars(settings.cache_dir), conf={**_in_process_conf(settings), **(conf or {})})
+
+
+def _in_process_conf(settings: Settings) -> dict[str, str]:
+    return pipeline_conf(settings.spark_master, settings.spark_shuffle_partitions)

@@ -1,28 +1,34 @@
-"""spark-submit entry point: `spark-submit --jars <kafka connector jars> -m spark.ingest ...`,
-or `python -m spark.ingest` with the session settings coming from spark-defaults."""
+"""spark-submit entry point: `spark-submit --jars <Kafka connector and Delta jars> -m spark.ingest
+--bootstrap-servers ... --lake ...`. Sizes (master, memory) come from spark-submit or
+spark-defaults; the pipeline's base settings (UTC, Delta, RocksDB state, the JSON optimizer switch)
+are applied here, the same ones the Dagster runs use."""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 
-from pyspark.sql import SparkSession
+from ..session import STREAMING_CONF, build_session
+from .config import AVAILABLE_NOW, CONTINUOUS, IngestConfig
+from .stream import IngestJob
 
-from .stream import AVAILABLE_NOW, CONTINUOUS, IngestConfig, IngestJob
+DEFAULTS = {f.name: f.default for f in fields(IngestConfig)}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="spark.ingest", description=__doc__)
     parser.add_argument("--bootstrap-servers", required=True)
     parser.add_argument("--lake", required=True, help="lake root: a path or an s3a:// URI")
-    parser.add_argument("--topic", default="clickstream")
-    parser.add_argument("--dlq-topic", default="clickstream.dlq")
-    parser.add_argument("--mode", choices=[AVAILABLE_NOW, CONTINUOUS], default=AVAILABLE_NOW)
-    parser.add_argument("--processing-time", default="10 seconds")
-    parser.add_argument("--max-offsets-per-trigger", type=int, default=1_000_000)
+    parser.add_argument("--topic", default=DEFAULTS["topic"])
+    parser.add_argument("--dlq-topic", default=DEFAULTS["dlq_topic"])
+    parser.add_argument("--mode", choices=[AVAILABLE_NOW, CONTINUOUS], default=DEFAULTS["mode"])
+    parser.add_argument("--processing-time", default=DEFAULTS["processing_time"])
+    parser.add_argument("--max-offsets-per-trigger", type=int,
+                        default=DEFAULTS["max_offsets_per_trigger"])
     parser.add_argument("--first-day", help="events dated before this day (YYYY-MM-DD) are dead "
                                             "letters; match the Dagster partitions' first day")
     args = parser.parse_args(argv)
-    spark = SparkSession.builder.appName("clickstream-ingest").getOrCreate()
+    spark = build_session("clickstream-ingest", conf=STREAMING_CONF)
     config = IngestConfig(
         bootstrap_servers=args.bootstrap_servers, lake_root=args.lake, topic=args.topic,
         dlq_topic=args.dlq_topic, mode=args.mode, processing_time=args.processing_time,

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from .. import lake_layout
-from ..delta_lake import CHANGE_FEED, append_batch, is_table, last_commit
+from ..delta_lake import CHANGE_FEED, append_batch, last_commit
+from . import checkpoint
+from .batch_log import BATCH_LOG_SCHEMA, BatchStats, batch_log_rows
+from .config import AVAILABLE_NOW, CONTINUOUS, IngestConfig
 from .transform import flatten, parse_events, to_bad_rows, to_dead_letter_messages, to_lake_rows
 
 # The landing zone is transient (compaction rewrites each day with zstd), so it favours write
@@ -37,65 +38,6 @@ INGEST_CONF = {"spark.sql.maxConcurrentOutputFileWriters": "64",
                "spark.sql.inMemoryColumnarStorage.compressed": "false",
                "spark.sql.parquet.compression.codec": "lz4_raw",
                "parquet.enable.dictionary": "false"}
-
-AVAILABLE_NOW = "available-now"
-CONTINUOUS = "continuous"
-
-
-@dataclass(frozen=True)
-class IngestConfig:
-    bootstrap_servers: str
-    lake_root: str
-    topic: str = "clickstream"
-    dlq_topic: str = "clickstream.dlq"
-    mode: str = AVAILABLE_NOW
-    processing_time: str = "10 seconds"
-    max_offsets_per_trigger: int | None = 1_000_000
-    dedup_watermark: str = "1 hour"
-    starting_offsets: str = "earliest"
-    state_partitions: int = 4  # fixed by the first run of a checkpoint
-    first_day: str | None = None  # events before it are dead letters (out_of_range)
-    future_days: int = 1  # events more days than this after their ingest day are dead letters
-    kafka_options: dict[str, str] = field(default_factory=dict)  # e.g. kafka.security.protocol
-
-    @property
-    def landing(self) -> str:
-        return lake_layout.landing(self.lake_root)
-
-    @property
-    def bad_rows(self) -> str:
-        return lake_layout.bad_rows(self.lake_root)
-
-    @property
-    def checkpoint(self) -> str:
-        return lake_layout.ingest_checkpoint(self.lake_root)
-
-    @property
-    def batch_log(self) -> str:
-        return lake_layout.ingest_log(self.lake_root)
-
-
-@dataclass
-class BatchStats:
-    batch_id: int
-    started_at: str
-    landed_at: str  # when the batch's rows became visible in the landing lake (ms precision)
-    seconds: float
-    start_offsets: dict[str, int]
-    end_offsets: dict[str, int]
-    input_rows: int
-    landing_rows: int
-    dead_letters: int
-    duplicates_removed: int
-    rows_per_event_date: dict[str, int]
-    dead_letters_per_reason: dict[str, int]
-    landing_files: int
-    landing_bytes: int
-    phase_seconds: dict[str, float]  # read+parse+dedup, landing write, dead letters
-
-    def to_json(self) -> str:
-        return json.dumps(self.__dict__, sort_keys=True)
-
 
 class IngestJob:
     """run() = _read -> _transform -> _write; the trigger and checkpoint come from the config."""
@@ -150,7 +92,7 @@ class IngestJob:
         ran = self._ran()
         if not ran:
             return []
-        return [BatchStats(**json.loads(row.stats)) for row in _batch_log_rows(
+        return [BatchStats(**json.loads(row.stats)) for row in batch_log_rows(
             self.spark, self.config.lake_root, query_id=str(self.query.id), first_batch=min(ran))]
 
     def batches_since(self, started_after: str | None) -> tuple[list[BatchStats], list[BatchStats]]:
@@ -158,12 +100,12 @@ class IngestJob:
         run's micro-batches, and those of other runs, oldest first."""
         # A checkpoint keeps its query id across runs; this run's batches are its ids from the
         # first one it ran on (progress keeps only the newest 100, so not a set of ids).
-        ran, query_id = self._ran(), str(self.query.id) if self.query else None
+        ran, own_id = self._ran(), str(self.query.id) if self.query else None
         first = min(ran, default=None)
         own: list[BatchStats] = []
         others: list[BatchStats] = []
-        for row in _batch_log_rows(self.spark, self.config.lake_root, started_after=started_after):
-            mine = first is not None and row.query_id == query_id and row.batch_id >= first
+        for row in batch_log_rows(self.spark, self.config.lake_root, started_after=started_after):
+            mine = first is not None and row.query_id == own_id and row.batch_id >= first
             (own if mine else others).append(BatchStats(**json.loads(row.stats)))
         return own, others
 
@@ -275,13 +217,13 @@ class BatchWriter:
             phase_seconds={k: round(v, 3) for k, v in phases.items()},
         )
         record = spark.createDataFrame([(app_id, batch_id, started_at, stats.to_json())],
-                                       "query_id string, batch_id long, started_at string, stats string")
+                                       BATCH_LOG_SCHEMA)
         append_batch(record, self.config.batch_log, app_id, batch_id, [])
         self._previous = (batch_id, end)
 
     def _app_id(self, spark: SparkSession) -> str:
         if self._query_id is None:
-            self._query_id = json.loads(_read_text(spark, f"{self.config.checkpoint}/metadata"))["id"]
+            self._query_id = checkpoint.query_id(spark, self.config.checkpoint)
         return self._query_id
 
     def _send_dead_letters(self, messages: DataFrame) -> None:
@@ -308,9 +250,7 @@ class BatchWriter:
         return start, end
 
     def _logged_offsets(self, spark: SparkSession, batch_id: int) -> dict[str, int]:
-        text = _read_text(spark, f"{self.config.checkpoint}/offsets/{batch_id}")
-        offsets = json.loads(text.splitlines()[2])  # version, metadata, then one line per source
-        return {p: int(o) for p, o in offsets[self.config.topic].items()}
+        return checkpoint.logged_offsets(spark, self.config.checkpoint, self.config.topic, batch_id)
 
     def _earliest_offsets(self, partitions: list[str]) -> dict[str, int]:
         from confluent_kafka import Consumer, TopicPartition
@@ -322,29 +262,3 @@ class BatchWriter:
                 TopicPartition(self.config.topic, int(p)), timeout=10)[0] for p in partitions}
         finally:
             consumer.close()
-
-
-def _read_text(spark: SparkSession, path: str) -> str:
-    """A small file of the checkpoint, through Spark, so any Hadoop filesystem works (s3a too)."""
-    return "\n".join(row.value for row in spark.read.text(path).collect())
-
-
-def read_batch_log(spark: SparkSession, lake_root: str, query_id: str | None = None,
-                   first_batch: int = 0, started_after: str | None = None) -> list[dict]:
-    """Micro-batch statistics records, oldest first: all of them, one query's from a batch on, or
-    those started after a time (file statistics on started_at skip the older log files)."""
-    return [json.loads(row.stats) for row in _batch_log_rows(spark, lake_root, query_id,
-                                                             first_batch, started_after)]
-
-
-def _batch_log_rows(spark: SparkSession, lake_root: str, query_id: str | None = None,
-                    first_batch: int = 0, started_after: str | None = None) -> list:
-    log = lake_layout.ingest_log(lake_root)
-    if not is_table(spark, log):
-        return []
-    frame = spark.read.format("delta").load(log)
-    if query_id is not None:
-        frame = frame.where((F.col("query_id") == query_id) & (F.col("batch_id") >= first_batch))
-    if started_after is not None:
-        frame = frame.where(F.col("started_at") > started_after)
-    return frame.orderBy("started_at", "batch_id").select("query_id", "batch_id", "stats").collect()

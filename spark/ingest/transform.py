@@ -12,8 +12,8 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from clickstream_dagster.schemas import max_event_bytes
-from clickstream_dagster.schemas.spark import CORRUPT_RECORD, field_rules, spark_schema
+from contract import max_event_bytes
+from contract.spark import CORRUPT_RECORD, field_rules, spark_schema
 
 LAKE_COLUMNS = [
     "event_id", "event_type", "event_ts", "event_date", "event_hour", "user_id", "session_id",

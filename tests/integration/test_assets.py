@@ -20,10 +20,10 @@ from clickstream_dagster.assets.lake import raw_clickstream
 from clickstream_dagster.assets.serving import SERVING_ASSETS
 from clickstream_dagster.checks.quality import QUALITY_CHECKS
 from clickstream_dagster.definitions import build_resources
-from clickstream_dagster.generator.producer import produce
-from clickstream_dagster.generator.timeline import LATE, VALID, GeneratorConfig, stream
 from clickstream_dagster.resources import ElasticsearchResource
 from clickstream_dagster.serving.indices import SERVED, URL_COUNTRY, IndexingError, load_day
+from simulator.producer import produce
+from simulator.timeline import LATE, VALID, GeneratorConfig, stream
 from spark.delta_lake import last_commit, read_days
 from tests.helpers import create_topics, delete_topics, isolated_topics, remove_indices
 

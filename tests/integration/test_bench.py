@@ -15,7 +15,7 @@ STAGES = ["produce", "ingest", "compact", "aggregate", "validate", "index", "end
 
 def test_bench_runs_every_stage_and_writes_consistent_results(stack, tmp_path):
     completed = subprocess.run(
-        [sys.executable, "-m", "clickstream_dagster.cli", "bench", "--events", str(EVENTS),
+        [sys.executable, "-m", "cli", "bench", "--events", str(EVENTS),
          "--freshness-rate", "300", "--freshness-seconds", "10", "--results-dir", str(tmp_path),
          "--quiet"],
         env={**os.environ, "TZ": "UTC"}, capture_output=True, text=True, timeout=600)

@@ -19,15 +19,15 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from clickstream_dagster.assets.serving import SERVING_ASSETS
+from clickstream_dagster.clients import elasticsearch_client
 from clickstream_dagster.definitions import build_resources
-from clickstream_dagster.generator.producer import produce
-from clickstream_dagster.generator.timeline import GeneratorConfig
 from clickstream_dagster.resources import ElasticsearchResource
 from clickstream_dagster.serving.indices import SERVED, URL_COUNTRY, IndexingError, load_day
-from clickstream_dagster.spark_session import ingest_config
-from clickstream_dagster.stack import elasticsearch, kafka, manager
-from clickstream_dagster.stack.process import read_pid_file
+from simulator.producer import produce
+from simulator.timeline import GeneratorConfig
 from spark.ingest.stream import IngestJob
+from stack import elasticsearch, kafka, manager
+from stack.process import read_pid_file
 from tests.helpers import remove_indices
 
 EVENTS = 400_000
@@ -98,7 +98,7 @@ def test_broker_stopped_during_an_ingest_then_every_event_lands_once(stack, spar
     """The broker goes away while an ingest reads it: that ingest waits or fails, and once the
     broker is back the next one lands every event exactly once."""
     settings = dataclasses.replace(stack, topic=fresh_topic, lake_dir=str(tmp_path / "lake"))
-    config = ingest_config(settings, max_offsets_per_trigger=5_000)
+    config = settings.ingest_config(max_offsets_per_trigger=5_000)
     events = GeneratorConfig(events=60_000, seed=43)
     assert produce(events, settings, progress=False).failed == 0
     outcome: list[object] = []
@@ -124,7 +124,7 @@ def test_two_ingests_on_one_checkpoint_land_every_event_exactly_once(stack, spar
     the interleaving, one may fail but the landing holds each event once, and the next ingest
     carries on from the checkpoint."""
     settings = dataclasses.replace(stack, topic=fresh_topic, lake_dir=str(tmp_path / "lake"))
-    config = ingest_config(settings, max_offsets_per_trigger=10_000)
+    config = settings.ingest_config(max_offsets_per_trigger=10_000)
     first = GeneratorConfig(events=60_000, seed=41)
     assert produce(first, settings, progress=False).failed == 0
     outcomes: list[object] = []
@@ -149,7 +149,7 @@ def test_two_ingests_on_one_checkpoint_land_every_event_exactly_once(stack, spar
 def test_elasticsearch_stopped_during_a_load_keeps_the_last_load_served(stack):
     """Elasticsearch going away mid-load fails the load; once it is back the day still serves
     its previous load, whole, and the retried load serves exactly its rows."""
-    client = ElasticsearchResource(url=stack.elasticsearch_url).client()
+    client = elasticsearch_client(stack)
     spec = URL_COUNTRY.with_prefix(f"test-faults-{uuid.uuid4().hex[:8]}")
     day = "2026-06-01"
     rows = pa.Table.from_pylist([
@@ -174,7 +174,7 @@ def test_elasticsearch_stopped_during_a_load_keeps_the_last_load_served(stack):
     finally:
         manager.up(stack)
     assert failures, "a load whose Elasticsearch went away must fail"
-    client = ElasticsearchResource(url=stack.elasticsearch_url).client()
+    client = elasticsearch_client(stack)
     alias = spec.index_for(day)
     client.cluster.health(index=alias, wait_for_status="yellow", timeout="60s")
     assert client.count(index=alias)["count"] == client.count(index=spec.alias)["count"] == 1_000
@@ -215,7 +215,7 @@ def test_an_index_load_is_retried_until_elasticsearch_is_back(stack, spark, tmp_
         manager.up(stack)
     retried = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert result.success and retried
-    client = ElasticsearchResource(url=stack.elasticsearch_url).client()
+    client = elasticsearch_client(stack)
     spec = URL_COUNTRY.with_prefix(prefix)
     assert client.count(index=spec.index_for(day))["count"] == 500
     remove_indices(client, spec.name, [spec.name])

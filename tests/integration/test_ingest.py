@@ -16,10 +16,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from clickstream_dagster.generator.producer import produce
-from clickstream_dagster.generator.timeline import LATE, VALID, GeneratorConfig, stream
-from clickstream_dagster.spark_session import ingest_config
-from spark.ingest.stream import IngestJob, read_batch_log
+from simulator.producer import produce
+from simulator.timeline import LATE, VALID, GeneratorConfig, stream
+from spark.ingest.batch_log import read_batch_log
+from spark.ingest.stream import IngestJob
 from tests.helpers import consume_all, create_topics, delete_topics, isolated_topics
 
 FAULTY = GeneratorConfig(
@@ -35,8 +35,8 @@ def _expected(config: GeneratorConfig):
 
 
 def _ingest(spark, settings, lake: Path, **overrides):
-    config = ingest_config(dataclasses.replace(settings, lake_dir=str(lake)),
-                           max_offsets_per_trigger=8_000, **overrides)
+    config = dataclasses.replace(settings, lake_dir=str(lake)).ingest_config(
+        max_offsets_per_trigger=8_000, **overrides)
     return config, IngestJob(spark, config).run()
 
 
@@ -144,7 +144,7 @@ def test_sigkill_mid_batch_then_restart_lands_every_event_exactly_once(stack, sp
            "CLICKSTREAM_SPARK_REMOTE": "none", "SPARK_MASTER": "local[2]", "SPARK_DRIVER_MEMORY": "2g"}
     env.pop("SPARK_CONNECT_MODE_ENABLED", None)  # set by this process's own Connect session
     proc = subprocess.Popen(
-        [sys.executable, "-m", "clickstream_dagster.cli", "ingest", "--max-offsets-per-trigger",
+        [sys.executable, "-m", "cli", "ingest", "--max-offsets-per-trigger",
          "8000"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
@@ -201,7 +201,7 @@ def test_days_committed_by_a_run_that_never_reported_are_recomputed(stack, tmp_p
         from pyspark.sql import SparkSession
         session = SparkSession.builder.remote(settings.spark_remote).create()
         try:
-            IngestJob(session, ingest_config(settings)).run()
+            IngestJob(session, settings.ingest_config()).run()
         finally:
             session.stop()
         recovered = landing_metadata()

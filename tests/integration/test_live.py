@@ -17,9 +17,9 @@ from clickstream_dagster.assets.live import live_indices
 from clickstream_dagster.assets.serving import SERVING_ASSETS
 from clickstream_dagster.checks.quality import QUALITY_CHECKS
 from clickstream_dagster.definitions import build_resources
-from clickstream_dagster.generator.timeline import GeneratorConfig, stream
 from clickstream_dagster.resources import ElasticsearchResource
 from clickstream_dagster.serving.indices import SERVED, SESSIONS, URL_COUNTRY, URL_POPULARITY
+from simulator.timeline import GeneratorConfig, stream
 from spark.analytics import live, transform
 from spark.delta_lake import read_days
 from tests.helpers import create_topics, delete_topics, isolated_topics, remove_indices

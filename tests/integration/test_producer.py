@@ -14,15 +14,15 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from clickstream_dagster.generator.producer import GeneratorError, produce, write_jsonl
-from clickstream_dagster.generator.timeline import GeneratorConfig
+from simulator.producer import GeneratorError, produce, write_jsonl
+from simulator.timeline import GeneratorConfig
 from tests.helpers import consume_all, free_port
 
 CONFIG = GeneratorConfig(events=20_000, seed=5, start=datetime(2026, 4, 1, tzinfo=UTC))
 
 
 def _cli(*args, env=None, **kwargs):
-    return subprocess.run([sys.executable, "-m", "clickstream_dagster.cli", *args],
+    return subprocess.run([sys.executable, "-m", "cli", *args],
                           env={**os.environ, **(env or {})}, capture_output=True, text=True, **kwargs)
 
 
@@ -67,7 +67,7 @@ def test_missing_topic_is_a_clear_error(stack):
 
 def test_ctrl_c_flushes_what_was_produced_and_prints_the_summary(stack, fresh_topic):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "clickstream_dagster.cli", "generate", "--events", "0",
+        [sys.executable, "-m", "cli", "generate", "--events", "0",
          "--rate", "400", "--topic", fresh_topic, "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

@@ -12,9 +12,9 @@ import dagster as dg
 from clickstream_dagster import run_queue
 from clickstream_dagster.assets.ingest import clickstream_landing
 from clickstream_dagster.definitions import build_resources, defs
-from clickstream_dagster.generator.producer import produce
-from clickstream_dagster.generator.timeline import GeneratorConfig
 from clickstream_dagster.sensors import kafka_ingest_sensor, landing_partitions_sensor
+from simulator.producer import produce
+from simulator.timeline import GeneratorConfig
 from tests.helpers import finish, queue_run
 
 

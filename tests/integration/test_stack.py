@@ -12,10 +12,10 @@ import threading
 import pytest
 
 from clickstream_dagster.clients import elasticsearch_client, kafka_admin
-from clickstream_dagster.stack import kafka, manager
-from clickstream_dagster.stack.errors import StackError
-from clickstream_dagster.stack.process import port_is_open, read_pid_file
-from clickstream_dagster.stack.versions import ELASTICSEARCH_VERSION, KAFKA_VERSION
+from stack import kafka, manager
+from stack.errors import StackError
+from stack.process import port_is_open, read_pid_file
+from stack.versions import ELASTICSEARCH_VERSION, KAFKA_VERSION
 from tests.helpers import free_port
 
 
@@ -97,7 +97,7 @@ def test_port_taken_by_foreign_process_is_a_clear_error(stack, tmp_path, foreign
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
            "CLICKSTREAM_STATE_DIR": str(tmp_path)}
     proc = subprocess.run(
-        [sys.executable, "-m", "clickstream_dagster.cli", "stack", "up"],
+        [sys.executable, "-m", "cli", "stack", "up"],
         env=env, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 2

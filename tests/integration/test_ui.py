@@ -23,9 +23,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from clickstream_dagster.clients import elasticsearch_client
-from clickstream_dagster.generator.producer import produce
-from clickstream_dagster.generator.timeline import GeneratorConfig
 from clickstream_dagster.serving.indices import SERVED
+from simulator.producer import produce
+from simulator.timeline import GeneratorConfig
 from spark.delta_lake import read_days
 from tests.helpers import create_topics, delete_topics, free_port, isolated_topics, remove_indices
 
@@ -47,7 +47,7 @@ def dagster_ui(stack, tmp_path_factory):
     produce(CONFIG, settings, progress=False)
     home = tmp_path_factory.mktemp("dagster_home")
     (home / "dagster.yaml").write_text(
-        (ROOT / "clickstream_dagster/stack/templates/dagster.yaml").read_text())
+        (ROOT / "stack/templates/dagster.yaml").read_text())
     port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "TZ": "UTC", "CLICKSTREAM_AUTOMATION": "off",
            "CLICKSTREAM_TOPIC": settings.topic, "CLICKSTREAM_DLQ_TOPIC": settings.dlq_topic,

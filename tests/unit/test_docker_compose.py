@@ -6,8 +6,8 @@ from pathlib import Path
 import yaml
 
 from clickstream_dagster.settings import Settings
-from clickstream_dagster.stack.kafka import DLQ_PARTITIONS
-from clickstream_dagster.stack.versions import ELASTICSEARCH_VERSION, KAFKA_VERSION
+from stack.kafka import DLQ_PARTITIONS
+from stack.versions import ELASTICSEARCH_VERSION, KAFKA_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

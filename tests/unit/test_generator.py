@@ -9,8 +9,9 @@ import jsonschema
 import orjson
 import pytest
 
-from clickstream_dagster.generator.producer import parse_duration
-from clickstream_dagster.generator.timeline import (
+from contract import event_schema, event_types, max_event_bytes
+from simulator.producer import parse_duration
+from simulator.timeline import (
     DUPLICATE,
     LATE,
     MALFORMED,
@@ -19,7 +20,6 @@ from clickstream_dagster.generator.timeline import (
     GeneratorConfig,
     stream,
 )
-from clickstream_dagster.schemas import event_schema, event_types, max_event_bytes
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 VALIDATOR = jsonschema.Draft202012Validator(

@@ -9,8 +9,8 @@ import orjson
 import pytest
 from pyspark.sql import types as T
 
-from clickstream_dagster.schemas import event_schema
-from clickstream_dagster.schemas.spark import spark_schema
+from contract import event_schema
+from contract.spark import spark_schema
 from spark.ingest.transform import (
     LAKE_COLUMNS,
     flatten,

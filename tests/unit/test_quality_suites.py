@@ -5,7 +5,7 @@ import pytest
 
 from clickstream_dagster.checks.gx_suites import check_names, suite_definition
 from clickstream_dagster.checks.quality import QUALITY_CHECKS, _parameters
-from clickstream_dagster.schemas import event_schema
+from contract import event_schema
 
 SUITES = ["raw_clickstream", "url_country_daily", "url_popularity_5m", "device_usage_5m",
           "active_users_5m", "user_sessions"]

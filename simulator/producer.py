@@ -13,8 +13,9 @@ from pathlib import Path
 from confluent_kafka import KafkaException, Producer
 from tqdm import tqdm
 
-from ..clients import kafka_admin
-from ..settings import Settings
+from clickstream_dagster.clients import kafka_admin
+from clickstream_dagster.settings import Settings
+
 from .timeline import (
     KIND_NAMES,
     MALFORMED,

@@ -11,7 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..settings import Settings
+from clickstream_dagster.settings import Settings
+from spark.jars import SPARK_VERSION
+
 from . import elasticsearch, kafka, spark_connect
 from .errors import StackError
 from .process import (
@@ -22,8 +24,8 @@ from .process import (
     stop_process,
     wait_for,
 )
-from .spark_jars import spark_jars
-from .versions import ELASTICSEARCH_VERSION, KAFKA_VERSION, SPARK_VERSION
+from .spark_jars import fetch_spark_jars
+from .versions import ELASTICSEARCH_VERSION, KAFKA_VERSION
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ def up(settings: Settings) -> list[ServiceStatus]:
     if created:
         print(f"  created topics: {', '.join(created)}", flush=True)
     if not settings.spark_remote:  # runs start Spark in-process: they only need the jars
-        return [kafka_status, es_status, _spark_status(spark_jars(settings))]
+        return [kafka_status, es_status, _spark_status(fetch_spark_jars(settings))]
     return [kafka_status, es_status, _up(settings, _spark_connect(settings))]
 
 

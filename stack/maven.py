@@ -7,6 +7,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from spark.jars import COMPLETE_MARKER
+
 from .errors import StackError
 
 # Spark's parent POM names a Maven Central mirror of its own; route it to Maven Central itself so
@@ -41,7 +43,7 @@ def copy_dependencies(
 
     Idempotent: a completed fetch leaves a marker, and a second call downloads nothing.
     """
-    done = dest / ".complete"
+    done = dest / COMPLETE_MARKER
     if done.exists():
         return sorted(dest.glob("*.jar"))
     work = dest.with_name(dest.name + ".pom")

@@ -12,8 +12,9 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import NewTopic
 
-from ..clients import kafka_admin
-from ..settings import Settings
+from clickstream_dagster.clients import kafka_admin
+from clickstream_dagster.settings import Settings
+
 from . import maven
 from .errors import StackError
 from .java import find_java_home

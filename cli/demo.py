@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from .generator.producer import produce
-from .generator.timeline import GeneratorConfig
+from clickstream_dagster.serving.indices import SESSIONS, URL_COUNTRY
+from clickstream_dagster.settings import Settings
+from simulator.producer import produce
+from simulator.timeline import GeneratorConfig
+from stack import manager
+
 from .sandbox import Sandbox
-from .serving.indices import SESSIONS, URL_COUNTRY
-from .settings import Settings
-from .stack import manager
 
 DEMO = "clickstream-demo"
 

@@ -13,12 +13,13 @@ from pathlib import Path
 import grpc
 import pyspark
 
-from ..settings import Settings
-from ..spark_session import server_conf
+from clickstream_dagster.settings import Settings
+from spark.jars import SPARK_VERSION
+from spark.session import pipeline_conf
+
 from .java import find_java_home
 from .process import ServiceProcess, start_process, wait_for
-from .spark_jars import spark_jars
-from .versions import SPARK_VERSION
+from .spark_jars import fetch_spark_jars
 
 NAME = "spark-connect"
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
@@ -56,7 +57,7 @@ def probe(settings: Settings, timeout_s: float = 3) -> SparkConnectHealth | None
 def server_command(settings: Settings, bind: str = "127.0.0.1") -> tuple[list[str], dict[str, str], Path]:
     """The spark-submit command, environment and working folder of the server."""
     java_home, _ = find_java_home()
-    jars = spark_jars(settings)
+    jars = fetch_spark_jars(settings)
     home = settings.state_dir / NAME
     scratch = home / "tmp"
     scratch.mkdir(parents=True, exist_ok=True)
@@ -65,7 +66,7 @@ def server_command(settings: Settings, bind: str = "127.0.0.1") -> tuple[list[st
         "templates", "spark-connect-log4j2.properties").read_text())
     spark_home = Path(pyspark.__file__).parent
     conf = {
-        **server_conf(settings),
+        **pipeline_conf(settings.spark_master, settings.spark_shuffle_partitions),
         "spark.driver.extraJavaOptions": f"-Duser.timezone=UTC -Dlog4j2.configurationFile={log4j}",
         "spark.local.dir": str(scratch),
         "spark.sql.warehouse.dir": str(home / "warehouse"),
@@ -115,7 +116,7 @@ def start(settings: Settings) -> ServiceProcess:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m clickstream_dagster.stack.spark_connect [--bind ADDRESS]`: the server in the
+    """`python -m stack.spark_connect [--bind ADDRESS]`: the server in the
     foreground, as a container runs it."""
     import argparse
 

@@ -1,7 +1,5 @@
 """The service versions the local stack runs, chosen to match the pinned Python clients."""
 
-from importlib.metadata import version
-
 # KRaft-only broker line; runs on Java 17.
 KAFKA_VERSION = "4.1.1"
 KAFKA_SCALA_VERSION = "2.13"
@@ -11,12 +9,7 @@ SLF4J_VERSION = "2.0.17"
 # Newest integ-test zip on Maven Central, and the major version of the pinned Python client.
 ELASTICSEARCH_VERSION = "8.19.21"
 
-# Spark's Kafka connector must match the installed pyspark exactly.
-SPARK_VERSION = version("pyspark")
-
 MIN_JAVA = 17
 
-# Delta Lake's release for Spark 4.0 (delta-spark 4.0.x is built against Spark 4.0.0).
-DELTA_VERSION = "4.0.0"
 # pyspark ships the Spark Connect server; this is its default port.
 SPARK_CONNECT_PORT = 15002

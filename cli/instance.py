@@ -11,6 +11,6 @@ def ensure_instance(home: Path) -> Path:
     """Create `home` with the project's dagster.yaml (runs queued in two lanes) unless it has one."""
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
-        template = resources.files("clickstream_dagster.stack").joinpath("templates", "dagster.yaml")
+        template = resources.files("stack").joinpath("templates", "dagster.yaml")
         shutil.copyfile(str(template), home / "dagster.yaml")
     return home

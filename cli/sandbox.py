@@ -11,16 +11,15 @@ from pathlib import Path
 
 import dagster as dg
 
-from .assets.analytics import ANALYTICS_ASSETS
-from .assets.ingest import clickstream_landing
-from .assets.lake import raw_clickstream
-from .assets.serving import SERVING_ASSETS
-from .checks.quality import QUALITY_CHECKS
-from .clients import kafka_admin
-from .definitions import build_resources
-from .resources import ElasticsearchResource
-from .settings import Settings
-from .stack import kafka
+from clickstream_dagster.assets.analytics import ANALYTICS_ASSETS
+from clickstream_dagster.assets.ingest import clickstream_landing
+from clickstream_dagster.assets.lake import raw_clickstream
+from clickstream_dagster.assets.serving import SERVING_ASSETS
+from clickstream_dagster.checks.quality import QUALITY_CHECKS
+from clickstream_dagster.clients import elasticsearch_client, kafka_admin
+from clickstream_dagster.definitions import build_resources
+from clickstream_dagster.settings import Settings
+from stack import kafka
 
 # Everything the daily job materializes after ingest, blocking checks included.
 DAILY_SELECTION = [raw_clickstream, *ANALYTICS_ASSETS, *SERVING_ASSETS, *QUALITY_CHECKS]
@@ -58,7 +57,7 @@ class Sandbox:
         kafka.create_topics(settings, {settings.topic: settings.topic_partitions,
                                        settings.dlq_topic: 1})
         shutil.rmtree(settings.lake_dir, ignore_errors=True)
-        client = ElasticsearchResource(url=settings.elasticsearch_url).client()
+        client = elasticsearch_client(settings)
         for index in client.indices.get(index=f"{self.name}-*", allow_no_indices=True):
             client.indices.delete(index=index)
 

@@ -13,8 +13,9 @@ from pathlib import Path
 from elastic_transport import TransportError
 from elasticsearch import ApiError, UnsupportedProductError
 
-from ..clients import elasticsearch_client
-from ..settings import Settings
+from clickstream_dagster.clients import elasticsearch_client
+from clickstream_dagster.settings import Settings
+
 from . import maven
 from .errors import StackError
 from .java import find_java_home

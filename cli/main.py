@@ -8,15 +8,16 @@ import signal
 import sys
 from pathlib import Path
 
-from .settings import Settings
-from .stack.errors import StackError
+from clickstream_dagster.settings import Settings
+from spark.ingest.config import IngestConfig
+from stack.errors import StackError
 
 # Event time is UTC everywhere, including in every JVM and Python process the CLI starts.
 os.environ.setdefault("TZ", "UTC")
 
 
 def _stack(args: argparse.Namespace, settings: Settings) -> int:
-    from .stack import manager
+    from stack import manager
 
     if args.action == "up":
         statuses = manager.up(settings)
@@ -37,14 +38,14 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
     import random
     from datetime import UTC, datetime
 
-    from .generator.producer import (
+    from simulator.producer import (
         GeneratorError,
         default_start,
         parse_duration,
         produce,
         write_jsonl,
     )
-    from .generator.timeline import GeneratorConfig
+    from simulator.timeline import GeneratorConfig
 
     if args.events == 0 and not args.rate:
         raise SystemExit("error: --events 0 (run until stopped) needs --rate")
@@ -71,7 +72,7 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
                 raise SystemExit("error: --rate applies to Kafka output, not --output files")
             summary = write_jsonl(config, Path(args.output), progress=not args.quiet)
         else:
-            from .generator.producer import DEFAULT_WORKERS
+            from simulator.producer import DEFAULT_WORKERS
 
             workers = args.workers or (1 if args.rate else DEFAULT_WORKERS)
             summary = produce(config, settings, topic=args.topic, workers=workers,
@@ -89,13 +90,13 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from spark.ingest.stream import AVAILABLE_NOW, CONTINUOUS, IngestJob
-
-    from .spark_session import ingest_config, pipeline_spark
+    from clickstream_dagster.resources.spark import pipeline_spark
+    from spark.ingest.config import AVAILABLE_NOW, CONTINUOUS
+    from spark.ingest.stream import IngestJob
 
     mode = CONTINUOUS if args.continuous else AVAILABLE_NOW
-    config = ingest_config(settings, mode=mode, max_offsets_per_trigger=args.max_offsets_per_trigger,
-                           processing_time=args.processing_time)
+    config = settings.ingest_config(mode=mode, max_offsets_per_trigger=args.max_offsets_per_trigger,
+                                    processing_time=args.processing_time)
     print(f"ingesting {settings.topic} -> {config.landing} ({mode}); checkpoint {config.checkpoint}",
           file=sys.stderr, flush=True)
     spark = pipeline_spark(settings, "clickstream-ingest")
@@ -120,8 +121,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     """The main job: stack, live traffic, and Dagster with its sensors on, until Ctrl-C."""
     import subprocess
 
+    from stack import manager
+
     from .instance import ensure_instance
-    from .stack import manager
 
     manager.up(settings)
     ensure_instance(Path(os.environ.setdefault(
@@ -130,7 +132,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     generator_log = open(logs / "generator.log", "ab")  # noqa: SIM115 (lives as long as the child)
     generator = subprocess.Popen(
-        [sys.executable, "-m", "clickstream_dagster.cli", "generate", "--events", "0",
+        [sys.executable, "-m", "cli", "generate", "--events", "0",
          "--rate", str(args.rate), "--quiet"], stdout=generator_log, stderr=subprocess.STDOUT)
     root = Path(__file__).resolve().parent.parent
     dagster = subprocess.Popen(
@@ -178,8 +180,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
         return _bench_live(args, settings)
     from bench import report
     from bench.harness import run_benchmark
-
-    from .stack import manager
+    from stack import manager
 
     manager.up(settings)
     started_at = report.started_now()
@@ -196,8 +197,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
 
 def _bench_live(args: argparse.Namespace, settings: Settings) -> int:
     from bench import live
-
-    from .stack import manager
+    from stack import manager
 
     manager.up(settings)
     print(f"bench live: {args.rate:g} events/s for {args.minutes:g} min through dagster dev, its "
@@ -250,9 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="consume everything new, then exit (default; what Dagster runs)")
     modes.add_argument("--continuous", action="store_true",
                        help="keep running with a processing-time trigger until Ctrl-C")
-    ingest.add_argument("--max-offsets-per-trigger", type=int, default=1_000_000,
+    ingest.add_argument("--max-offsets-per-trigger", type=int,
+                        default=IngestConfig.max_offsets_per_trigger,
                         help="largest micro-batch, in Kafka records")
-    ingest.add_argument("--processing-time", default="10 seconds",
+    ingest.add_argument("--processing-time", default=IngestConfig.processing_time,
                         help="trigger interval in continuous mode")
     ingest.set_defaults(handler=_ingest)
 

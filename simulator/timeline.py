@@ -20,7 +20,8 @@ from typing import NamedTuple
 
 import orjson
 
-from ..schemas import max_event_bytes
+from contract import max_event_bytes
+
 from .population import User, build_population
 from .sessions import walk_session
 

@@ -1,0 +1,1 @@
+"""`clickstream`: the command that sets up, runs, demonstrates and measures the pipeline."""

@@ -1,0 +1,47 @@
+"""What an ingest query reads, where it writes, and how: the one home of the ingest's defaults.
+
+Free of pyspark imports, so settings, the CLI and the spark-submit entry point read the defaults
+without starting anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .. import lake_layout
+
+AVAILABLE_NOW = "available-now"
+CONTINUOUS = "continuous"
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    bootstrap_servers: str
+    lake_root: str
+    topic: str = "clickstream"
+    dlq_topic: str = "clickstream.dlq"
+    mode: str = AVAILABLE_NOW
+    processing_time: str = "10 seconds"
+    max_offsets_per_trigger: int | None = 1_000_000
+    dedup_watermark: str = "1 hour"
+    starting_offsets: str = "earliest"
+    state_partitions: int = 4  # fixed by the first run of a checkpoint
+    first_day: str | None = None  # events before it are dead letters (out_of_range)
+    future_days: int = 1  # events more days than this after their ingest day are dead letters
+    kafka_options: dict[str, str] = field(default_factory=dict)  # e.g. kafka.security.protocol
+
+    @property
+    def landing(self) -> str:
+        return lake_layout.landing(self.lake_root)
+
+    @property
+    def bad_rows(self) -> str:
+        return lake_layout.bad_rows(self.lake_root)
+
+    @property
+    def checkpoint(self) -> str:
+        return lake_layout.ingest_checkpoint(self.lake_root)
+
+    @property
+    def batch_log(self) -> str:
+        return lake_layout.ingest_log(self.lake_root)
