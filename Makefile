@@ -8,7 +8,7 @@ export TZ := UTC
 export DAGSTER_HOME ?= $(HOME)/.local/share/clickstream/dagster
 PYTEST_ARGS ?=
 
-.PHONY: install up down status run demo test lint validate browser bench bench-live clean
+.PHONY: install up down status run demo test unit lint validate browser bench bench-live clean
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 1; }
@@ -55,6 +55,10 @@ browser:
 
 test: up lint validate browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Unit tests only: no service, no Maven, no download (pure logic and an in-process Spark).
+unit: install
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 # Benchmarks are measurements, not tests: every stage on one generated day, then end to end.
 # `make bench EVENTS=10000000` is the full run; results go to bench/results/latest.{json,png}.

@@ -1,0 +1,24 @@
+"""Unit tests need no service and no Maven: pure transformations run on an in-process Spark with
+pyspark's own jars (no Kafka connector, no Delta Lake), so `pytest tests/unit` works on a machine
+with only Python and Java."""
+
+from __future__ import annotations
+
+import pytest
+
+from spark.session import BASE_CONF
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """A small in-process Spark for the whole unit run, stopped at the end."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.master("local[2]").appName("clickstream-unit-tests")
+    for key, value in {**BASE_CONF, "spark.sql.shuffle.partitions": "2",
+                       "spark.ui.enabled": "false"}.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
