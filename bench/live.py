@@ -34,7 +34,7 @@ from cli.sandbox import Sandbox
 from clickstream_dagster.clients import elasticsearch_client
 from clickstream_dagster.resources.spark import pipeline_spark
 from clickstream_dagster.serving.indices import SESSIONS
-from clickstream_dagster.settings import Settings
+from clickstream_dagster.settings import Settings, child_env
 from simulator.producer import produce
 from simulator.timeline import GeneratorConfig
 from spark.ingest.batch_log import read_batch_log
@@ -151,12 +151,10 @@ def _first_ingest(home: Path, dagster_proc: subprocess.Popen, timeout_s: float =
 
 
 def _sandbox_env(settings: Settings, home: Path) -> dict[str, str]:
-    env = {**os.environ, "DAGSTER_HOME": str(home), "TZ": "UTC", "CLICKSTREAM_AUTOMATION": "on",
-           "CLICKSTREAM_TOPIC": settings.topic, "CLICKSTREAM_DLQ_TOPIC": settings.dlq_topic,
-           "CLICKSTREAM_LAKE_DIR": settings.lake_dir,
-           "CLICKSTREAM_ES_INDEX_PREFIX": settings.elasticsearch_index_prefix}
-    env.pop("SPARK_CONNECT_MODE_ENABLED", None)
-    return env
+    return child_env(DAGSTER_HOME=str(home), CLICKSTREAM_AUTOMATION="on",
+                     CLICKSTREAM_TOPIC=settings.topic, CLICKSTREAM_DLQ_TOPIC=settings.dlq_topic,
+                     CLICKSTREAM_LAKE_DIR=settings.lake_dir,
+                     CLICKSTREAM_ES_INDEX_PREFIX=settings.elasticsearch_index_prefix)
 
 
 def _measure(live: LiveRun, home: Path, own_pids: list[int], progress: bool) -> None:

@@ -2,7 +2,6 @@
 short report read back from Elasticsearch. It uses topics, a lake and indices of its own, so it
 never mixes with `make run`'s live data, and every run starts from scratch."""
 
-import os
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -31,7 +30,7 @@ def run_demo(settings: Settings, events: int, days: int = 3) -> str:
     summary = produce(config, sandbox.settings, workers=2, progress=True)
     print(summary.render(), flush=True)
 
-    instance = dg.DagsterInstance.get() if _has_dagster_home() else dg.DagsterInstance.ephemeral()
+    instance = dg.DagsterInstance.get() if settings.dagster_home else dg.DagsterInstance.ephemeral()
     print("2/3 ingest, compaction, analytics, quality gates and indexing", flush=True)
     started = time.monotonic()
     sandbox.ingest(instance)
@@ -68,7 +67,3 @@ def report(client, first: str, last: str) -> str:
               f"Conversion: {converted:,} sessions purchased = {converted / max(total, 1):.2%}",
               f"Session duration: median {duration['50.0']:.0f} s, p95 {duration['95.0']:.0f} s"]
     return "\n".join(lines)
-
-
-def _has_dagster_home() -> bool:
-    return bool(os.environ.get("DAGSTER_HOME"))

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 from pathlib import Path
 
-from clickstream_dagster.settings import Settings
+from clickstream_dagster.settings import DEFAULT_DAGSTER_HOME, Settings, child_env, use_utc
 from spark.ingest.config import IngestConfig
 from stack.errors import StackError
 
 # Event time is UTC everywhere, including in every JVM and Python process the CLI starts.
-os.environ.setdefault("TZ", "UTC")
+use_utc()
 
 
 def _stack(args: argparse.Namespace, settings: Settings) -> int:
@@ -126,8 +125,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from .instance import ensure_instance
 
     manager.up(settings)
-    ensure_instance(Path(os.environ.setdefault(
-        "DAGSTER_HOME", str(Path.home() / ".local" / "share" / "clickstream" / "dagster"))))
+    dagster_home = settings.dagster_home or DEFAULT_DAGSTER_HOME
+    ensure_instance(dagster_home)
     logs = settings.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     generator_log = open(logs / "generator.log", "ab")  # noqa: SIM115 (lives as long as the child)
@@ -137,7 +136,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     root = Path(__file__).resolve().parent.parent
     dagster = subprocess.Popen(
         [str(Path(sys.executable).with_name("dagster")), "dev", "-w", str(root / "workspace.yaml"),
-         "-h", args.host, "-p", str(args.port)], cwd=root)
+         "-h", args.host, "-p", str(args.port)], cwd=root,
+        env=child_env(DAGSTER_HOME=str(dagster_home)))
     print(f"\nDagster UI: http://{args.host}:{args.port}\n"
           f"  live traffic: {args.rate:g} events/s into {settings.topic} (log: {logs / 'generator.log'})\n"
           f"  sensors look every {settings.sensor_interval_s} s: an ingest run when the topic has new "

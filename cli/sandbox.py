@@ -16,13 +16,15 @@ from clickstream_dagster.assets.ingest import clickstream_landing
 from clickstream_dagster.assets.lake import raw_clickstream
 from clickstream_dagster.assets.serving import SERVING_ASSETS
 from clickstream_dagster.checks.quality import QUALITY_CHECKS
+from clickstream_dagster.checks.serving import SERVING_CHECKS
 from clickstream_dagster.clients import elasticsearch_client, kafka_admin
 from clickstream_dagster.definitions import build_resources
 from clickstream_dagster.settings import Settings
 from stack import kafka
 
 # Everything the daily job materializes after ingest, blocking checks included.
-DAILY_SELECTION = [raw_clickstream, *ANALYTICS_ASSETS, *SERVING_ASSETS, *QUALITY_CHECKS]
+DAILY_SELECTION = [raw_clickstream, *ANALYTICS_ASSETS, *SERVING_ASSETS, *QUALITY_CHECKS,
+                   *SERVING_CHECKS]
 
 
 class SandboxRunFailed(RuntimeError):

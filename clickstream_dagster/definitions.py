@@ -8,9 +8,12 @@ from .assets.lake import raw_clickstream
 from .assets.live import live_indices
 from .assets.serving import SERVING_ASSETS
 from .checks.quality import QUALITY_CHECKS
+from .checks.serving import SERVING_CHECKS
+from .jobs import JOBS
 from .resources import ElasticsearchResource, KafkaResource, LakeResource, SparkResource
 from .resources.spark import spark_config
-from .sensors import JOBS, SCHEDULES, SENSORS
+from .schedules import SCHEDULES
+from .sensors import SENSORS
 from .settings import Settings
 
 
@@ -27,6 +30,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             bootstrap_servers=settings.kafka_bootstrap_servers,
             topic=settings.topic,
             dlq_topic=settings.dlq_topic,
+            consumer_group=settings.consumer_group,
         ),
         "elasticsearch": ElasticsearchResource(
             url=settings.elasticsearch_url,
@@ -43,7 +47,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 defs = dg.Definitions(
     assets=[clickstream_topic, clickstream_landing, live_indices, raw_clickstream, *ANALYTICS_ASSETS,
             *SERVING_ASSETS],
-    asset_checks=QUALITY_CHECKS,
+    asset_checks=[*QUALITY_CHECKS, *SERVING_CHECKS],
     jobs=JOBS,
     sensors=SENSORS,
     schedules=SCHEDULES,

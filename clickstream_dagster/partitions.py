@@ -16,6 +16,8 @@ FUTURE_DAYS = 1
 daily_partitions = dg.DailyPartitionsDefinition(
     start_date=FIRST_DAY, timezone="UTC", end_offset=FUTURE_DAYS
 )
+# A backfill over many days runs as one Spark job, not one run per day.
+SPARK_BACKFILL = dg.BackfillPolicy.single_run()
 
 # What fresh means, shown on every asset in the UI. The live path follows the traffic: an ingest
 # and refresh every few seconds while events arrive, so minutes without one mean a stalled sensor,
@@ -42,3 +44,15 @@ def open_days(now: datetime | None = None) -> list[str]:
     today = (now or datetime.now(UTC)).date()
     days = [(today + timedelta(days=offset)).isoformat() for offset in range(-1, FUTURE_DAYS + 1)]
     return [day for day in days if day >= FIRST_DAY and not day_is_closed(day, now)]
+
+
+def run_partition_keys(context) -> list[str]:
+    """The daily partitions this run materializes: one key, or a backfill's range."""
+    tags = context.run.tags
+    if "dagster/partition" in tags:
+        return [tags["dagster/partition"]]
+    start = tags.get("dagster/asset_partition_range_start")
+    end = tags.get("dagster/asset_partition_range_end")
+    if start and end:
+        return daily_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
+    raise dg.Failure("this check runs on daily partitions; the run names none")

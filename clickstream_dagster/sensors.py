@@ -1,19 +1,17 @@
 """Sensors: the Kafka sensor launches ingest runs, the partition sensor recomputes exactly the days
-the ingest touched, the observation sensor charts the topic, and failures raise an alert."""
+the ingest touched, the observation sensor charts the topic, and failures raise an alert.
+The jobs they launch are in jobs.py, the close schedule in schedules.py."""
 
 import json
 import time
 import urllib.request
-from datetime import timedelta
 
 import dagster as dg
 
-from spark.ingest.checkpoint import committed_offsets
-
 from .assets.ingest import clickstream_landing, clickstream_topic
-from .assets.live import live_indices
+from .jobs import daily_job, ingest_job
 from .partitions import FIRST_DAY, daily_partitions, day_is_closed
-from .resources import KafkaResource, LakeResource
+from .resources import KafkaResource
 from .run_queue import queue_state, retry_suffix
 from .settings import Settings
 
@@ -26,25 +24,13 @@ AUTOMATION = dg.DefaultSensorStatus.RUNNING if SETTINGS.automation else dg.Defau
 # failure sensor has alerted on each, and the next change to the day starts it again.
 DAILY_MAX_ATTEMPTS = 4
 
-# Each job runs in its own lane of the run queue (see stack/templates/dagster.yaml): an ingest
-# never waits for a daily run, and neither ever runs twice at once.
-ingest_job = dg.define_asset_job(
-    "ingest_job", selection=[clickstream_landing, live_indices], tags={"clickstream/lane": "ingest"},
-    description="Consume everything new on the topic into the landing lake, and refresh the open "
-                "days' live documents from the new rows.")
-daily_job = dg.define_asset_job(
-    "daily_job", selection=dg.AssetSelection.groups("lake", "analytics", "serving"),
-    tags={"clickstream/lane": "daily"},
-    description="Compact, aggregate, validate and index the given days.")
-
 
 @dg.sensor(job=ingest_job, minimum_interval_seconds=SENSOR_INTERVAL_S,
            default_status=AUTOMATION)
-def kafka_ingest_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource,
-                        lake: LakeResource) -> dg.SensorResult:
-    """Launch an ingest run when the topic holds records the ingest checkpoint has not consumed,
+def kafka_ingest_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource) -> dg.SensorResult:
+    """Launch an ingest run when the topic holds records past the ingest's consumer group position,
     unless one is already queued or running (it will take them). Failed runs are retried with
-    backoff. Read-only on Kafka: Spark's checkpoint owns consumption, so no offset is committed."""
+    backoff. Read-only on Kafka: only the ingest commits the group's offsets."""
     queue = queue_state(context.instance, ingest_job.name)
     busy = queue.waiting or queue.running
     if busy:
@@ -54,14 +40,11 @@ def kafka_ingest_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResourc
     if retry_in:
         return dg.SensorResult(skip_reason=f"the last {queue.consecutive_failures} ingest run(s) "
                                            f"failed; retrying in {retry_in:.0f} s")
-    cursor = json.loads(context.cursor) if context.cursor else {}
-    end = {str(p): o for p, o in kafka.end_offsets().items()}
-    consumed = committed_offsets(lake.ingest_checkpoint, kafka.topic)
-    if consumed is None:  # a remote lake: compare with what this sensor last requested
-        consumed = cursor.get("requested", {}) if not queue.consecutive_failures else {}
+    end_offsets = kafka.end_offsets()
+    end = {str(p): o for p, o in end_offsets.items()}
+    consumed = {str(p): o for p, o in kafka.committed_offsets(list(end_offsets)).items()}
     behind = {p: o - consumed.get(p, 0) for p, o in end.items() if o > consumed.get(p, 0)}
-    new_cursor = json.dumps({"end_offsets": end, "consumed": consumed,
-                             "requested": end if behind else cursor.get("requested", {})})
+    new_cursor = json.dumps({"end_offsets": end, "consumed": consumed})
     if not behind:
         return dg.SensorResult(skip_reason=f"nothing new: {sum(end.values()):,} records on "
                                            f"{kafka.topic}, all consumed", cursor=new_cursor)
@@ -144,18 +127,20 @@ def landing_partitions_sensor(context: dg.SensorEvaluationContext) -> dg.SensorR
 
 
 @dg.sensor(minimum_interval_seconds=SENSOR_INTERVAL_S, default_status=AUTOMATION)
-def clickstream_topic_observation_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource,
-                                         lake: LakeResource) -> dg.SensorResult:
+def clickstream_topic_observation_sensor(context: dg.SensorEvaluationContext,
+                                         kafka: KafkaResource) -> dg.SensorResult:
     """Record the topic's end offsets, the ingest lag and messages/s as observations over time."""
     now = time.time()
     end = kafka.end_offsets()
     total = sum(end.values())
-    consumed = committed_offsets(lake.ingest_checkpoint, kafka.topic) or {}
-    lag = sum(o - consumed.get(str(p), 0) for p, o in end.items())
+    # The consumer group's lag: the figure Kafka's own tools show for the same group.
+    consumed = kafka.committed_offsets(list(end))
+    lag = sum(max(o - consumed.get(p, 0), 0) for p, o in end.items())
     previous = json.loads(context.cursor) if context.cursor else None
     rate = ((total - previous["total"]) / (now - previous["at"])) if previous else 0.0
     observation = dg.AssetObservation(asset_key=clickstream_topic.key, metadata={
         "records": total, "ingest_lag": lag, "messages_per_s": round(rate, 1),
+        "consumer_group": kafka.consumer_group,
         "end_offsets": dg.MetadataValue.json({str(p): o for p, o in end.items()}),
     })
     return dg.SensorResult(asset_events=[observation], cursor=json.dumps({"total": total, "at": now}))
@@ -175,21 +160,5 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext) -> None:
             pass
 
 
-# A day is closed once late events can no longer be expected: two hours after midnight UTC by
-# default (the generator's and trackers' lateness stays well inside that), the finished day is
-# recomputed and tagged as final. Stragglers after that still reopen it through the partition
-# sensor, so nothing is lost.
-CLOSE_HOUR_UTC = SETTINGS.day_close_hour_utc
-
-
-@dg.schedule(job=daily_job, cron_schedule=f"0 {CLOSE_HOUR_UTC} * * *", execution_timezone="UTC",
-             default_status=dg.DefaultScheduleStatus(AUTOMATION.value))
-def daily_close_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    """Recompute the day that just ended, once its lateness window has passed, as final."""
-    day = (context.scheduled_execution_time - timedelta(days=1)).date().isoformat()
-    return dg.RunRequest(run_key=f"close:{day}", partition_key=day, tags={"clickstream/day": "final"})
-
 SENSORS = [kafka_ingest_sensor, landing_partitions_sensor, clickstream_topic_observation_sensor,
            run_failure_alert_sensor]
-JOBS = [ingest_job, daily_job]
-SCHEDULES = [daily_close_schedule]

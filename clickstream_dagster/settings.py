@@ -7,6 +7,7 @@ password) are only ever read from the environment, never from files in the repos
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -15,11 +16,27 @@ from urllib.parse import urlparse
 from spark.ingest.config import IngestConfig
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+DEFAULT_DAGSTER_HOME = Path.home() / ".local" / "share" / "clickstream" / "dagster"
 
 
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name, "").strip()
     return value or default
+
+
+def use_utc() -> None:
+    """Event time is UTC: this process, and every JVM and Python process it starts, runs in UTC
+    unless TZ already says otherwise."""
+    os.environ.setdefault("TZ", "UTC")
+    time.tzset()
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    """The environment for a child process: this one's, in UTC, with `overrides` on top. A process
+    that opened a Spark Connect session is marked as a Connect client; a child chooses its own kind
+    of Spark from its settings, so the mark is not passed on."""
+    env = {key: value for key, value in os.environ.items() if key != "SPARK_CONNECT_MODE_ENABLED"}
+    return {**env, "TZ": "UTC", **overrides}
 
 
 def _is_root() -> bool:
@@ -39,6 +56,7 @@ class Settings:
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     topic: str = IngestConfig.topic
     dlq_topic: str = IngestConfig.dlq_topic
+    consumer_group: str = IngestConfig.consumer_group
     topic_partitions: int = 6
     elasticsearch_url: str = "http://127.0.0.1:9200"
     elasticsearch_api_key: str | None = field(default=None, repr=False)
@@ -53,6 +71,11 @@ class Settings:
     spark_driver_memory: str = "3g"
     spark_shuffle_partitions: int = 8
     cache_dir: Path = Path.home() / ".cache" / "clickstream"
+    # Dagster's instance folder (run history, sensor cursors); None: an ephemeral instance where a
+    # command allows one. `clickstream run` uses DEFAULT_DAGSTER_HOME then.
+    dagster_home: Path | None = None
+    # The JDK the local stack runs Kafka, Elasticsearch and Spark with; None: `java` on PATH.
+    java_home: str | None = None
     state_dir: Path = field(default_factory=_default_state_dir)
     kafka_heap: str = "1g"
     elasticsearch_heap: str = "1g"
@@ -73,6 +96,7 @@ class Settings:
             kafka_bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS", defaults.kafka_bootstrap_servers),
             topic=_env("CLICKSTREAM_TOPIC", defaults.topic),
             dlq_topic=_env("CLICKSTREAM_DLQ_TOPIC", defaults.dlq_topic),
+            consumer_group=_env("CLICKSTREAM_CONSUMER_GROUP", defaults.consumer_group),
             topic_partitions=int(_env("CLICKSTREAM_TOPIC_PARTITIONS", str(defaults.topic_partitions))),
             elasticsearch_url=_env("ELASTICSEARCH_URL", defaults.elasticsearch_url).rstrip("/"),
             elasticsearch_api_key=os.environ.get("ELASTICSEARCH_API_KEY") or None,
@@ -88,6 +112,9 @@ class Settings:
             spark_shuffle_partitions=int(_env("SPARK_SHUFFLE_PARTITIONS",
                                               str(defaults.spark_shuffle_partitions))),
             cache_dir=Path(_env("CLICKSTREAM_CACHE_DIR", str(defaults.cache_dir))).expanduser(),
+            dagster_home=Path(os.environ["DAGSTER_HOME"]).expanduser()
+            if os.environ.get("DAGSTER_HOME") else None,
+            java_home=os.environ.get("JAVA_HOME") or None,
             state_dir=Path(_env("CLICKSTREAM_STATE_DIR", str(defaults.state_dir))).expanduser(),
             kafka_heap=_env("CLICKSTREAM_KAFKA_HEAP", defaults.kafka_heap),
             elasticsearch_heap=_env("CLICKSTREAM_ES_HEAP", defaults.elasticsearch_heap),
@@ -106,7 +133,8 @@ class Settings:
     def ingest_config(self, **overrides) -> IngestConfig:
         """The ingest job's configuration for these settings; `overrides` set its other fields."""
         return IngestConfig(bootstrap_servers=self.kafka_bootstrap_servers, lake_root=self.lake_dir,
-                            topic=self.topic, dlq_topic=self.dlq_topic, first_day=self.first_day,
+                            topic=self.topic, dlq_topic=self.dlq_topic,
+                            consumer_group=self.consumer_group, first_day=self.first_day,
                             **overrides)
 
     @property

@@ -45,13 +45,15 @@ def replace_days(frame: DataFrame, table: str, days: list[str]) -> dict:
     """Replace the `event_date` partitions `days` of `table` with `frame`'s rows, atomically.
 
     A day with no rows in `frame` ends up empty, and says so in the result. Returns the commit's
-    files, bytes and rows: {"files": n, "bytes": b, "rows": r, "version": v}.
+    files, bytes, rows and the columns written:
+    {"files": n, "bytes": b, "rows": r, "version": v, "columns": {name: type}}.
     """
     days_sql = ", ".join(f"DATE'{date.fromisoformat(d).isoformat()}'" for d in days)
     (frame.write.format("delta").mode("overwrite")
      .option("replaceWhere", f"event_date IN ({days_sql})")
      .partitionBy("event_date").save(table))
-    return last_commit(frame.sparkSession, table)
+    columns = {f.name: f.dataType.simpleString() for f in frame.schema.fields}
+    return {**last_commit(frame.sparkSession, table), "columns": columns}
 
 
 def last_commit(spark: SparkSession, table: str) -> dict:
@@ -74,10 +76,26 @@ def table_version(spark: SparkSession, path: str) -> int | None:
     try:
         return spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").collect()[0]["version"]
     except Exception as exc:  # Spark raises AnalysisException, whose class differs under Connect
-        if "DELTA_MISSING_DELTA_TABLE" in str(exc) or "is not a Delta table" in str(exc) \
-                or "PATH_NOT_FOUND" in str(exc) or "DELTA_TABLE_NOT_FOUND" in str(exc):
+        if _is_missing_table(exc):
             return None
         raise
+
+
+def table_columns(spark: SparkSession, path: str) -> dict[str, str] | None:
+    """The table's columns and their types, from its schema alone; None before its first commit."""
+    try:
+        schema = spark.read.format("delta").load(path).schema
+    except Exception as exc:
+        if _is_missing_table(exc):
+            return None
+        raise
+    return {f.name: f.dataType.simpleString() for f in schema.fields}
+
+
+def _is_missing_table(exc: Exception) -> bool:
+    return any(marker in str(exc) for marker in (
+        "DELTA_MISSING_DELTA_TABLE", "is not a Delta table", "PATH_NOT_FOUND",
+        "DELTA_TABLE_NOT_FOUND"))
 
 
 def read_days(spark: SparkSession, table: str, days: list[str]) -> DataFrame:

@@ -92,6 +92,21 @@ def build_session(
     return session
 
 
+def stop_session(session: SparkSession) -> None:
+    """Stop a session for good.
+
+    pyspark 4.0's Connect clients share one release thread pool per process, and closing any
+    client shuts it down. A stopped session closes its client again when it is garbage-collected,
+    which can land in the middle of another session's query and fail it with "cannot schedule new
+    futures after shutdown". Where one process runs many sessions (runs executed in process, the
+    tests), a stopped session's client therefore closes once only.
+    """
+    session.stop()
+    client = getattr(session, "client", None)  # Connect sessions only
+    if client is not None:
+        client.close = lambda: None
+
+
 def parallelism(spark: SparkSession) -> int:
     """Cores the jobs can spread over: spark.default.parallelism, else the shuffle partitions."""
     value = spark.conf.get("spark.default.parallelism", None)

@@ -14,7 +14,7 @@ from elastic_transport import TransportError
 from elasticsearch import ApiError, UnsupportedProductError
 
 from clickstream_dagster.clients import elasticsearch_client
-from clickstream_dagster.settings import Settings
+from clickstream_dagster.settings import Settings, child_env
 
 from . import maven
 from .errors import StackError
@@ -69,7 +69,7 @@ def install(settings: Settings) -> Path:
 
 def start(settings: Settings) -> ServiceProcess:
     """Launch a single-node cluster on loopback and wait until it reports yellow or green."""
-    java_home, _ = find_java_home()
+    java_home, _ = find_java_home(settings.java_home)
     home = install(settings)
     base = settings.state_dir / NAME
     for folder in ("data", "logs"):
@@ -77,7 +77,7 @@ def start(settings: Settings) -> ServiceProcess:
     run_as = _service_user(settings, base)
     port = settings.elasticsearch_port
     env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PATH": child_env().get("PATH", "/usr/bin:/bin"),
         "HOME": str(base),
         "ES_JAVA_HOME": str(java_home),
         "ES_JAVA_OPTS": f"-Xms{settings.elasticsearch_heap} -Xmx{settings.elasticsearch_heap}",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -28,11 +27,11 @@ def java_major(java_bin: Path) -> int | None:
     return int(match.group(2)) if major == 1 else major  # "1.8" means Java 8
 
 
-def find_java_home(min_major: int = MIN_JAVA) -> tuple[Path, int]:
-    """JAVA_HOME if set, else the `java` on PATH; its home folder and major version."""
+def find_java_home(java_home: str | None, min_major: int = MIN_JAVA) -> tuple[Path, int]:
+    """`java_home` (JAVA_HOME) if set, else the `java` on PATH; its home folder and major version."""
     candidates: list[Path] = []
-    if os.environ.get("JAVA_HOME"):
-        candidates.append(Path(os.environ["JAVA_HOME"]) / "bin" / "java")
+    if java_home:
+        candidates.append(Path(java_home) / "bin" / "java")
     on_path = shutil.which("java")
     if on_path:
         candidates.append(Path(on_path).resolve())

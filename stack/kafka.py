@@ -65,7 +65,7 @@ def install(settings: Settings) -> Path:
 
 def start(settings: Settings) -> ServiceProcess:
     """Render the config, format storage on first start, and launch the broker in the background."""
-    java_home, _ = find_java_home()
+    java_home, _ = find_java_home(settings.java_home)
     jars = install(settings)
     home = settings.state_dir / NAME
     data_dir = home / "data"

@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 import pyspark
 
-from clickstream_dagster.settings import Settings
+from clickstream_dagster.settings import Settings, child_env
 from spark.jars import SPARK_VERSION
 from spark.session import pipeline_conf
 
@@ -56,7 +56,7 @@ def probe(settings: Settings, timeout_s: float = 3) -> SparkConnectHealth | None
 
 def server_command(settings: Settings, bind: str = "127.0.0.1") -> tuple[list[str], dict[str, str], Path]:
     """The spark-submit command, environment and working folder of the server."""
-    java_home, _ = find_java_home()
+    java_home, _ = find_java_home(settings.java_home)
     jars = fetch_spark_jars(settings)
     home = settings.state_dir / NAME
     scratch = home / "tmp"
@@ -88,15 +88,13 @@ def server_command(settings: Settings, bind: str = "127.0.0.1") -> tuple[list[st
            "--driver-memory", settings.spark_driver_memory, "--jars", ",".join(jars)]
     for key, value in conf.items():
         cmd += ["--conf", f"{key}={value}"]
-    env = {
-        **os.environ,
-        "JAVA_HOME": str(java_home),
-        "SPARK_HOME": str(spark_home),
+    env = child_env(
+        JAVA_HOME=str(java_home),
+        SPARK_HOME=str(spark_home),
         # foreachBatch functions run in a Python worker of the server: the project's interpreter,
         # which has this package and its dependencies installed.
-        "PYSPARK_PYTHON": sys.executable,
-        "TZ": "UTC",
-    }
+        PYSPARK_PYTHON=sys.executable,
+    )
     # The server itself must not try to be a client (pyspark marks a process that opened a Connect
     # session with SPARK_CONNECT_MODE_ENABLED, and children inherit it).
     for variable in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED"):

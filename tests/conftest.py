@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 
 import pytest
 
-os.environ["TZ"] = "UTC"
+from clickstream_dagster.settings import Settings, use_utc
+from tests.helpers import create_topics, delete_topics, isolated_topics
 
-from clickstream_dagster.settings import Settings  # noqa: E402
-from tests.helpers import create_topics, delete_topics, isolated_topics  # noqa: E402
+use_utc()
 
 
 def pytest_collection_modifyitems(items):

@@ -1,6 +1,8 @@
 """Small helpers shared by tests."""
 
+import re
 import socket
+from pathlib import Path
 
 from stack.kafka import create_topics, delete_topics  # noqa: F401 (re-exported)
 
@@ -114,3 +116,9 @@ def remove_indices(client, prefix: str, templates: list[str]) -> None:
         client.indices.delete(index=index)
     for name in templates:
         client.options(ignore_status=404).indices.delete_index_template(name=name)
+
+
+def environment_names() -> set[str]:
+    """Every environment variable settings.py reads."""
+    source = (Path(__file__).resolve().parents[1] / "clickstream_dagster" / "settings.py").read_text()
+    return set(re.findall(r'(?:_env\(|_choice\(|os\.environ\.get\(|os\.environ\[)"([A-Z_]+)"', source))

@@ -8,24 +8,29 @@ from pyspark.sql import DataFrame
 from spark.analytics import transform
 from spark.analytics.jobs import build_days
 
-from ..partitions import FINAL_FRESHNESS, daily_partitions
+from ..partitions import FINAL_FRESHNESS, SPARK_BACKFILL, daily_partitions
 from ..resources import LakeResource, SparkResource
-from .lake import SPARK_BACKFILL, days_result, raw_clickstream
+from .lake import raw_clickstream
+from .metadata import OWNERS, asset_tags, code_version, column_lineage, days_result
 
 
 def analytics_asset(transformation: Callable[[DataFrame], DataFrame]) -> dg.AssetsDefinition:
     """A daily asset that applies one pure transformation to raw_clickstream's days."""
     name = transformation.__name__
+    lineage = column_lineage(transform.COLUMN_SOURCES[name], raw_clickstream.key)
 
     @dg.asset(name=name, description=transformation.__doc__.splitlines()[0],
               partitions_def=daily_partitions, backfill_policy=SPARK_BACKFILL, deps=[raw_clickstream],
               group_name="analytics", kinds={"spark", "delta"},
-              freshness_policy=FINAL_FRESHNESS)
+              freshness_policy=FINAL_FRESHNESS, owners=OWNERS, tags=asset_tags("analytics"),
+              # The whole module: a table's transformation calls its helpers there.
+              code_version=code_version(transform),
+              metadata={"dagster/column_lineage": lineage})
     def _asset(context: dg.AssetExecutionContext, lake: LakeResource,
                spark: SparkResource) -> dg.MaterializeResult:
         written = build_days(spark.get_session(), lake.raw, lake.analytics(name),
                              context.partition_keys, transformation)
-        return days_result(written, lake.analytics(name))
+        return days_result(written, lake.analytics(name), lineage)
 
     return _asset
 

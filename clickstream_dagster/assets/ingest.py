@@ -5,11 +5,14 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from spark.delta_lake import table_columns
+from spark.ingest import stream, transform
 from spark.ingest.config import AVAILABLE_NOW, IngestConfig
 from spark.ingest.stream import IngestJob
 
 from ..partitions import FIRST_DAY, FUTURE_DAYS, LIVE_FRESHNESS
 from ..resources import KafkaResource, LakeResource, SparkResource
+from .metadata import OWNERS, asset_tags, code_version, table_schema
 
 clickstream_topic = dg.AssetSpec(
     "clickstream_topic",
@@ -26,15 +29,25 @@ class IngestRunConfig(dg.Config):
     dedup_watermark: str = IngestConfig.dedup_watermark
 
 
+# Two ingests must never share the checkpoint. The instance template's run lanes queue them one at
+# a time, the pool shows the rule in the UI (and takes a limit: `dagster instance concurrency set
+# clickstream_ingest 1`), and the step itself refuses to run beside another, so a bare
+# `dagster dev` or `dg dev`, whose instance has no limits, is safe too.
+INGEST_POOL = "clickstream_ingest"
+INGEST_JOB = "ingest_job"
+
+
 @dg.asset(deps=[clickstream_topic], group_name="ingest", kinds={"spark", "delta"},
-          freshness_policy=LIVE_FRESHNESS)
+          freshness_policy=LIVE_FRESHNESS, pool=INGEST_POOL, owners=OWNERS, tags=asset_tags("ingest"),
+          code_version=code_version(stream, transform))
 def clickstream_landing(context: dg.AssetExecutionContext, config: IngestRunConfig,
                         kafka: KafkaResource, lake: LakeResource, spark: SparkResource
                         ) -> dg.MaterializeResult:
     """Everything new on the topic, validated and deduplicated into the landing lake (available-now)."""
+    _refuse_beside_another_ingest(context)
     job_config = IngestConfig(
         bootstrap_servers=kafka.bootstrap_servers, lake_root=lake.root, topic=kafka.topic,
-        dlq_topic=kafka.dlq_topic, mode=AVAILABLE_NOW,
+        dlq_topic=kafka.dlq_topic, consumer_group=kafka.consumer_group, mode=AVAILABLE_NOW,
         max_offsets_per_trigger=config.max_offsets_per_trigger,
         dedup_watermark=config.dedup_watermark, first_day=FIRST_DAY, future_days=FUTURE_DAYS,
     )
@@ -48,6 +61,7 @@ def clickstream_landing(context: dg.AssetExecutionContext, config: IngestRunConf
     # then failed or was killed reports nothing, but its rows are in the lake. Changed days come
     # from the lake itself, so none is ever left without its recompute.
     batches, recovered = ingest.batches_since(reported_through)
+    ingest.publish_position(max([*batches, *recovered], key=lambda b: b.started_at, default=None))
     rows_per_day: dict[str, int] = {}
     reasons: dict[str, int] = {}
     for batch in batches:
@@ -83,7 +97,30 @@ def clickstream_landing(context: dg.AssetExecutionContext, config: IngestRunConf
         "micro_batches": len(batches),
         "events_per_s": round(consumed / seconds) if seconds else 0,
         "landing_path": dg.MetadataValue.path(lake.landing),
+        **({"dagster/column_schema": table_schema(columns)}
+           if (columns := table_columns(session, lake.landing)) else {}),
     })
+
+
+def _refuse_beside_another_ingest(context: dg.AssetExecutionContext) -> None:
+    """Fail before touching the lake if an older run that ingests is still in progress; of two
+    that start together, the older proceeds."""
+    own = context.run
+    others = [record for record in context.instance.get_run_records(
+        dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]), limit=50)
+              if record.dagster_run.run_id != own.run_id
+              and (record.dagster_run.job_name == INGEST_JOB
+                   or clickstream_landing.key in (record.dagster_run.asset_selection or ()))]
+    mine = context.instance.get_run_record_by_id(own.run_id)
+    older = [r for r in others if (r.start_time or 0, r.dagster_run.run_id)
+             < ((mine.start_time if mine else None) or float("inf"), own.run_id)]
+    if older:
+        run = older[0].dagster_run
+        raise dg.Failure(
+            description=f"run {run.run_id} is already ingesting from {run.job_name}; two ingests "
+                        "must never share the checkpoint, so this run stops before touching the "
+                        "lake. The Kafka sensor launches the next ingest once that run ends.",
+            allow_retries=False)
 
 
 def _reported_through(context: dg.AssetExecutionContext) -> str | None:

@@ -18,8 +18,10 @@ from spark.delta_lake import enable_change_feed, is_table, table_version
 
 from ..partitions import LIVE_FRESHNESS, open_days
 from ..resources import ElasticsearchResource, LakeResource, SparkResource
+from ..serving import indices
 from ..serving.indices import SESSIONS, URL_COUNTRY, URL_POPULARITY, IndexSpec, upsert_live
 from .ingest import clickstream_landing
+from .metadata import OWNERS, asset_tags, code_version
 
 # Touched sessions whose start is looked up in Elasticsearch, to read only the parts since then;
 # beyond this (a first refresh, a backlog) the day's parts are read whole.
@@ -27,7 +29,8 @@ MAX_SESSION_LOOKUPS = 20_000
 
 
 @dg.asset(deps=[clickstream_landing], group_name="live", kinds={"spark", "delta", "elasticsearch"},
-          freshness_policy=LIVE_FRESHNESS)
+          freshness_policy=LIVE_FRESHNESS, owners=OWNERS, tags=asset_tags("live"),
+          code_version=code_version(live, indices))
 def live_indices(context: dg.AssetExecutionContext, lake: LakeResource, spark: SparkResource,
                  elasticsearch: ElasticsearchResource) -> dg.MaterializeResult:
     """Open days' url x country, 5-minute and session documents, refreshed for the new rows' windows."""

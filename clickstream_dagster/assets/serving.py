@@ -4,11 +4,12 @@ import dagster as dg
 
 from spark.delta_lake import read_days
 
-from ..partitions import FINAL_FRESHNESS, daily_partitions
+from ..partitions import FINAL_FRESHNESS, SPARK_BACKFILL, daily_partitions
 from ..resources import ElasticsearchResource, LakeResource, SparkResource
+from ..serving import indices
 from ..serving.indices import SERVED, IndexingError, IndexSpec, load_day
 from .analytics import ANALYTICS_ASSETS
-from .lake import SPARK_BACKFILL
+from .metadata import OWNERS, asset_tags, code_version, table_schema
 
 _UPSTREAM = {asset.key.to_user_string(): asset for asset in ANALYTICS_ASSETS}
 
@@ -36,7 +37,11 @@ def index_asset(spec: IndexSpec) -> dg.AssetsDefinition:
                           f"and {spec.alias} for all days, swapped to a new index per load.",
               partitions_def=daily_partitions, backfill_policy=SPARK_BACKFILL,
               deps=[_UPSTREAM[spec.table]], group_name="serving", kinds={"elasticsearch"},
-              freshness_policy=FINAL_FRESHNESS, retry_policy=INDEX_RETRY)
+              freshness_policy=FINAL_FRESHNESS, retry_policy=INDEX_RETRY,
+              owners=OWNERS, tags=asset_tags("serving"), code_version=code_version(indices),
+              # The documents' fields are the index mapping's, the one place they are written.
+              metadata={"dagster/column_schema": table_schema(
+                  {name: mapping["type"] for name, mapping in spec.properties.items()})})
     def _asset(context: dg.AssetExecutionContext, config: IndexLoadConfig,
                elasticsearch: ElasticsearchResource, lake: LakeResource, spark: SparkResource
                ) -> dg.MaterializeResult:
@@ -62,6 +67,7 @@ def index_asset(spec: IndexSpec) -> dg.AssetsDefinition:
         seconds = sum(r.seconds for r in reports)
         documents = sum(r.documents for r in reports)
         return dg.MaterializeResult(metadata={
+            "dagster/row_count": documents,
             "documents": documents,
             "docs_per_s": round(documents / seconds) if seconds else 0,
             "indices": dg.MetadataValue.json({r.index: r.documents for r in reports}),

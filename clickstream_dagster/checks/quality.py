@@ -12,7 +12,7 @@ from spark.delta_lake import read_days
 
 from ..assets.analytics import ANALYTICS_ASSETS
 from ..assets.lake import raw_clickstream
-from ..partitions import daily_partitions, day_is_closed
+from ..partitions import daily_partitions, day_is_closed, run_partition_keys
 from ..resources import LakeResource, SparkResource
 from ..settings import Settings
 from .gx_suites import check_names, validate
@@ -24,18 +24,6 @@ MIN_HISTORY_DAYS = 3
 def volume_band() -> float:
     """Allowed relative deviation of a day's row count from the trailing median (default 0.5)."""
     return Settings.from_env().volume_band
-
-
-def run_partition_keys(context) -> list[str]:
-    """The daily partitions this run materializes: one key, or a backfill's range."""
-    tags = context.run.tags
-    if "dagster/partition" in tags:
-        return [tags["dagster/partition"]]
-    start = tags.get("dagster/asset_partition_range_start")
-    end = tags.get("dagster/asset_partition_range_end")
-    if start and end:
-        return daily_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
-    raise dg.Failure("this check runs on daily partitions; the run names none")
 
 
 def _raw_rows(spark, lake: LakeResource, days: list[str]) -> dict[str, int]:

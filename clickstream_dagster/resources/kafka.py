@@ -11,6 +11,7 @@ class KafkaResource(dg.ConfigurableResource):
     bootstrap_servers: str
     topic: str
     dlq_topic: str
+    consumer_group: str  # where the ingest commits the offsets it has landed
 
     def settings(self) -> Settings:
         return Settings(kafka_bootstrap_servers=self.bootstrap_servers, topic=self.topic,
@@ -34,3 +35,15 @@ class KafkaResource(dg.ConfigurableResource):
             }
         finally:
             consumer.close()
+
+    def committed_offsets(self, partitions: list[int], timeout_s: float = 10) -> dict[int, int]:
+        """The ingest's committed position per partition (0 where it has committed none): what
+        `kafka-consumer-groups --describe --group <consumer_group>` shows."""
+        consumer = Consumer({"bootstrap.servers": self.bootstrap_servers,
+                             "group.id": self.consumer_group, "enable.auto.commit": False})
+        try:
+            committed = consumer.committed([TopicPartition(self.topic, p) for p in partitions],
+                                           timeout=timeout_s)
+        finally:
+            consumer.close()
+        return {tp.partition: max(tp.offset, 0) for tp in committed}

@@ -5,7 +5,7 @@ from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import SparkSession
 
 from spark.jars import installed_jars
-from spark.session import build_session, pipeline_conf
+from spark.session import build_session, pipeline_conf, stop_session
 
 from ..settings import Settings
 
@@ -37,7 +37,7 @@ class SparkResource(LazyPySparkResource):
         # A run's Connect session would otherwise idle on the server until its timeout, holding its
         # finished queries' plans: after a few hundred runs the server spent its time in GC.
         if self._spark_session is not None and "spark.remote" in self.spark_config:
-            self._spark_session.stop()
+            stop_session(self._spark_session)
 
 
 def spark_config(settings: Settings, conf: dict[str, str] | None = None) -> dict[str, str]:

@@ -193,6 +193,15 @@ def upsert_live(client: Elasticsearch, spec: IndexSpec, day: str, rows: pa.Table
     return IndexReport(index, sent, [], time.monotonic() - started)
 
 
+def served_documents(client: Elasticsearch, spec: IndexSpec, days: list[str]) -> dict[str, int]:
+    """Documents each day's alias serves; 0 for a day with no alias yet."""
+    counts = {}
+    for day in days:
+        alias = spec.index_for(day)
+        counts[day] = client.count(index=alias)["count"] if client.indices.exists(index=alias) else 0
+    return counts
+
+
 def ensure_index(client: Elasticsearch, spec: IndexSpec, day: str, replicas: int) -> str:
     """The day's alias, for the live path to write through; on a day nothing serves yet, a new
     index behind both aliases. Older indices gain new fields."""

@@ -194,5 +194,28 @@ def _windowed(raw: DataFrame, keys: dict[str, Column], *aggregates: Column) -> D
         *keys, *measures)
 
 
+# Each daily table's columns, and the raw_clickstream columns each is computed from: the column
+# lineage the Dagster UI shows. A unit test holds it to the transformations' real output columns.
+_WINDOW = {"event_date": ["event_date"], "window_start": ["event_ts"], "window_end": ["event_ts"]}
+COLUMN_SOURCES: dict[str, dict[str, list[str]]] = {
+    "url_country_daily": {
+        "event_date": ["event_date"], "url": ["url_path"], "country": ["country"],
+        "events": ["event_id"], "page_views": ["event_type"], "unique_users": ["user_id"],
+        "sessions": ["session_id"],
+        "avg_time_on_page_s": ["event_type", "event_ts", "session_id"],
+    },
+    "url_popularity_5m": {**_WINDOW, "url": ["url_path"], "events": ["event_id"]},
+    "device_usage_5m": {**_WINDOW, "device_type": ["device_type"], "events": ["event_id"]},
+    "active_users_5m": {**_WINDOW, "active_users": ["user_id"], "events": ["event_id"]},
+    "user_sessions": {
+        "event_date": ["event_date"], "session_id": ["session_id"], "user_id": ["user_id"],
+        "session_start": ["event_ts"], "session_end": ["event_ts"], "duration_s": ["event_ts"],
+        "events": ["event_id"], "page_views": ["event_type"],
+        "entry_page": ["url_path", "event_ts"], "exit_page": ["url_path", "event_ts", "event_type"],
+        "converted": ["event_type"], "device_type": ["device_type"], "country": ["country"],
+    },
+}
+
+
 def _seconds_between(start: Column, end: Column) -> Column:
     return F.round(F.unix_micros(end) / 1e6 - F.unix_micros(start) / 1e6, 3)

@@ -46,6 +46,16 @@ def read_batch_log(spark: SparkSession, lake_root: str, query_id: str | None = N
                                                              first_batch, started_after)]
 
 
+def newest_batch(spark: SparkSession, lake_root: str) -> BatchStats | None:
+    """The most recently started micro-batch's statistics; None before the first."""
+    log = lake_layout.ingest_log(lake_root)
+    if not is_table(spark, log):
+        return None
+    rows = (spark.read.format("delta").load(log).orderBy(F.desc("started_at"), F.desc("batch_id"))
+            .select("stats").limit(1).collect())
+    return BatchStats(**json.loads(rows[0].stats)) if rows else None
+
+
 def batch_log_rows(spark: SparkSession, lake_root: str, query_id: str | None = None,
                     first_batch: int = 0, started_after: str | None = None) -> list:
     log = lake_layout.ingest_log(lake_root)

@@ -1,24 +1,12 @@
-"""The ingest checkpoint's offset log: what the query consumed, read without starting Spark (a
-local lake, for sensors) or through Spark (any filesystem, for the micro-batch's own statistics)."""
+"""The ingest checkpoint, read through Spark so any Hadoop filesystem works (s3a too): the query's
+id and each micro-batch's offsets, for the batch's own statistics. Lag is read from Kafka instead
+(see consumer_group.py)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from pyspark.sql import SparkSession
-
-
-def committed_offsets(checkpoint: str, topic: str) -> dict[str, int] | None:
-    """End offsets of the last committed micro-batch; {} before the first, None when the
-    checkpoint is not on a local filesystem (then callers rely on their own cursor)."""
-    if "://" in checkpoint and not checkpoint.startswith("file://"):
-        return None
-    root = Path(checkpoint.removeprefix("file://"))
-    commits = [int(p.name) for p in (root / "commits").glob("*") if p.name.isdigit()]
-    if not commits:
-        return {}
-    return _offsets(topic, (root / "offsets" / str(max(commits))).read_text())
 
 
 def logged_offsets(spark: SparkSession, checkpoint: str, topic: str, batch_id: int) -> dict[str, int]:

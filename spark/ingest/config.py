@@ -20,6 +20,10 @@ class IngestConfig:
     lake_root: str
     topic: str = "clickstream"
     dlq_topic: str = "clickstream.dlq"
+    # Each micro-batch commits the offsets it published to this consumer group, so Kafka's own
+    # tools (kafka-consumer-groups, kcat) and the sensors see the ingest's lag, whatever the
+    # lake's storage. Spark's checkpoint still decides where the query resumes.
+    consumer_group: str = "clickstream-ingest"
     mode: str = AVAILABLE_NOW
     processing_time: str = "10 seconds"
     max_offsets_per_trigger: int | None = 1_000_000

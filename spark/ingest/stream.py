@@ -19,8 +19,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ..delta_lake import CHANGE_FEED, append_batch, last_commit
-from . import checkpoint
-from .batch_log import BATCH_LOG_SCHEMA, BatchStats, batch_log_rows
+from . import checkpoint, consumer_group
+from .batch_log import BATCH_LOG_SCHEMA, BatchStats, batch_log_rows, newest_batch
 from .config import AVAILABLE_NOW, CONTINUOUS, IngestConfig
 from .transform import flatten, parse_events, to_bad_rows, to_dead_letter_messages, to_lake_rows
 
@@ -50,7 +50,16 @@ class IngestJob:
     def run(self, timeout_s: float | None = None) -> list[BatchStats]:
         """Start the query; in available-now mode return once everything new is in the lake."""
         self.wait(timeout_s)
-        return self.batches
+        batches = self.batches
+        self.publish_position(batches[-1] if batches else None)
+        return batches
+
+    def publish_position(self, newest: BatchStats | None = None) -> None:
+        """Commit the newest logged batch's end offsets to the consumer group: each batch does so
+        itself, and this catches up one whose run died between its Delta and group commits."""
+        newest = newest or newest_batch(self.spark, self.config.lake_root)
+        if newest is not None:
+            consumer_group.publish(self.config, newest.end_offsets)
 
     def wait(self, timeout_s: float | None = None) -> None:
         """Start the query and wait until it ends (available-now: everything new is in the lake)."""
@@ -157,7 +166,8 @@ class IngestJob:
 
 class BatchWriter:
     """Publishes one micro-batch to the landing lake, the bad-rows table, the dead-letter topic and
-    the batch log. Errors propagate: the query fails, and nothing is lost."""
+    the batch log, then commits its end offsets to the consumer group. Errors propagate: the query
+    fails, and nothing is lost."""
 
     def __init__(self, config: IngestConfig):
         self.config = config
@@ -219,6 +229,7 @@ class BatchWriter:
         record = spark.createDataFrame([(app_id, batch_id, started_at, stats.to_json())],
                                        BATCH_LOG_SCHEMA)
         append_batch(record, self.config.batch_log, app_id, batch_id, [])
+        consumer_group.publish(self.config, end)
         self._previous = (batch_id, end)
 
     def _app_id(self, spark: SparkSession) -> str:

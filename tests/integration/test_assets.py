@@ -19,12 +19,14 @@ from clickstream_dagster.assets.ingest import clickstream_landing
 from clickstream_dagster.assets.lake import raw_clickstream
 from clickstream_dagster.assets.serving import SERVING_ASSETS
 from clickstream_dagster.checks.quality import QUALITY_CHECKS
+from clickstream_dagster.checks.serving import SERVING_CHECKS
 from clickstream_dagster.definitions import build_resources
 from clickstream_dagster.resources import ElasticsearchResource
-from clickstream_dagster.serving.indices import SERVED, URL_COUNTRY, IndexingError, load_day
+from clickstream_dagster.serving.indices import SERVED, SESSIONS, URL_COUNTRY, IndexingError, load_day
 from simulator.producer import produce
 from simulator.timeline import LATE, VALID, GeneratorConfig, stream
 from spark.delta_lake import last_commit, read_days
+from spark.ingest.transform import LAKE_COLUMNS
 from tests.helpers import create_topics, delete_topics, isolated_topics, remove_indices
 
 CONFIG = GeneratorConfig(events=20_000, seed=77, start=datetime(2026, 6, 1, tzinfo=UTC), days=2,
@@ -79,11 +81,26 @@ def test_landing_reports_exactly_the_changed_partitions(pipeline):
     metadata = landing.asset_materializations_for_node("clickstream_landing")[0].metadata
     assert metadata["changed_partitions"].value == [DAY1, DAY2]
     assert metadata["records_consumed"].value == CONFIG.events
+    # The UI shows the landing table's columns as Delta stores them.
+    columns = {c.name: c.type for c in metadata["dagster/column_schema"].value.columns}
+    assert list(columns) == LAKE_COLUMNS
+    assert (columns["event_ts"], columns["event_date"]) == ("timestamp", "date")
 
 
 def test_partition_matches_an_independent_computation(spark, pipeline):
     _, resources, _ = pipeline
-    assert dg.materialize(DAILY, partition_key=DAY1, resources=resources).success
+    result = dg.materialize(DAILY, partition_key=DAY1, resources=resources)
+    assert result.success
+    # Each table reports the columns it wrote; the analytics ones also their lineage.
+    for asset in DAILY:
+        (materialization,) = result.asset_materializations_for_node(asset.node_def.name)
+        schema = materialization.metadata["dagster/column_schema"].value
+        lake = resources["lake"]
+        path = lake.raw if asset is raw_clickstream else lake.analytics(asset.key.to_user_string())
+        assert {c.name for c in schema.columns} == set(read_days(spark, path, [DAY1]).columns)
+        if asset is not raw_clickstream:
+            lineage = materialization.metadata["dagster/column_lineage"].value
+            assert set(lineage.deps_by_column) == {c.name for c in schema.columns}
     events = expected_events()
     day = events[events.event_date == DAY1]
 
@@ -140,7 +157,7 @@ def test_a_two_day_range_runs_as_one_spark_job(spark, pipeline):
         assert len(_read(spark, resources, "raw", day)) == (events.event_date == day).sum()
 
 
-SERVING_DAY1 = [*DAILY, *SERVING_ASSETS]
+SERVING_DAY1 = [*DAILY, *SERVING_ASSETS, *SERVING_CHECKS]
 
 
 def _es(settings, resources):
@@ -149,9 +166,20 @@ def _es(settings, resources):
 
 def test_indices_hold_exactly_the_lake_rows_and_reruns_replace_them(spark, pipeline):
     settings, resources, _ = pipeline
-    assert dg.materialize(SERVING_DAY1, partition_key=DAY1, resources=resources).success
+    result = dg.materialize(SERVING_DAY1, partition_key=DAY1, resources=resources)
+    assert result.success
     client = _es(settings, resources)
     prefix = resources["elasticsearch"].index_prefix
+    # The served count, visible in the UI as a check of each index asset.
+    counts = {e.asset_key.to_user_string(): e for e in result.get_asset_check_evaluations()
+              if e.check_name == "served_documents_match_table"}
+    assert set(counts) == {asset.key.to_user_string() for asset in SERVING_ASSETS}
+    for spec, asset in zip(SERVED, SERVING_ASSETS, strict=True):
+        evaluation = counts[asset.key.to_user_string()]
+        rows = len(_read(spark, resources, spec.table, DAY1))
+        assert evaluation.passed
+        assert evaluation.metadata["served_documents"].value == {DAY1: rows}
+        assert evaluation.metadata["table_rows"].value == {DAY1: rows}
     first, physical = {}, {}
     for spec in SERVED:
         served = spec.with_prefix(prefix)
@@ -181,6 +209,28 @@ def test_indices_hold_exactly_the_lake_rows_and_reruns_replace_them(spark, pipel
         (swapped,) = client.indices.get_alias(name=index)
         assert swapped != physical[spec.name]
         assert not client.indices.exists(index=physical[spec.name])
+
+
+def test_the_served_count_check_fails_when_the_index_lost_a_document(spark, pipeline):
+    settings, resources, _ = pipeline
+    assert dg.materialize(SERVING_DAY1, partition_key=DAY1, resources=resources).success
+    sessions = SESSIONS.with_prefix(resources["elasticsearch"].index_prefix)
+    client = _es(settings, resources)
+    victim = next(helpers.scan(client, index=sessions.index_for(DAY1), _source=False))["_id"]
+    client.delete(index=sessions.index_for(DAY1), id=victim, refresh=True)
+    (check,) = [c for c, spec in zip(SERVING_CHECKS, SERVED, strict=True) if spec is SESSIONS]
+    # The check alone, as the UI's "Execute check" runs it on the day: no index is loaded again.
+    only_the_check = dg.define_asset_job("served_count_only", selection=dg.AssetSelection.checks(check))
+    definitions = dg.Definitions(assets=[*DAILY, *SERVING_ASSETS], asset_checks=[check],
+                                 jobs=[only_the_check], resources=resources)
+    result = definitions.resolve_job_def("served_count_only").execute_in_process(
+        tags={"dagster/partition": DAY1}, raise_on_error=False)
+    assert not result.get_asset_materialization_events()
+    (evaluation,) = result.get_asset_check_evaluations()
+    rows = len(_read(spark, resources, SESSIONS.table, DAY1))
+    assert not evaluation.passed
+    assert evaluation.metadata["served_documents"].value == {DAY1: rows - 1}
+    assert evaluation.metadata["days_that_differ"].value == [DAY1]
 
 
 def _url_country_rows(count: int) -> list[dict]:

@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 
+from clickstream_dagster.settings import child_env
+
 EVENTS = 10_000
 STAGES = ["produce", "ingest", "compact", "aggregate", "validate", "index", "end_to_end", "freshness"]
 
@@ -18,7 +20,7 @@ def test_bench_runs_every_stage_and_writes_consistent_results(stack, tmp_path):
         [sys.executable, "-m", "cli", "bench", "--events", str(EVENTS),
          "--freshness-rate", "300", "--freshness-seconds", "10", "--results-dir", str(tmp_path),
          "--quiet"],
-        env={**os.environ, "TZ": "UTC"}, capture_output=True, text=True, timeout=600)
+        env=child_env(), capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
 
     latest = json.loads((tmp_path / "latest.json").read_text())

@@ -16,6 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from clickstream_dagster.settings import child_env
 from simulator.producer import produce
 from simulator.timeline import LATE, VALID, GeneratorConfig, stream
 from spark.ingest.batch_log import read_batch_log
@@ -139,10 +140,9 @@ def test_sigkill_mid_batch_then_restart_lands_every_event_exactly_once(stack, sp
     lake = tmp_path / "lake"
     # The ingest runs its own in-process Spark here, so that SIGKILL takes down the very process
     # that writes the lake and the checkpoint, as a crash of the Spark server would.
-    env = {**os.environ, "CLICKSTREAM_TOPIC": fresh_topics.topic,
-           "CLICKSTREAM_DLQ_TOPIC": fresh_topics.dlq_topic, "CLICKSTREAM_LAKE_DIR": str(lake),
-           "CLICKSTREAM_SPARK_REMOTE": "none", "SPARK_MASTER": "local[2]", "SPARK_DRIVER_MEMORY": "2g"}
-    env.pop("SPARK_CONNECT_MODE_ENABLED", None)  # set by this process's own Connect session
+    env = child_env(CLICKSTREAM_TOPIC=fresh_topics.topic, CLICKSTREAM_DLQ_TOPIC=fresh_topics.dlq_topic,
+                    CLICKSTREAM_LAKE_DIR=str(lake), CLICKSTREAM_SPARK_REMOTE="none",
+                    SPARK_MASTER="local[2]", SPARK_DRIVER_MEMORY="2g")
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli", "ingest", "--max-offsets-per-trigger",
          "8000"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
+from clickstream_dagster.settings import child_env
 from simulator.producer import GeneratorError, produce, write_jsonl
 from simulator.timeline import GeneratorConfig
 from tests.helpers import consume_all, free_port
@@ -23,7 +23,7 @@ CONFIG = GeneratorConfig(events=20_000, seed=5, start=datetime(2026, 4, 1, tzinf
 
 def _cli(*args, env=None, **kwargs):
     return subprocess.run([sys.executable, "-m", "cli", *args],
-                          env={**os.environ, **(env or {})}, capture_output=True, text=True, **kwargs)
+                          env=child_env(**(env or {})), capture_output=True, text=True, **kwargs)
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -12,6 +12,7 @@ import threading
 import pytest
 
 from clickstream_dagster.clients import elasticsearch_client, kafka_admin
+from clickstream_dagster.settings import child_env
 from stack import kafka, manager
 from stack.errors import StackError
 from stack.process import port_is_open, read_pid_file
@@ -94,8 +95,7 @@ def test_port_taken_by_foreign_process_is_a_clear_error(stack, tmp_path, foreign
     with pytest.raises(StackError, match=rf"Port {port} .* not Elasticsearch"):
         manager.up(not_es)
 
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
-           "CLICKSTREAM_STATE_DIR": str(tmp_path)}
+    env = child_env(KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{port}", CLICKSTREAM_STATE_DIR=str(tmp_path))
     proc = subprocess.run(
         [sys.executable, "-m", "cli", "stack", "up"],
         env=env, capture_output=True, text=True, timeout=120,

@@ -24,6 +24,7 @@ from selenium.webdriver.common.keys import Keys
 
 from clickstream_dagster.clients import elasticsearch_client
 from clickstream_dagster.serving.indices import SERVED
+from clickstream_dagster.settings import child_env
 from simulator.producer import produce
 from simulator.timeline import GeneratorConfig
 from spark.delta_lake import read_days
@@ -49,10 +50,10 @@ def dagster_ui(stack, tmp_path_factory):
     (home / "dagster.yaml").write_text(
         (ROOT / "stack/templates/dagster.yaml").read_text())
     port = free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "TZ": "UTC", "CLICKSTREAM_AUTOMATION": "off",
-           "CLICKSTREAM_TOPIC": settings.topic, "CLICKSTREAM_DLQ_TOPIC": settings.dlq_topic,
-           "CLICKSTREAM_LAKE_DIR": settings.lake_dir, "CLICKSTREAM_ES_INDEX_PREFIX": prefix,
-           "SPARK_MASTER": "local[2]", "SPARK_DRIVER_MEMORY": "2g"}
+    env = child_env(DAGSTER_HOME=str(home), CLICKSTREAM_AUTOMATION="off",
+                    CLICKSTREAM_TOPIC=settings.topic, CLICKSTREAM_DLQ_TOPIC=settings.dlq_topic,
+                    CLICKSTREAM_LAKE_DIR=settings.lake_dir, CLICKSTREAM_ES_INDEX_PREFIX=prefix,
+                    SPARK_MASTER="local[2]", SPARK_DRIVER_MEMORY="2g")
     log = open(home / "dagster-dev.log", "wb")  # noqa: SIM115 (closed at teardown)
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("dagster")), "dev", "-w", str(ROOT / "workspace.yaml"),

@@ -14,11 +14,16 @@ def spark():
     """A small in-process Spark for the whole unit run, stopped at the end."""
     from pyspark.sql import SparkSession
 
-    builder = SparkSession.builder.master("local[2]").appName("clickstream-unit-tests")
-    for key, value in {**BASE_CONF, "spark.sql.shuffle.partitions": "2",
-                       "spark.ui.enabled": "false"}.items():
-        builder = builder.config(key, value)
-    session = builder.getOrCreate()
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
+    # pyspark marks a process that opened a Spark Connect session (the integration tests, when
+    # they ran first) and then builds Connect sessions and columns only; these tests need the
+    # in-process kind, so the mark is lifted while they run.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("SPARK_CONNECT_MODE_ENABLED", raising=False)
+        builder = SparkSession.builder.master("local[2]").appName("clickstream-unit-tests")
+        for key, value in {**BASE_CONF, "spark.sql.shuffle.partitions": "2",
+                           "spark.ui.enabled": "false"}.items():
+            builder = builder.config(key, value)
+        session = builder.getOrCreate()
+        session.sparkContext.setLogLevel("ERROR")
+        yield session
+        session.stop()

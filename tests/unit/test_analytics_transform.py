@@ -122,3 +122,12 @@ def test_url_country_from_window_parts_keeps_counts_and_estimates_distincts(raw)
 ])
 def test_a_day_is_written_in_files_that_keep_every_core_busy(rows, cores, files):
     assert jobs.files_per_day({"2026-05-04": rows, "2026-05-03": rows // 2}, cores) == files
+
+
+@pytest.mark.parametrize("table", sorted(transform.COLUMN_SOURCES))
+def test_column_lineage_names_every_output_column_and_only_raw_columns(raw, table):
+    """The lineage the UI shows is held to the transformations' real columns, both ways."""
+    output = getattr(transform, table)(raw)
+    sources = transform.COLUMN_SOURCES[table]
+    assert list(sources) == output.columns
+    assert {column for inputs in sources.values() for column in inputs} <= set(raw.columns)

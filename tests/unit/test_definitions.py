@@ -5,6 +5,8 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from clickstream_dagster.definitions import defs
+from clickstream_dagster.serving.indices import SERVED
+from spark.analytics.transform import COLUMN_SOURCES
 
 EXPECTED_ASSETS = {
     "clickstream_topic", "clickstream_landing", "raw_clickstream", "url_country_daily",
@@ -23,29 +25,66 @@ def test_every_definition_resolves_by_name():
     for job in repository.get_all_jobs():
         if job.name.startswith("__"):  # Dagster's implicit asset job, not one of ours
             continue
-        assert defs.get_job_def(job.name).name == job.name
+        assert defs.resolve_job_def(job.name).name == job.name
     for sensor in repository.sensor_defs:
-        assert defs.get_sensor_def(sensor.name).name == sensor.name
+        assert defs.resolve_sensor_def(sensor.name).name == sensor.name
     for schedule in repository.schedule_defs:
-        assert defs.get_schedule_def(schedule.name).name == schedule.name
+        assert defs.resolve_schedule_def(schedule.name).name == schedule.name
 
 
 def test_jobs_and_sensors_resolve_by_name():
-    assert {j.name for j in [defs.get_job_def("ingest_job"), defs.get_job_def("daily_job")]} == \
+    assert {j.name for j in [defs.resolve_job_def("ingest_job"), defs.resolve_job_def("daily_job")]} == \
         {"ingest_job", "daily_job"}
     for name in ("kafka_ingest_sensor", "landing_partitions_sensor",
                  "clickstream_topic_observation_sensor", "run_failure_alert_sensor"):
-        assert defs.get_sensor_def(name).name == name
+        assert defs.resolve_sensor_def(name).name == name
 
 
 def test_a_day_is_closed_after_the_lateness_window():
-    schedule = defs.get_schedule_def("daily_close_schedule")
+    schedule = defs.resolve_schedule_def("daily_close_schedule")
     context = dg.build_schedule_context(
         scheduled_execution_time=datetime(2026, 11, 23, 2, 0, tzinfo=UTC),
         repository_def=defs.get_repository_def())
     (request,) = schedule.evaluate_tick(context).run_requests
     assert request.partition_key == "2026-11-22"  # the day that just ended, not today
     assert request.tags["clickstream/day"] == "final"
+
+
+def _assets() -> dict[str, dg.AssetsDefinition]:
+    graph = defs.resolve_asset_graph()
+    return {key.to_user_string(): graph.get(key) for key in graph.get_all_asset_keys()
+            if graph.get(key).is_materializable}
+
+
+def test_every_asset_has_an_owner_tags_a_code_version_and_a_description():
+    assets = _assets()
+    assert set(assets) == EXPECTED_ASSETS - {"clickstream_topic"} | {"live_indices"}
+    for name, node in assets.items():
+        assert node.owners == ["team:clickstream"], name
+        assert node.tags.get("pipeline") == "clickstream" and node.tags.get("layer"), name
+        assert node.code_version and len(node.code_version) == 12, name
+        assert node.description, name
+
+
+def test_analytics_tables_carry_column_lineage_from_the_raw_table():
+    assets = _assets()
+    for table, sources in COLUMN_SOURCES.items():
+        lineage = assets[table].metadata["dagster/column_lineage"]
+        assert set(lineage.deps_by_column) == set(sources)
+        for column, deps in lineage.deps_by_column.items():
+            assert {d.asset_key.to_user_string() for d in deps} == {"raw_clickstream"}
+            assert sorted(d.column_name for d in deps) == sorted(sources[column])
+
+
+def test_index_assets_show_their_mapping_as_columns_and_a_count_check():
+    assets = _assets()
+    checks = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
+    assert "served_documents_match_table" in checks
+    for spec in SERVED:
+        node = assets[spec.name.replace("-", "_") + "_index"]
+        schema = node.metadata["dagster/column_schema"]
+        assert {c.name: c.type for c in schema.columns} == {
+            name: mapping["type"] for name, mapping in spec.properties.items()}
 
 
 def test_resources_are_typed_and_complete():

@@ -1,6 +1,7 @@
 """docker-compose.yml cannot run here, so keep it honest against the local stack's defaults."""
 
 import re
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -8,16 +9,12 @@ import yaml
 from clickstream_dagster.settings import Settings
 from stack.kafka import DLQ_PARTITIONS
 from stack.versions import ELASTICSEARCH_VERSION, KAFKA_VERSION
+from tests.helpers import environment_names
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 DEFAULTS = Settings()
-
-
-def _env_names_read_by_settings() -> set[str]:
-    source = (ROOT / "clickstream_dagster" / "settings.py").read_text()
-    return set(re.findall(r'(?:_env|os\.environ\.get)\("([A-Z_]+)"', source))
 
 
 def test_services_are_the_documented_stack():
@@ -50,7 +47,7 @@ def test_ports_are_published_on_loopback_at_the_default_ports():
 
 def test_pipeline_environment_uses_the_documented_names_and_defaults():
     env = SERVICES["user-code"]["environment"]
-    documented = _env_names_read_by_settings() | {"TZ", "DAGSTER_HOME"}
+    documented = environment_names() | {"TZ", "DAGSTER_HOME"}
     assert {k for k in env if not k.startswith("DAGSTER_POSTGRES")} <= documented
     assert env["TZ"] == "UTC"
     assert env["CLICKSTREAM_TOPIC"] == DEFAULTS.topic
@@ -82,5 +79,14 @@ def test_long_running_services_have_healthchecks_and_wait_for_dependencies():
 
 def test_every_setting_is_in_the_readme_configuration_table():
     readme = (ROOT / "README.md").read_text()
-    for name in _env_names_read_by_settings() | {"DAGSTER_HOME", "TZ"}:
+    for name in environment_names() | {"DAGSTER_HOME", "TZ"}:
         assert re.search(rf"^\| `{name}` \|", readme, re.M), f"{name} missing from README table"
+
+
+def test_the_image_copies_every_package_the_project_installs():
+    """A package added to pyproject.toml but not to the image would only fail in Docker."""
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"]["find"]["include"]
+    copied = set(re.findall(r"^COPY (\S+) \./", (ROOT / "docker" / "Dockerfile").read_text(),
+                            flags=re.MULTILINE))
+    assert {name.rstrip("*") for name in packages} <= copied

@@ -1,6 +1,9 @@
+import re
 from pathlib import Path
 
 from clickstream_dagster.settings import Settings
+from spark.ingest.config import IngestConfig
+from tests.helpers import environment_names
 
 
 def test_defaults_point_at_the_local_stack(monkeypatch):
@@ -35,3 +38,31 @@ def test_secrets_come_from_the_environment_and_stay_out_of_repr(monkeypatch):
     settings = Settings.from_env()
     assert settings.elasticsearch_api_key == "c2VjcmV0"
     assert "c2VjcmV0" not in repr(settings)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ["contract", "spark", "clickstream_dagster", "simulator", "stack", "cli", "bench", "tests"]
+
+
+def test_only_settings_reads_the_environment():
+    """One configuration route: every other module takes Settings (or plain values from it)."""
+    readers = sorted(str(path.relative_to(ROOT)) for package in PACKAGES
+                     for path in (ROOT / package).rglob("*.py")
+                     if "os.environ" in path.read_text()
+                     and path.name != "settings.py" and path != Path(__file__))
+    assert readers == []
+
+
+def test_every_variable_settings_reads_is_documented():
+    readme = (ROOT / "README.md").read_text()
+    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", readme, flags=re.MULTILINE))
+    assert environment_names() - documented == set()
+
+
+def test_the_ingest_defaults_are_written_once(monkeypatch):
+    """Settings take the ingest job's own defaults instead of repeating them."""
+    for var in ("CLICKSTREAM_TOPIC", "CLICKSTREAM_DLQ_TOPIC", "CLICKSTREAM_CONSUMER_GROUP"):
+        monkeypatch.delenv(var, raising=False)
+    config = Settings.from_env().ingest_config()
+    assert (config.topic, config.dlq_topic, config.consumer_group) == (
+        IngestConfig.topic, IngestConfig.dlq_topic, IngestConfig.consumer_group)
