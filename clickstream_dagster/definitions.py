@@ -39,7 +39,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             index_prefix=settings.elasticsearch_index_prefix,
             **secret,
         ),
-        "lake": LakeResource(root=settings.lake_dir),
+        "lake": LakeResource(root=settings.lake_dir, ip_anonymization=settings.ip_anonymization),
         "spark": SparkResource(spark_config=spark_config(settings)),
     }
 

@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlparse
 
-from spark.ingest.config import IngestConfig
+from spark.ingest.config import IP_MODES, IngestConfig
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 DEFAULT_DAGSTER_HOME = Path.home() / ".local" / "share" / "clickstream" / "dagster"
@@ -22,6 +22,13 @@ DEFAULT_DAGSTER_HOME = Path.home() / ".local" / "share" / "clickstream" / "dagst
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name, "").strip()
     return value or default
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = _env(name, default).lower()
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of {', '.join(choices)}")
+    return value
 
 
 def use_utc() -> None:
@@ -57,6 +64,7 @@ class Settings:
     topic: str = IngestConfig.topic
     dlq_topic: str = IngestConfig.dlq_topic
     consumer_group: str = IngestConfig.consumer_group
+    ip_anonymization: str = IngestConfig.ip_anonymization
     topic_partitions: int = 6
     elasticsearch_url: str = "http://127.0.0.1:9200"
     elasticsearch_api_key: str | None = field(default=None, repr=False)
@@ -97,6 +105,8 @@ class Settings:
             topic=_env("CLICKSTREAM_TOPIC", defaults.topic),
             dlq_topic=_env("CLICKSTREAM_DLQ_TOPIC", defaults.dlq_topic),
             consumer_group=_env("CLICKSTREAM_CONSUMER_GROUP", defaults.consumer_group),
+            ip_anonymization=_choice("CLICKSTREAM_IP_ANONYMIZATION", defaults.ip_anonymization,
+                                     IP_MODES),
             topic_partitions=int(_env("CLICKSTREAM_TOPIC_PARTITIONS", str(defaults.topic_partitions))),
             elasticsearch_url=_env("ELASTICSEARCH_URL", defaults.elasticsearch_url).rstrip("/"),
             elasticsearch_api_key=os.environ.get("ELASTICSEARCH_API_KEY") or None,
@@ -135,6 +145,7 @@ class Settings:
         return IngestConfig(bootstrap_servers=self.kafka_bootstrap_servers, lake_root=self.lake_dir,
                             topic=self.topic, dlq_topic=self.dlq_topic,
                             consumer_group=self.consumer_group, first_day=self.first_day,
+                            ip_anonymization=self.ip_anonymization,
                             **overrides)
 
     @property

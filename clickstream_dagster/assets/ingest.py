@@ -50,6 +50,7 @@ def clickstream_landing(context: dg.AssetExecutionContext, config: IngestRunConf
         dlq_topic=kafka.dlq_topic, consumer_group=kafka.consumer_group, mode=AVAILABLE_NOW,
         max_offsets_per_trigger=config.max_offsets_per_trigger,
         dedup_watermark=config.dedup_watermark, first_day=FIRST_DAY, future_days=FUTURE_DAYS,
+        ip_anonymization=lake.ip_anonymization,
     )
     reported_through = _reported_through(context)
     started = time.monotonic()

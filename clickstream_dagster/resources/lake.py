@@ -7,6 +7,8 @@ class LakeResource(dg.ConfigurableResource):
     """Where the lake lives: a local folder or an s3a:// URI; every path comes from lake_layout."""
 
     root: str
+    # How IP addresses are stored: "truncate" (their /24 or /48 network) or "off" (as sent).
+    ip_anonymization: str
 
     @property
     def landing(self) -> str:

@@ -9,7 +9,7 @@ import argparse
 from dataclasses import fields
 
 from ..session import STREAMING_CONF, build_session
-from .config import AVAILABLE_NOW, CONTINUOUS, IngestConfig
+from .config import AVAILABLE_NOW, CONTINUOUS, IP_MODES, IngestConfig
 from .stream import IngestJob
 
 DEFAULTS = {f.name: f.default for f in fields(IngestConfig)}
@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--processing-time", default=DEFAULTS["processing_time"])
     parser.add_argument("--max-offsets-per-trigger", type=int,
                         default=DEFAULTS["max_offsets_per_trigger"])
+    parser.add_argument("--ip-anonymization", choices=IP_MODES, default=DEFAULTS["ip_anonymization"],
+                        help="truncate: IP addresses land as their /24 or /48 network; off: as sent")
     parser.add_argument("--first-day", help="events dated before this day (YYYY-MM-DD) are dead "
                                             "letters; match the Dagster partitions' first day")
     args = parser.parse_args(argv)
@@ -33,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
         bootstrap_servers=args.bootstrap_servers, lake_root=args.lake, topic=args.topic,
         dlq_topic=args.dlq_topic, mode=args.mode, processing_time=args.processing_time,
         max_offsets_per_trigger=args.max_offsets_per_trigger, first_day=args.first_day,
+        ip_anonymization=args.ip_anonymization,
     )
     for batch in IngestJob(spark, config).run():
         print(batch.to_json())

@@ -12,6 +12,11 @@ from .. import lake_layout
 
 AVAILABLE_NOW = "available-now"
 CONTINUOUS = "continuous"
+# How the client's IP address reaches the lake: truncated to its network (the default), or as
+# sent. Dead letters keep the original bytes, as they must to be replayed.
+IP_TRUNCATE = "truncate"
+IP_KEEP = "off"
+IP_MODES = (IP_TRUNCATE, IP_KEEP)
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,8 @@ class IngestConfig:
     state_partitions: int = 4  # fixed by the first run of a checkpoint
     first_day: str | None = None  # events before it are dead letters (out_of_range)
     future_days: int = 1  # events more days than this after their ingest day are dead letters
+    # "truncate": IP addresses reach the lake as their network (/24, /48); "off": as sent.
+    ip_anonymization: str = IP_TRUNCATE
     kafka_options: dict[str, str] = field(default_factory=dict)  # e.g. kafka.security.protocol
 
     @property

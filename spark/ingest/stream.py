@@ -144,7 +144,8 @@ class IngestJob:
         # cross it, not each record's raw bytes plus its parsed struct.
         return (
             flatten(parse_events(kafka_rows, first_day=self.config.first_day,
-                                 future_days=self.config.future_days))
+                                 future_days=self.config.future_days),
+                    ip_mode=self.config.ip_anonymization)
             .withWatermark("ingested_at", self.config.dedup_watermark)
             .dropDuplicatesWithinWatermark(["dedup_key"])
         )

@@ -1,7 +1,7 @@
 """Pure transformations of the ingest: DataFrame in, DataFrame out, no I/O.
 
 Every Kafka record leaves `parse_events` as exactly one row, with `error` null when the event
-honours the contract and a reason ("missing_field: user.session_id", "bad_timestamp", ...) when
+honours the contract and a reason ("missing_field: user.session_id", "bad_timestamp: event_ts", ...) when
 it does not. Nothing is dropped here: valid rows go to the lake, the others to dead letters.
 """
 
@@ -14,6 +14,8 @@ from pyspark.sql import functions as F
 
 from contract import max_event_bytes
 from contract.spark import CORRUPT_RECORD, field_rules, spark_schema
+
+from .config import IP_MODES, IP_TRUNCATE
 
 LAKE_COLUMNS = [
     "event_id", "event_type", "event_ts", "event_date", "event_hour", "user_id", "session_id",
@@ -73,6 +75,9 @@ def contract_violation(max_bytes: int) -> Column:
     checks: list[tuple[Column, Column | str]] = [
         (value.isNull() | (F.octet_length(value) == 0), "invalid_json: empty message"),
         (F.octet_length(value) > max_bytes, f"oversized: more than {max_bytes} bytes"),
+        # JSON is UTF-8. Spark would read stray bytes into a string field as they are, so a record
+        # with invalid bytes could otherwise pass and carry them into the lake and the indices.
+        (~F.expr("is_valid_utf8(cast(value as string))"), "invalid_json: not UTF-8"),
         (event[CORRUPT_RECORD].isNotNull(), F.when(
             F.expr("try_parse_json(cast(value as string))").isNull(), F.lit("invalid_json")
         ).otherwise(F.lit("wrong_type"))),
@@ -83,10 +88,12 @@ def contract_violation(max_bytes: int) -> Column:
         if rule.const is not None:
             checks.append((column != F.lit(rule.const), f"unsupported_version: {rule.path}"))
         if rule.enum is not None:
-            reason = "unknown_event_type" if rule.path == "event_type" else f"invalid_value: {rule.path}"
+            reason = ("unknown_event_type: event_type" if rule.path == "event_type"
+                      else f"invalid_value: {rule.path}")
             checks.append((~column.isin(*rule.enum), reason))
         if rule.path == "event_ts":
-            checks.append((~column.rlike(rule.pattern) | F.col("event_ts").isNull(), "bad_timestamp"))
+            checks.append((~column.rlike(rule.pattern) | F.col("event_ts").isNull(),
+                           "bad_timestamp: event_ts"))
         elif rule.pattern is not None:
             checks.append((~column.rlike(rule.pattern), f"invalid_value: {rule.path}"))
         if rule.min_length is not None:
@@ -118,15 +125,19 @@ def date_out_of_range(first_day: str | None, future_days: int) -> Column:
     return reason
 
 
-def flatten(events: DataFrame) -> DataFrame:
+def flatten(events: DataFrame, ip_mode: str = IP_TRUNCATE) -> DataFrame:
     """Parsed events -> typed lake columns, plus `error` and, for dead letters only, the original
     Kafka key and bytes. One flat, narrow row per record: cheap to cache within a micro-batch."""
+    if ip_mode not in IP_MODES:
+        raise ValueError(f"unknown IP anonymization {ip_mode!r}: use one of {', '.join(IP_MODES)}")
     invalid = F.col("error").isNotNull()
+    ip = F.col("event.geo.ip")
     derived = {
         "event_date": F.to_date("event_ts"),
         "event_hour": F.date_format("event_ts", "HH"),
         "url_path": url_path(F.col("event.page.url")),
         "schema_version": F.col("event.schema_version").cast("int"),
+        "ip": truncate_ip(ip) if ip_mode == IP_TRUNCATE else ip,
     }
     lake_columns = [
         derived[name].alias(name) if name in derived
@@ -147,6 +158,17 @@ def flatten(events: DataFrame) -> DataFrame:
 def to_lake_rows(flat: DataFrame) -> DataFrame:
     """Valid events in lake columns (see LAKE_COLUMNS)."""
     return flat.where(F.col("error").isNull()).select(*LAKE_COLUMNS)
+
+
+def truncate_ip(ip: Column) -> Column:
+    """The network an address belongs to, not the host: IPv4 keeps its /24 (`46.1.2.0`), IPv6
+    its /48 (`2001:db8:85a3::`). Enough for geography and abuse ranges, no longer personal data
+    about one device. Anything else (a malformed value) becomes null rather than pass through."""
+    v4 = F.regexp_extract(ip, r"^(\d{1,3}\.\d{1,3}\.\d{1,3})\.\d{1,3}$", 1)
+    v6 = F.regexp_extract(F.lower(ip), r"^([0-9a-f]{0,4}(:[0-9a-f]{1,4}){0,2})", 1)
+    return (F.when(v4 != "", F.concat(v4, F.lit(".0")))
+            .when(ip.contains(":"), F.concat(v6, F.lit("::")))
+            .otherwise(F.lit(None).cast("string")))
 
 
 def url_path(url: Column) -> Column:

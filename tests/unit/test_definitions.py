@@ -91,3 +91,9 @@ def test_resources_are_typed_and_complete():
     resources = defs.resources
     assert set(resources) == {"kafka", "elasticsearch", "lake", "spark"}
     assert all(isinstance(r, dg.ConfigurableResource) for r in resources.values())
+
+
+def test_no_index_serves_an_ip_address():
+    """Personal data stays in the lake, anonymized: nothing served carries an address."""
+    for spec in SERVED:
+        assert not {"ip", "client_ip", "ip_address"} & set(spec.properties), spec.name

@@ -90,3 +90,13 @@ def test_the_image_copies_every_package_the_project_installs():
     copied = set(re.findall(r"^COPY (\S+) \./", (ROOT / "docker" / "Dockerfile").read_text(),
                             flags=re.MULTILINE))
     assert {name.rstrip("*") for name in packages} <= copied
+
+
+def test_no_password_is_written_into_the_compose_file():
+    """Every password comes from the environment or an .env file, and compose refuses to start
+    without one."""
+    required = re.compile(r"^\$\{[A-Z_]+:\?.+\}$")
+    for name, svc in SERVICES.items():
+        for key, value in (svc.get("environment") or {}).items():
+            if "PASSWORD" in key:
+                assert required.match(str(value)), f"{name}: {key} is written into the file"

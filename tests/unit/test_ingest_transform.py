@@ -7,10 +7,12 @@ from datetime import datetime
 
 import orjson
 import pytest
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from contract import event_schema
 from contract.spark import spark_schema
+from spark.ingest.config import IP_KEEP
 from spark.ingest.transform import (
     LAKE_COLUMNS,
     flatten,
@@ -18,6 +20,7 @@ from spark.ingest.transform import (
     to_bad_rows,
     to_dead_letter_messages,
     to_lake_rows,
+    truncate_ip,
 )
 
 EVENT = {
@@ -62,9 +65,11 @@ CASES = {
     "no event_id": (_variant(event_id=KeyError), "missing_field: event_id"),
     "no session_id": (_variant(user__session_id=KeyError), "missing_field: user.session_id"),
     "null url": (_variant(page__url=None), "missing_field: page.url"),
-    "bad timestamp": (_variant(event_ts="2026-13-45T25:61:00.000Z"), "bad_timestamp"),
-    "timestamp without ms": (_variant(event_ts="2026-03-02T10:00:00Z"), "bad_timestamp"),
-    "unknown type": (_variant(event_type="teleport"), "unknown_event_type"),
+    "bad timestamp": (_variant(event_ts="2026-13-45T25:61:00.000Z"), "bad_timestamp: event_ts"),
+    "timestamp without ms": (_variant(event_ts="2026-03-02T10:00:00Z"), "bad_timestamp: event_ts"),
+    "unknown type": (_variant(event_type="teleport"), "unknown_event_type: event_type"),
+    "not utf-8": (_variant(geo__city="Berlin").replace(b"Berlin", b"Berl\xffin"),
+                  "invalid_json: not UTF-8"),
     "bad country": (_variant(geo__country="Germany"), "invalid_value: geo.country"),
     "relative url": (_variant(page__url="/p/1"), "invalid_value: page.url"),
     "version 2": (_variant(schema_version=2), "unsupported_version: schema_version"),
@@ -74,6 +79,8 @@ CASES = {
     "user agent too long": (_variant(device__user_agent="é" * 513),  # characters, not bytes
                             "invalid_value: device.user_agent longer than 512 characters"),
     "longest user agent": (_variant(device__user_agent="é" * 512), None),
+    "ip not an address": (_variant(geo__ip="10.0.0.300"), "invalid_value: geo.ip"),
+    "ipv6 address": (_variant(geo__ip="2001:db8::1"), None),
     "oversized": (_variant(properties={"padding": "x" * 20_000}), "oversized: more than 16384 bytes"),
 }
 
@@ -125,7 +132,7 @@ def test_dead_letter_messages_keep_bytes_and_carry_reason_and_source(spark, pars
     message = to_dead_letter_messages(bad).first()
     headers = {h["key"]: bytes(h["value"]).decode() for h in message["headers"]}
     assert bytes(message["value"]) == CASES["bad timestamp"][0] and bytes(message["key"]) == b"u1"
-    assert headers["error"] == "bad_timestamp"
+    assert headers["error"] == "bad_timestamp: event_ts"
     assert (headers["source.topic"], headers["source.partition"], headers["source.offset"]) == \
         ("clickstream", "5", "77")
 
@@ -155,3 +162,26 @@ def test_events_outside_the_daily_partitions_are_dead_letters(spark, event_ts, f
     (row,) = flat.collect()
     assert row["error"] == reason
     assert to_lake_rows(flat).count() == (1 if reason is None else 0)
+
+
+@pytest.mark.parametrize(("sent", "stored"), [
+    ("46.1.2.3", "46.1.2.0"),
+    ("255.255.255.255", "255.255.255.0"),
+    ("2001:db8:85a3:8d3:1319:8a2e:370:7348", "2001:db8:85a3::"),
+    ("2001:DB8::1", "2001:db8::"),
+    ("::1", "::"),
+    ("not an address", None),
+])
+def test_ip_addresses_reach_the_lake_as_their_network(spark, sent, stored):
+    frame = spark.createDataFrame([(sent,)], "ip string")
+    assert frame.select(truncate_ip(F.col("ip")).alias("ip")).first()["ip"] == stored
+
+
+def test_the_ip_is_truncated_by_default_and_kept_when_anonymization_is_off(spark):
+    kafka = spark.createDataFrame(
+        [(b"u0000001", orjson.dumps(EVENT), "clickstream", 0, 0, datetime(2026, 3, 3, 0, 0, 5))], KAFKA)
+    events = parse_events(kafka)
+    assert to_lake_rows(flatten(events)).first()["ip"] == "46.1.2.0"
+    assert to_lake_rows(flatten(events, ip_mode=IP_KEEP)).first()["ip"] == "46.1.2.3"
+    with pytest.raises(ValueError, match="unknown IP anonymization"):
+        flatten(events, ip_mode="hash")
