@@ -122,3 +122,17 @@ def environment_names() -> set[str]:
     """Every environment variable settings.py reads."""
     source = (Path(__file__).resolve().parents[1] / "clickstream_dagster" / "settings.py").read_text()
     return set(re.findall(r'(?:_env\(|_choice\(|os\.environ\.get\(|os\.environ\[)"([A-Z_]+)"', source))
+
+
+def set_field(event: dict, path: list[str], value) -> dict:
+    """Set one field of a nested event, `path` naming it from the top; the value KeyError removes
+    the field instead. Returns the event, changed in place."""
+    *parents, leaf = path
+    node = event
+    for name in parents:
+        node = node[name]
+    if value is KeyError:
+        del node[leaf]
+    else:
+        node[leaf] = value
+    return event

@@ -24,7 +24,7 @@ from confluent_kafka import Producer
 from contract.spark import field_rules
 from simulator.timeline import GeneratorConfig, stream
 from spark.ingest.stream import IngestJob
-from tests.helpers import consume_all, create_topics, delete_topics, isolated_topics
+from tests.helpers import consume_all, create_topics, delete_topics, isolated_topics, set_field
 
 SEED = 20261129
 BAD_INPUTS = 10_000
@@ -46,15 +46,7 @@ class BadInput:
 
 
 def _set(event: dict, path: str, value) -> dict:
-    *parents, leaf = path.split(".")
-    node = event
-    for name in parents:
-        node = node[name]
-    if value is KeyError:
-        del node[leaf]
-    else:
-        node[leaf] = value
-    return event
+    return set_field(event, path.split("."), value)
 
 
 def _one_field_broken(rng: random.Random, event: dict) -> tuple[str, object]:

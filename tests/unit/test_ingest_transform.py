@@ -22,6 +22,7 @@ from spark.ingest.transform import (
     to_lake_rows,
     truncate_ip,
 )
+from tests.helpers import set_field
 
 EVENT = {
     "schema_version": 1,
@@ -45,14 +46,7 @@ KAFKA = T.StructType([
 def _variant(**changes) -> bytes:
     event = copy.deepcopy(EVENT)
     for path, value in changes.items():
-        *parents, leaf = path.split("__")
-        node = event
-        for name in parents:
-            node = node[name]
-        if value is KeyError:
-            del node[leaf]
-        else:
-            node[leaf] = value
+        set_field(event, path.split("__"), value)
     return orjson.dumps(event)
 
 
