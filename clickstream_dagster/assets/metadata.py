@@ -19,8 +19,8 @@ def asset_tags(layer: str) -> dict[str, str]:
 
 
 def code_version(*code: object) -> str:
-    """A version that changes exactly when the code that computes the asset changes: a hash of
-    the source of the given functions, classes or modules, so nobody has to remember to bump it."""
+    """A hash of the source of the given functions, classes or modules: the version moves when
+    that code does, so nobody has to remember to bump it. Helpers beyond them are not hashed."""
     digest = hashlib.sha256()
     for item in code:
         digest.update(inspect.getsource(item).encode())
