@@ -8,6 +8,7 @@ import dagster as dg
 from pyspark.sql import functions as F
 
 from contract import event_schema, event_types
+from spark.analytics.jobs import rows_per_day
 from spark.delta_lake import read_days
 
 from ..assets.analytics import ANALYTICS_ASSETS
@@ -27,8 +28,7 @@ def volume_band() -> float:
 
 
 def _raw_rows(spark, lake: LakeResource, days: list[str]) -> dict[str, int]:
-    counts = read_days(spark, lake.raw, days).groupBy("event_date").count().collect()
-    return {str(r["event_date"]): r["count"] for r in counts}
+    return rows_per_day(read_days(spark, lake.raw, days))
 
 
 def _parameters(day: str, raw_rows: dict[str, int], history: dict[str, int],

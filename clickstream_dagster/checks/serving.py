@@ -5,6 +5,7 @@ served day back through its alias, after the swap, so the UI shows the count rea
 
 import dagster as dg
 
+from spark.analytics.jobs import rows_per_day
 from spark.delta_lake import read_days
 
 from ..assets.serving import SERVING_ASSETS
@@ -23,8 +24,7 @@ def served_count_check(asset: dg.AssetsDefinition, spec: IndexSpec) -> dg.AssetC
                lake: LakeResource, spark: SparkResource) -> dg.AssetCheckResult:
         days = run_partition_keys(context)
         served = spec.with_prefix(elasticsearch.index_prefix)
-        frame = read_days(spark.get_session(), lake.analytics(spec.table), days)
-        rows = {str(r["event_date"]): r["count"] for r in frame.groupBy("event_date").count().collect()}
+        rows = rows_per_day(read_days(spark.get_session(), lake.analytics(spec.table), days))
         documents = served_documents(elasticsearch.client(), served, days)
         wrong = [day for day in days if not _count_holds(day, documents[day], rows.get(day, 0))]
         return dg.AssetCheckResult(passed=not wrong, severity=dg.AssetCheckSeverity.ERROR, metadata={

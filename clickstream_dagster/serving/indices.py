@@ -195,11 +195,8 @@ def upsert_live(client: Elasticsearch, spec: IndexSpec, day: str, rows: pa.Table
 
 def served_documents(client: Elasticsearch, spec: IndexSpec, days: list[str]) -> dict[str, int]:
     """Documents each day's alias serves; 0 for a day with no alias yet."""
-    counts = {}
-    for day in days:
-        alias = spec.index_for(day)
-        counts[day] = client.count(index=alias)["count"] if client.indices.exists(index=alias) else 0
-    return counts
+    return {day: client.count(index=spec.index_for(day), ignore_unavailable=True)["count"]
+            for day in days}
 
 
 def ensure_index(client: Elasticsearch, spec: IndexSpec, day: str, replicas: int) -> str:

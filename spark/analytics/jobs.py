@@ -28,7 +28,7 @@ def compact_days(spark: SparkSession, landing: str, raw: str, days: list[str]) -
     (1M-event day in make bench: 26.9 s -> 23.3 s against counting first and shuffling twice.)
     """
     source = read_days(spark, landing, days)
-    files = files_per_day(_rows_per_day(source), parallelism(spark))
+    files = files_per_day(rows_per_day(source), parallelism(spark))
     bucketed = (
         source
         .withColumn("_file", F.pmod(F.xxhash64("event_id"), F.lit(files)))
@@ -37,11 +37,12 @@ def compact_days(spark: SparkSession, landing: str, raw: str, days: list[str]) -
     deduplicated = deduplicate_day(bucketed, bucket="_file")
     written = replace_days(deduplicated.sortWithinPartitions(
         "event_date", "event_ts", "event_id", "event_type"), raw, days)
-    compacted = _rows_per_day(read_days(spark, raw, days))
+    compacted = rows_per_day(read_days(spark, raw, days))
     return {**written, "rows_per_day": {day: compacted.get(day, 0) for day in days}}
 
 
-def _rows_per_day(frame: DataFrame) -> dict[str, int]:
+def rows_per_day(frame: DataFrame) -> dict[str, int]:
+    """Rows per event_date of a frame, keyed by ISO day; days without rows are absent."""
     return {str(r["event_date"]): r["count"] for r in frame.groupBy("event_date").count().collect()}
 
 
@@ -50,7 +51,7 @@ def build_days(spark: SparkSession, raw: str, table: str, days: list[str],
     """raw -> one analytics table for whole days, each replaced atomically."""
     result = transform(read_days(spark, raw, days)).cache()
     try:
-        per_day = _rows_per_day(result)
+        per_day = rows_per_day(result)
         files = files_per_day(per_day, parallelism(spark))
         written = _write(result, table, days, files)
     finally:
