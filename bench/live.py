@@ -28,9 +28,11 @@ from pathlib import Path
 import dagster as dg
 import orjson
 from confluent_kafka import Producer
+from elasticsearch import ApiError
 
 from cli.instance import ensure_instance
 from cli.sandbox import Sandbox
+from clickstream_dagster.assets.live_refresh import LIVE_INDICES
 from clickstream_dagster.clients import elasticsearch_client
 from clickstream_dagster.resources.spark import pipeline_spark
 from clickstream_dagster.serving.indices import SESSIONS
@@ -114,9 +116,9 @@ def run_live_benchmark(base: Settings, rate: float, minutes: float, *, progress:
             _stop(dagster_proc)
             raise
         if progress:
-            print(f"  backlog of {BACKLOG_EVENTS:,} events: ingest run "
-                  f"{backlog_run['launch_to_success_s']} s from request to success "
-                  f"({backlog_run['run_s']} s running)", flush=True)
+            print(f"  backlog of {BACKLOG_EVENTS:,} events: landed and refreshed "
+                  f"{backlog_run['request_to_refreshed_s']} s after the ingest run's request "
+                  f"({backlog_run['start_to_refreshed_s']} s after it started)", flush=True)
         generator = subprocess.Popen(
             [sys.executable, "-m", "cli", "generate", "--events", "0", "--rate",
              str(rate), "--quiet"], env=env, stdout=generator_log, stderr=subprocess.STDOUT,
@@ -132,7 +134,9 @@ def run_live_benchmark(base: Settings, rate: float, minutes: float, *, progress:
 
 
 def _first_ingest(home: Path, dagster_proc: subprocess.Popen, timeout_s: float = 300) -> dict:
-    """Wait for the first ingest run (the backlog) to succeed; its request-to-success seconds."""
+    """Wait until the first ingest run (the backlog's) has landed it and refreshed the live path:
+    its first `live_indices` materialization. A streaming run goes on after that, so that moment,
+    not the run's end, is when the backlog is in; an available-now run ends right after it."""
     instance = dg.DagsterInstance.from_config(str(home))
     deadline = time.time() + timeout_s
     while time.time() < deadline:
@@ -141,13 +145,14 @@ def _first_ingest(home: Path, dagster_proc: subprocess.Popen, timeout_s: float =
         records = instance.get_run_records(dg.RunsFilter(job_name="ingest_job"), limit=1)
         if records and records[0].dagster_run.status == dg.DagsterRunStatus.FAILURE:
             raise RuntimeError(f"the backlog's ingest run {records[0].dagster_run.run_id} failed")
-        if records and records[0].dagster_run.status == dg.DagsterRunStatus.SUCCESS:
-            record = records[0]
+        refreshed = instance.fetch_materializations(LIVE_INDICES, limit=1).records
+        if records and refreshed and refreshed[0].run_id == records[0].dagster_run.run_id:
+            run, at = records[0], refreshed[0].timestamp
             return {"events": BACKLOG_EVENTS,
-                    "launch_to_success_s": round(record.end_time - record.create_timestamp.timestamp(), 2),
-                    "run_s": round(record.end_time - record.start_time, 2)}
+                    "request_to_refreshed_s": round(at - run.create_timestamp.timestamp(), 2),
+                    "start_to_refreshed_s": round(at - run.start_time, 2)}
         time.sleep(0.5)
-    raise TimeoutError(f"no ingest run succeeded within {timeout_s:.0f} s")
+    raise TimeoutError(f"the backlog's ingest run did not land it within {timeout_s:.0f} s")
 
 
 def _sandbox_env(settings: Settings, home: Path) -> dict[str, str]:
@@ -238,9 +243,14 @@ def _resolve(probes: list[Probe], spark, client, sessions_alias: str, lake_dir: 
                     probe.lake_s = round(landed - probe.sent_at, 2)
     pending_es = [p for p in probes if p.es_s is None]
     if pending_es:
-        found = client.search(index=sessions_alias, size=len(pending_es), _source=["session_id"],
-                              query={"terms": {"session_id": [p.session_id for p in pending_es]}},
-                              ignore_unavailable=True, allow_no_indices=True)
+        try:
+            found = client.search(index=sessions_alias, size=len(pending_es), _source=["session_id"],
+                                  query={"terms": {"session_id": [p.session_id for p in pending_es]}},
+                                  ignore_unavailable=True, allow_no_indices=True)
+        except ApiError as error:
+            if error.status_code != 503:
+                raise
+            return  # a day's index created a moment ago has no shard to search yet: next sample
         seen = {hit["_source"]["session_id"] for hit in found["hits"]["hits"]}
         for probe in pending_es:
             if probe.session_id in seen:
@@ -352,8 +362,9 @@ def markdown(results: dict) -> str:
         f"({es['arrived']}/{es['probes']}) | {o['cpu_share']:.0%} | {o['peak_rss_gib']} GiB | "
         f"{o['ingest_run_s'].get('p50_s', '-')} s |")
     backlog = results["backlog_ingest_run"]
-    rows.append(f"\nOne ingest run of a {backlog['events']:,}-event backlog: "
-                f"{backlog['launch_to_success_s']} s from request to success, {backlog['run_s']} s running.")
+    rows.append(f"\nA {backlog['events']:,}-event backlog, landed and refreshed: "
+                f"{backlog['request_to_refreshed_s']} s after the ingest run's request, "
+                f"{backlog['start_to_refreshed_s']} s after it started.")
     return "\n".join(rows)
 
 

@@ -96,6 +96,13 @@ class Settings:
     volume_band: float = 0.5
     alert_webhook_url: str | None = None
     day_close_hour_utc: int = 2
+    # The Kafka sensor's ingest runs keep their query running for up to this long, landing a
+    # micro-batch every `ingest_trigger_s` and refreshing the live documents after each, and end
+    # early once the topic is quiet for `ingest_idle_s`. 0: each run takes what is on the topic
+    # and stops (available-now), which pays a run start per cycle.
+    ingest_stream_s: int = 600
+    ingest_trigger_s: float = 15.0
+    ingest_idle_s: int = 60
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -138,6 +145,10 @@ class Settings:
             alert_webhook_url=os.environ.get("CLICKSTREAM_ALERT_WEBHOOK_URL") or None,
             day_close_hour_utc=int(_env("CLICKSTREAM_DAY_CLOSE_HOUR_UTC",
                                         str(defaults.day_close_hour_utc))),
+            ingest_stream_s=int(_env("CLICKSTREAM_INGEST_STREAM_S", str(defaults.ingest_stream_s))),
+            ingest_trigger_s=float(_env("CLICKSTREAM_INGEST_TRIGGER_S",
+                                        str(defaults.ingest_trigger_s))),
+            ingest_idle_s=int(_env("CLICKSTREAM_INGEST_IDLE_S", str(defaults.ingest_idle_s))),
         )
 
     def ingest_config(self, **overrides) -> IngestConfig:

@@ -4,14 +4,16 @@ import time
 from datetime import UTC, datetime
 
 import dagster as dg
+from pydantic import Field
 
 from spark.delta_lake import table_columns
 from spark.ingest import stream, transform
-from spark.ingest.config import AVAILABLE_NOW, IngestConfig
+from spark.ingest.config import AVAILABLE_NOW, CONTINUOUS, IngestConfig
 from spark.ingest.stream import IngestJob
 
 from ..partitions import FIRST_DAY, FUTURE_DAYS, LIVE_FRESHNESS
-from ..resources import KafkaResource, LakeResource, SparkResource
+from ..resources import ElasticsearchResource, KafkaResource, LakeResource, SparkResource
+from .live_refresh import LIVE_INDICES, LiveRefresh
 from .metadata import OWNERS, asset_tags, code_version, table_schema
 
 clickstream_topic = dg.AssetSpec(
@@ -27,6 +29,14 @@ class IngestRunConfig(dg.Config):
 
     max_offsets_per_trigger: int = IngestConfig.max_offsets_per_trigger
     dedup_watermark: str = IngestConfig.dedup_watermark
+    stream_seconds: int = Field(
+        0, description="0: take what is on the topic and stop (available-now). Above 0: keep the "
+                       "query running for up to this long, landing a micro-batch every "
+                       "trigger_seconds and refreshing the open days' live documents after each; "
+                       "the Kafka sensor's runs do this (CLICKSTREAM_INGEST_STREAM_S).")
+    trigger_seconds: float = Field(15.0, description="Streaming runs: seconds between micro-batches.")
+    idle_seconds: int = Field(60, description="Streaming runs: end once the topic has been quiet "
+                                              "this long; the sensor starts the next on new data.")
 
 
 # Two ingests must never share the checkpoint. The instance template's run lanes queue them one at
@@ -41,13 +51,15 @@ INGEST_JOB = "ingest_job"
           freshness_policy=LIVE_FRESHNESS, pool=INGEST_POOL, owners=OWNERS, tags=asset_tags("ingest"),
           code_version=code_version(stream, transform))
 def clickstream_landing(context: dg.AssetExecutionContext, config: IngestRunConfig,
-                        kafka: KafkaResource, lake: LakeResource, spark: SparkResource
-                        ) -> dg.MaterializeResult:
-    """Everything new on the topic, validated and deduplicated into the landing lake (available-now)."""
+                        kafka: KafkaResource, lake: LakeResource, spark: SparkResource,
+                        elasticsearch: ElasticsearchResource) -> dg.MaterializeResult:
+    """Everything new on the topic, validated and deduplicated into the landing lake."""
     _refuse_beside_another_ingest(context)
     job_config = IngestConfig(
         bootstrap_servers=kafka.bootstrap_servers, lake_root=lake.root, topic=kafka.topic,
-        dlq_topic=kafka.dlq_topic, consumer_group=kafka.consumer_group, mode=AVAILABLE_NOW,
+        dlq_topic=kafka.dlq_topic, consumer_group=kafka.consumer_group,
+        mode=CONTINUOUS if config.stream_seconds else AVAILABLE_NOW,
+        processing_time=f"{config.trigger_seconds:g} seconds",
         max_offsets_per_trigger=config.max_offsets_per_trigger,
         dedup_watermark=config.dedup_watermark, first_day=FIRST_DAY, future_days=FUTURE_DAYS,
         ip_anonymization=lake.ip_anonymization,
@@ -56,7 +68,11 @@ def clickstream_landing(context: dg.AssetExecutionContext, config: IngestRunConf
     started = time.monotonic()
     session = spark.get_session()
     ingest = IngestJob(session, job_config)
-    ingest.wait()
+    if config.stream_seconds:
+        _stream(context, ingest, config, LiveRefresh(context.log, context.run.run_id,
+                                                     context.instance, session, lake, elasticsearch))
+    else:
+        ingest.wait()
     seconds = time.monotonic() - started
     # Batches in the lake's log that no materialization reported: a run that committed some and
     # then failed or was killed reports nothing, but its rows are in the lake. Changed days come
@@ -101,6 +117,28 @@ def clickstream_landing(context: dg.AssetExecutionContext, config: IngestRunConf
         **({"dagster/column_schema": table_schema(columns)}
            if (columns := table_columns(session, lake.landing)) else {}),
     })
+
+
+def _stream(context: dg.AssetExecutionContext, ingest: IngestJob, config: IngestRunConfig,
+            refresh: LiveRefresh) -> None:
+    """Keep the query running and refresh the live documents after each micro-batch that brought
+    records: no run start, no query start and no Spark session per cycle. Each refresh is recorded
+    as a `live_indices` materialization, whose cursor the next refresh (in this run or another)
+    starts from; `live_indices` itself then catches up the batch that landed last."""
+    context.log.info(f"streaming for up to {config.stream_seconds} s, a micro-batch every "
+                     f"{config.trigger_seconds:g} s, until {config.idle_seconds} s without a record")
+
+    def after_batches(progress: list) -> None:
+        before = refresh.cursor
+        metadata = refresh()
+        records = sum(p.numInputRows for p in progress)
+        context.log.info(f"micro-batch {', '.join(str(p.batchId) for p in progress)}: "
+                         f"{records:,} records; live refresh: {metadata.get('new_rows', 0):,} new "
+                         f"rows on open days")
+        if refresh.cursor != before:
+            context.log_event(dg.AssetMaterialization(LIVE_INDICES, metadata=metadata))
+
+    ingest.stream(config.stream_seconds, config.idle_seconds, after_batches)
 
 
 def _refuse_beside_another_ingest(context: dg.AssetExecutionContext) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from pyspark import StorageLevel
@@ -46,6 +47,9 @@ class IngestJob:
         self.spark = spark
         self.config = config
         self.query = None
+        # Micro-batches this query run has run, as seen in its progress (which keeps only the
+        # newest 100): a long streaming run reports every batch it ran, not just the last 100.
+        self._seen: set[int] = set()
 
     def run(self, timeout_s: float | None = None) -> list[BatchStats]:
         """Start the query; in available-now mode return once everything new is in the lake."""
@@ -70,16 +74,48 @@ class IngestJob:
             if query.isActive:
                 query.stop()
 
+    def stream(self, seconds: float, idle_s: float, after_batches: Callable[[list], None],
+               poll_s: float = 0.5) -> None:
+        """Continuous mode, bounded: run the query and call `after_batches` with the progress of
+        the micro-batches that brought records, as they commit. Stops between two micro-batches
+        after `seconds`, or once `idle_s` passed without a record; a query failure is raised."""
+        query = self.start()
+        started = last_records = time.monotonic()
+        try:
+            while query.isActive:
+                brought = self._new_progress()
+                if brought:
+                    after_batches(brought)
+                    # Quiet time counts from when the records were served, not when they came.
+                    last_records = time.monotonic()
+                now = time.monotonic()
+                if now - started >= seconds or now - last_records >= idle_s:
+                    break
+                time.sleep(poll_s)
+        finally:
+            self.stop_between_batches()
+        # Raises the query's own error if it failed; returns at once after a stop.
+        query.awaitTermination()
+
+    def stop_between_batches(self, timeout_s: float = 60) -> None:
+        """Stop the query once no micro-batch is in flight. A batch cut short would be replayed
+        exactly once by the next run, but its dead letters would reach the topic twice."""
+        query = self.query
+        deadline = time.monotonic() + timeout_s
+        while query.isActive and query.status["isTriggerActive"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if query.isActive:
+            query.stop()
+
     def start(self):
         """Start without waiting (continuous mode from a long-lived process)."""
         # A query runs on a clone of the session taken at start, so these settings reach its
         # batches but are restored for whatever else shares the session (a daily run's compaction).
         overrides = {**INGEST_CONF,
                      "spark.sql.shuffle.partitions": str(self.config.state_partitions)}
-        if self.config.mode == AVAILABLE_NOW:
-            # A no-data micro-batch only advances the dedup watermark; it cost a trigger and a
-            # batch-log commit at the end of every run, and the next run's first batch does it.
-            overrides["spark.sql.streaming.noDataMicroBatches.enabled"] = "false"
+        # A no-data micro-batch only advances the dedup watermark; it cost a trigger and a
+        # batch-log commit after every batch with data, and the next batch with data does it.
+        overrides["spark.sql.streaming.noDataMicroBatches.enabled"] = "false"
         previous = {key: self.spark.conf.get(key, None) for key in overrides}
         for key, value in overrides.items():
             self.spark.conf.set(key, value)
@@ -118,8 +154,16 @@ class IngestJob:
             (own if mine else others).append(BatchStats(**json.loads(row.stats)))
         return own, others
 
+    def _new_progress(self) -> list:
+        """Progress of the micro-batches run since the last call."""
+        fresh = [p for p in self.query.recentProgress if p.numInputRows and p.batchId not in self._seen]
+        self._seen.update(p.batchId for p in fresh)
+        return fresh
+
     def _ran(self) -> list[int]:
-        return [progress.batchId for progress in self.query.recentProgress] if self.query else []
+        if self.query is None:
+            return []
+        return sorted(self._seen | {progress.batchId for progress in self.query.recentProgress})
 
     def _read(self) -> DataFrame:
         reader = (

@@ -2,6 +2,8 @@
 fall in, and once the day is made final its indices equal a full recompute exactly."""
 
 import dataclasses
+import threading
+import time
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -142,6 +144,48 @@ def test_open_day_refreshes_touch_only_new_windows_and_match_a_recompute(spark, 
     # Nothing new: nothing is merged, and the cursor stays.
     third = _ingest(resources, instance)
     assert third["new_rows"] == 0 and third["landing_version"] == second["landing_version"]
+
+
+def _live_refreshes_after(instance, storage_id: int) -> list:
+    return [r for r in instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=live_indices.key, after_storage_id=storage_id),
+        limit=100).records if r.asset_materialization.metadata["new_rows"].value]
+
+
+def test_a_streaming_run_serves_each_micro_batch_while_it_runs(spark, live_day):
+    """The Kafka sensor's runs: one query lands micro-batches for minutes, and each one that brings
+    rows reaches Elasticsearch during the run; the run ends by itself once the topic is quiet."""
+    settings, resources, instance, _ = live_day
+    more = list(stream(dataclasses.replace(CONFIG, events=3_000, seed=6)))
+    before = instance.fetch_materializations(live_indices.key, limit=1).records[0].storage_id
+    streaming = {"ops": {"clickstream_landing": {"config": {
+        "stream_seconds": 300, "trigger_seconds": 1, "idle_seconds": 10}}}}
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.update(result=dg.materialize(
+        [clickstream_landing, live_indices], resources=resources, instance=instance,
+        run_config=streaming, raise_on_error=False)))
+    started = time.monotonic()
+    runner.start()
+    try:
+        for chunk in (more[:1_500], more[1_500:]):
+            refreshed = len(_live_refreshes_after(instance, before))
+            _send(settings, chunk)
+            # Each chunk is served by a refresh of the run in flight, before the next is sent.
+            deadline = time.monotonic() + 90
+            while len(_live_refreshes_after(instance, before)) == refreshed:
+                assert runner.is_alive() and time.monotonic() < deadline, "no live refresh"
+                time.sleep(0.5)
+    finally:
+        runner.join(timeout=300)
+    result = outcome["result"]
+    assert result.success
+    assert time.monotonic() - started < 300, "the run did not end on a quiet topic"
+    landing = next(m.metadata for m in result.asset_materializations_for_node("clickstream_landing")
+                   if m.asset_key == clickstream_landing.key)
+    assert landing["records_consumed"].value == len(more)
+    refreshes = _live_refreshes_after(instance, before)
+    assert {r.run_id for r in refreshes} == {result.run_id} and len(refreshes) >= 2
+    _assert_live_matches(spark, resources)
 
 
 def test_a_final_day_serves_exactly_the_full_recompute(spark, live_day):

@@ -13,6 +13,7 @@ from clickstream_dagster import run_queue
 from clickstream_dagster.assets.ingest import clickstream_landing
 from clickstream_dagster.definitions import build_resources, defs
 from clickstream_dagster.sensors import kafka_ingest_sensor, landing_partitions_sensor
+from clickstream_dagster.settings import Settings
 from simulator.producer import produce
 from simulator.timeline import GeneratorConfig
 from tests.helpers import finish, queue_run
@@ -37,6 +38,9 @@ def test_kafka_sensor_skips_requests_once_and_restores_its_cursor(fresh_topics, 
     produce(GeneratorConfig(events=500, seed=3), fresh_topics, progress=False)
     first = _tick(kafka_ingest_sensor, resources, instance, cursor=empty.cursor)
     assert len(first.run_requests) == 1
+    # The sensor's runs stream: one run serves the live path for minutes, not one cycle.
+    streaming = first.run_requests[0].run_config["ops"]["clickstream_landing"]["config"]
+    assert streaming["stream_seconds"] == Settings.ingest_stream_s > 0
     cursor = json.loads(first.cursor)
     assert sum(cursor["end_offsets"].values()) == 500
     # Evaluated again from its restored cursor, with nothing consumed yet: the same run key, so
