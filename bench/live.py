@@ -266,27 +266,35 @@ def _run_counts(instance: dg.DagsterInstance, since: float) -> tuple[int, int, i
 
 
 class CpuMeter:
-    """CPU seconds of process trees from /proc: live members' own time plus what their reaped
-    children spent (cutime, cstime), so a run process that has exited still counts."""
+    """CPU seconds of process trees from /proc, as the sum of each member's own time since it was
+    last seen. Per process, because a tree's total jumps: a child's whole lifetime moves into its
+    parent's reaped-children time when it ends, and a member missed by one scan reappears in the
+    next. A process that lives less than one sample is not counted."""
 
     def __init__(self, roots: list[int]):
         self._tick = os.sysconf("SC_CLK_TCK")
-        self._last = (time.time(), self._seconds(roots))
+        self._seen: dict[tuple[int, int], int] = {}
+        self._at = time.time()
+        self._spent(roots)
 
     def share(self, roots: list[int]) -> float:
-        now, seconds = time.time(), self._seconds(roots)
-        (then, before), self._last = self._last, (now, seconds)
-        return round(max(0.0, seconds - before) / max(now - then, 1e-6) / (os.cpu_count() or 1), 3)
+        now, spent = time.time(), self._spent(roots)
+        then, self._at = self._at, now
+        return round(spent / max(now - then, 1e-6) / (os.cpu_count() or 1), 3)
 
-    def _seconds(self, roots: list[int]) -> float:
-        total = 0
+    def _spent(self, roots: list[int]) -> float:
+        """Seconds the trees' processes spent since the last call (their start, for new ones)."""
+        ticks = 0
         for pid in {member for root in roots for member in [root, *descendants(root)]}:
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            total += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
-        return total / self._tick
+            key = (pid, int(fields[19]))  # pid and start time: a reused pid is a new process
+            own = int(fields[11]) + int(fields[12])  # utime stime
+            ticks += own - self._seen.get(key, 0)
+            self._seen[key] = own
+        return ticks / self._tick
 
 
 def summarize(live: LiveRun, home: Path) -> dict:

@@ -28,6 +28,11 @@ DAILY_MAX_ATTEMPTS = 4
 STREAMING_RUN = dg.RunConfig(ops={clickstream_landing.key.to_python_identifier(): IngestRunConfig(
     stream_seconds=SETTINGS.ingest_stream_s, trigger_seconds=SETTINGS.ingest_trigger_s,
     idle_seconds=SETTINGS.ingest_idle_s)})
+# A streaming run ends at its time limit plus one micro-batch and a refresh. Far beyond that its
+# process is gone (killed, the machine restarted): run monitoring then fails it, and the ingest
+# lane is free again for the retry.
+STREAMING_RUN_LIMIT = ({"dagster/max_runtime": str(SETTINGS.ingest_stream_s + 900)}
+                       if SETTINGS.ingest_stream_s else {})
 
 
 @dg.sensor(job=ingest_job, minimum_interval_seconds=SENSOR_INTERVAL_S,
@@ -59,7 +64,8 @@ def kafka_ingest_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResourc
     return dg.SensorResult(
         run_requests=[dg.RunRequest(run_key=run_key, run_config=STREAMING_RUN,
                                     tags={"records_behind": str(sum(behind.values())),
-                                          "clickstream/attempt": str(queue.consecutive_failures + 1)})],
+                                          "clickstream/attempt": str(queue.consecutive_failures + 1),
+                                          **STREAMING_RUN_LIMIT})],
         cursor=new_cursor)
 
 

@@ -181,11 +181,14 @@ def _cmdline(pid: int) -> str:
 def descendants(pid: int) -> list[int]:
     children: list[int] = []
     try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            for child in (task / "children").read_text().split():
-                children.append(int(child))
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return []
+    for task in tasks:
+        try:
+            children.extend(int(child) for child in (task / "children").read_text().split())
+        except OSError:  # a thread that ended meanwhile; its siblings still count
+            continue
     return children + [d for c in children for d in descendants(c)]
 
 

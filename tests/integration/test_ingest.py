@@ -132,9 +132,28 @@ def _committed(table: Path, batch_id: int) -> bool:
     return False
 
 
+def _written_uncommitted(landing: Path, batch_id: int, before: set[Path]) -> bool:
+    """True once batch `batch_id` has written landing files that no commit holds yet."""
+    return bool(set(landing.rglob("*.parquet")) - before) and not _committed(landing, batch_id)
+
+
+# Where the ingest dies in its third micro-batch (batch 2), as (name, whether it is time yet).
+# Each point leaves a different part of the batch behind: files with no commit, a landing commit
+# with no batch-log record, or both commits with no checkpoint commit.
+KILL_POINTS = {
+    "after the write, before the landing commit":
+        lambda lake, before: _written_uncommitted(lake / "landing/clickstream", 2, before),
+    "after the landing commit, before the batch log":
+        lambda lake, before: _committed(lake / "landing/clickstream", 2),
+    "after the batch log, before the checkpoint commit":
+        lambda lake, before: _committed(lake / "_ingest_log", 2),
+}
+
+
+@pytest.mark.parametrize("kill_point", list(KILL_POINTS))
 def test_sigkill_mid_batch_then_restart_lands_every_event_exactly_once(stack, spark, fresh_topics,
-                                                                       tmp_path):
-    config = GeneratorConfig(events=60_000, seed=33, start=datetime(2026, 2, 20, tzinfo=UTC),
+                                                                       tmp_path, kill_point):
+    config = GeneratorConfig(events=30_000, seed=33, start=datetime(2026, 2, 20, tzinfo=UTC),
                              duplicate_ratio=0.02, malformed_ratio=0.01)
     summary = produce(config, fresh_topics, progress=False)
     lake = tmp_path / "lake"
@@ -145,18 +164,22 @@ def test_sigkill_mid_batch_then_restart_lands_every_event_exactly_once(stack, sp
                     SPARK_MASTER="local[2]", SPARK_DRIVER_MEMORY="2g")
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli", "ingest", "--max-offsets-per-trigger",
-         "8000"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+         "4000"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    # Kill the moment batch 2 has committed to the landing table, before Spark records the batch
-    # as done in its checkpoint: the replay after restart must not land those rows a second time.
+    # Wait for batch 1's landing commit, note the files it left, then kill at the chosen point of
+    # batch 2: the replay after the restart must land those rows once, and log the batch once.
     landing = lake / "landing/clickstream"
     deadline = time.monotonic() + 240
-    while not _committed(landing, 2) and proc.poll() is None and time.monotonic() < deadline:
+    while not _committed(landing, 1) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    before = set(landing.rglob("*.parquet"))
+    due = KILL_POINTS[kill_point]
+    while not due(lake, before) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(30)
-    assert _committed(landing, 2), "the ingest never reached batch 2"
+    assert due(lake, before), f"the ingest never got {kill_point} of batch 2"
     assert not (lake / "_checkpoints/ingest/commits/2").exists(), "killed too late to test a crash"
 
     _, batches = _ingest(spark, fresh_topics, lake)

@@ -41,6 +41,8 @@ def test_kafka_sensor_skips_requests_once_and_restores_its_cursor(fresh_topics, 
     # The sensor's runs stream: one run serves the live path for minutes, not one cycle.
     streaming = first.run_requests[0].run_config["ops"]["clickstream_landing"]["config"]
     assert streaming["stream_seconds"] == Settings.ingest_stream_s > 0
+    # ... and a run whose process died is failed by run monitoring once far past that limit.
+    assert float(first.run_requests[0].tags["dagster/max_runtime"]) > Settings.ingest_stream_s
     cursor = json.loads(first.cursor)
     assert sum(cursor["end_offsets"].values()) == 500
     # Evaluated again from its restored cursor, with nothing consumed yet: the same run key, so
