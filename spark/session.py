@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pyspark.sql import SparkSession
 
@@ -111,3 +113,20 @@ def parallelism(spark: SparkSession) -> int:
     """Cores the jobs can spread over: spark.default.parallelism, else the shuffle partitions."""
     value = spark.conf.get("spark.default.parallelism", None)
     return int(value or spark.conf.get("spark.sql.shuffle.partitions"))
+
+
+@contextmanager
+def scoped_conf(spark: SparkSession, overrides: dict[str, str]) -> Iterator[None]:
+    """Session settings for the work inside the block, restored after it for whatever else shares
+    the session."""
+    previous = {key: spark.conf.get(key, None) for key in overrides}
+    for key, value in overrides.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)

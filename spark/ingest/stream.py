@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ..delta_lake import CHANGE_FEED, append_batch, last_commit
+from ..session import scoped_conf
 from . import checkpoint, consumer_group
 from .batch_log import BATCH_LOG_SCHEMA, BatchStats, batch_log_rows, newest_batch
 from .config import AVAILABLE_NOW, CONTINUOUS, IngestConfig
@@ -116,18 +117,9 @@ class IngestJob:
         # A no-data micro-batch only advances the dedup watermark; it cost a trigger and a
         # batch-log commit after every batch with data, and the next batch with data does it.
         overrides["spark.sql.streaming.noDataMicroBatches.enabled"] = "false"
-        previous = {key: self.spark.conf.get(key, None) for key in overrides}
-        for key, value in overrides.items():
-            self.spark.conf.set(key, value)
-        try:
+        with scoped_conf(self.spark, overrides):
             self.query = self._write(self._transform(self._read()))
-            return self.query
-        finally:
-            for key, value in previous.items():
-                if value is None:
-                    self.spark.conf.unset(key)
-                else:
-                    self.spark.conf.set(key, value)
+        return self.query
 
     @property
     def batches(self) -> list[BatchStats]:
