@@ -15,6 +15,11 @@ _quiet.addHandler(logging.NullHandler())
 _quiet.propagate = False
 
 
+def retention_ms(days: int) -> str:
+    """A topic's `retention.ms` for a number of days; 0 keeps forever."""
+    return str(days * 86_400_000) if days else "-1"
+
+
 def kafka_admin(settings: Settings, *, timeout_s: float = 10) -> AdminClient:
     return AdminClient(
         {

@@ -12,6 +12,7 @@ from .checks.serving import SERVING_CHECKS
 from .jobs import JOBS
 from .resources import ElasticsearchResource, KafkaResource, LakeResource, SparkResource
 from .resources.spark import spark_config
+from .retention import retention_job
 from .schedules import SCHEDULES
 from .sensors import SENSORS
 from .settings import Settings
@@ -48,7 +49,7 @@ defs = dg.Definitions(
     assets=[clickstream_topic, clickstream_landing, live_indices, raw_clickstream, *ANALYTICS_ASSETS,
             *SERVING_ASSETS],
     asset_checks=[*QUALITY_CHECKS, *SERVING_CHECKS],
-    jobs=JOBS,
+    jobs=[*JOBS, retention_job],
     sensors=SENSORS,
     schedules=SCHEDULES,
     resources=build_resources(Settings.from_env()),

@@ -1,10 +1,12 @@
-"""The close schedule: a finished day becomes final once its lateness window has passed."""
+"""The close schedule: a finished day becomes final once its lateness window has passed; and the
+retention schedule, which expires old data once a day."""
 
 from datetime import timedelta
 
 import dagster as dg
 
 from .jobs import daily_job
+from .retention import retention_job
 from .sensors import AUTOMATION
 from .settings import Settings
 
@@ -23,4 +25,10 @@ def daily_close_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest
     return dg.RunRequest(run_key=f"close:{day}", partition_key=day, tags={"clickstream/day": "final"})
 
 
-SCHEDULES = [daily_close_schedule]
+# Half an hour after the close, so the day's final run usually goes first in the daily lane.
+retention_schedule = dg.ScheduleDefinition(
+    name="retention_schedule", job=retention_job, cron_schedule=f"30 {CLOSE_HOUR_UTC} * * *",
+    execution_timezone="UTC", default_status=dg.DefaultScheduleStatus(AUTOMATION.value),
+    description="Expire landing events, dead letters and daily indices past their retention.")
+
+SCHEDULES = [daily_close_schedule, retention_schedule]

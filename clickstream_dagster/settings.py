@@ -103,6 +103,11 @@ class Settings:
     ingest_stream_s: int = 600
     ingest_trigger_s: float = 15.0
     ingest_idle_s: int = 60
+    # Days kept, counted back from today (UTC); 0 keeps forever. The landing and the dead letters
+    # hold personal data as sent; the raw table keeps each compacted day beyond the landing's.
+    landing_retention_days: int = 30
+    dead_letter_retention_days: int = 14
+    index_retention_days: int = 90
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -149,6 +154,12 @@ class Settings:
             ingest_trigger_s=float(_env("CLICKSTREAM_INGEST_TRIGGER_S",
                                         str(defaults.ingest_trigger_s))),
             ingest_idle_s=int(_env("CLICKSTREAM_INGEST_IDLE_S", str(defaults.ingest_idle_s))),
+            landing_retention_days=_days("CLICKSTREAM_LANDING_RETENTION_DAYS",
+                                        defaults.landing_retention_days),
+            dead_letter_retention_days=_days("CLICKSTREAM_DEAD_LETTER_RETENTION_DAYS",
+                                            defaults.dead_letter_retention_days),
+            index_retention_days=_days("CLICKSTREAM_INDEX_RETENTION_DAYS",
+                                      defaults.index_retention_days),
         )
 
     def ingest_config(self, **overrides) -> IngestConfig:
@@ -201,6 +212,14 @@ def _remote(value: str) -> str | None:
         raise ValueError(f"CLICKSTREAM_SPARK_REMOTE={value!r} is not a Spark Connect URL: write "
                          f"sc://host:port, or none to run Spark inside each process")
     return value
+
+
+def _days(name: str, default: int) -> int:
+    value = _env(name, str(default))
+    if not value.isdigit():
+        raise ValueError(f"{name}={value!r} is not a number of days: write a whole number, "
+                         f"or 0 to keep forever")
+    return int(value)
 
 
 def _iso_day(value: str) -> str:

@@ -34,11 +34,14 @@ def append_batch(frame: DataFrame, table: str, app_id: str, batch_id: int,
 def enable_change_feed(spark: SparkSession, table: str) -> bool:
     """Turn on the change feed of a table created without it; True if it had to be turned on
     (then versions before now have no feed to read)."""
-    properties = {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES delta.`{table}`").collect()}
-    if properties.get("delta.enableChangeDataFeed") == "true":
+    if table_properties(spark, table).get("delta.enableChangeDataFeed") == "true":
         return False
     spark.sql(f"ALTER TABLE delta.`{table}` SET TBLPROPERTIES (delta.enableChangeDataFeed = true)")
     return True
+
+
+def table_properties(spark: SparkSession, table: str) -> dict[str, str]:
+    return {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES delta.`{table}`").collect()}
 
 
 def replace_days(frame: DataFrame, table: str, days: list[str]) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import NewTopic
 
-from clickstream_dagster.clients import kafka_admin
+from clickstream_dagster.clients import kafka_admin, retention_ms
 from clickstream_dagster.settings import Settings
 
 from . import maven
@@ -109,16 +109,23 @@ def start(settings: Settings) -> ServiceProcess:
 
 def ensure_topics(settings: Settings) -> list[str]:
     """Create the event topic and the dead-letter topic if missing; returns those created."""
+    # Dead letters keep the original bytes, personal data included: they expire (the retention
+    # job keeps an existing topic's setting in line with CLICKSTREAM_DEAD_LETTER_RETENTION_DAYS).
     return create_topics(settings, {settings.topic: settings.topic_partitions,
-                                    settings.dlq_topic: DLQ_PARTITIONS})
+                                    settings.dlq_topic: DLQ_PARTITIONS},
+                         configs={settings.dlq_topic: {"retention.ms": retention_ms(
+                             settings.dead_letter_retention_days)}})
 
 
-def create_topics(settings: Settings, partitions: dict[str, int]) -> list[str]:
-    """Create the topics that do not exist yet (idempotent); returns the names created."""
+def create_topics(settings: Settings, partitions: dict[str, int],
+                  configs: dict[str, dict[str, str]] | None = None) -> list[str]:
+    """Create the topics that do not exist yet (idempotent), with their `configs`; returns the
+    names created."""
     admin = kafka_admin(settings)  # must outlive its futures
     metadata = admin.list_topics(timeout=10)
     replication = min(3, len(metadata.brokers))
-    missing = [NewTopic(name, num_partitions=count, replication_factor=replication)
+    missing = [NewTopic(name, num_partitions=count, replication_factor=replication,
+                        config=(configs or {}).get(name, {}))
                for name, count in partitions.items() if name not in metadata.topics]
     created = []
     for name, future in (admin.create_topics(missing).items() if missing else []):

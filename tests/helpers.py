@@ -121,7 +121,8 @@ def remove_indices(client, prefix: str, templates: list[str]) -> None:
 def environment_names() -> set[str]:
     """Every environment variable settings.py reads."""
     source = (Path(__file__).resolve().parents[1] / "clickstream_dagster" / "settings.py").read_text()
-    return set(re.findall(r'(?:_env\(|_choice\(|os\.environ\.get\(|os\.environ\[)"([A-Z_]+)"', source))
+    readers = r'(?:_env\(|_choice\(|_days\(|os\.environ\.get\(|os\.environ\[)"([A-Z_]+)"'
+    return set(re.findall(readers, source))
 
 
 def set_field(event: dict, path: list[str], value) -> dict:

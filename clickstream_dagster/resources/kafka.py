@@ -1,7 +1,8 @@
 import dagster as dg
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
-from ..clients import kafka_admin
+from ..clients import kafka_admin, retention_ms
 from ..settings import Settings
 
 
@@ -19,6 +20,16 @@ class KafkaResource(dg.ConfigurableResource):
 
     def admin(self):
         return kafka_admin(self.settings())
+
+    def set_retention(self, topic: str, days: int, timeout_s: float = 30) -> str:
+        """Set the topic's `retention.ms` to `days` (0: forever); returns the value set."""
+        value = retention_ms(days)
+        resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+            ConfigEntry("retention.ms", value, incremental_operation=AlterConfigOpType.SET)])
+        admin = self.admin()  # must outlive its futures
+        for future in admin.incremental_alter_configs([resource]).values():
+            future.result(timeout=timeout_s)
+        return value
 
     def end_offsets(self, topic: str | None = None, timeout_s: float = 10) -> dict[int, int]:
         """High watermark per partition; read-only, it never commits offsets."""

@@ -8,6 +8,7 @@ one atomic alias request. The live path writes an open day's documents through t
 
 import contextlib
 import hashlib
+import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -197,6 +198,20 @@ def served_documents(client: Elasticsearch, spec: IndexSpec, days: list[str]) ->
     """Documents each day's alias serves; 0 for a day with no alias yet."""
     return {day: client.count(index=spec.index_for(day), ignore_unavailable=True)["count"]
             for day in days}
+
+
+def expire_days(client: Elasticsearch, spec: IndexSpec, before: date) -> list[str]:
+    """Delete the family's day indices (final loads, live ones, and any a killed load left) of the
+    days before `before`; returns the indices deleted. Works on any cluster, with or without index
+    lifecycle management."""
+    day_of = re.compile(rf"^{re.escape(spec.name)}-(\d{{4}})\.(\d{{2}})\.(\d{{2}})(_.+)?$")
+    expired = sorted(name for name in client.indices.get(index=f"{spec.name}-*",
+                                                         allow_no_indices=True)
+                     if (found := day_of.match(name)) and date(*map(int, found.groups()[:3])) < before)
+    # By name, in bounded requests: deleting by wildcard is refused on clusters that require names.
+    for first in range(0, len(expired), 50):
+        client.indices.delete(index=",".join(expired[first:first + 50]))
+    return expired
 
 
 def ensure_index(client: Elasticsearch, spec: IndexSpec, day: str, replicas: int) -> str:

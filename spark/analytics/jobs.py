@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from .. import retention
 from ..delta_lake import read_days, replace_days
 from ..session import parallelism
 from .transform import deduplicate_day
@@ -22,12 +23,20 @@ MIN_ROWS_PER_FILE = 250_000
 def compact_days(spark: SparkSession, landing: str, raw: str, days: list[str]) -> dict[str, dict]:
     """Landing -> raw for whole days: deduplicated by event_id, sorted, in well-sized zstd files.
 
+    Days whose compacted landing rows retention may have deleted (spark/retention.py) keep their
+    raw rows too: a late event for such a day is added to it, never replaces it.
+
     One pass and one shuffle: rows go to their output file's partition by (event_date, a bucket of
     event_id), which is also what the dedup needs. The file count comes from the landing's row
     counts and the exact rows per day from the written files, both read from Parquet footers.
     (1M-event day in make bench: 26.9 s -> 23.3 s against counting first and shuffling twice.)
     """
     source = read_days(spark, landing, days)
+    expired_before = retention.expired_before(spark, landing)
+    expired = [d for d in days if expired_before and d < expired_before]
+    if expired:
+        kept = read_days(spark, raw, expired).withColumn("event_hour", F.date_format("event_ts", "HH"))
+        source = source.unionByName(kept)
     files = files_per_day(rows_per_day(source), parallelism(spark))
     bucketed = (
         source

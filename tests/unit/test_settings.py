@@ -1,6 +1,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 from clickstream_dagster.settings import Settings
 from spark.ingest.config import IngestConfig
 from tests.helpers import environment_names
@@ -66,3 +68,13 @@ def test_the_ingest_defaults_are_written_once(monkeypatch):
     config = Settings.from_env().ingest_config()
     assert (config.topic, config.dlq_topic, config.consumer_group) == (
         IngestConfig.topic, IngestConfig.dlq_topic, IngestConfig.consumer_group)
+
+
+def test_retention_days_are_whole_numbers_and_zero_keeps_forever(monkeypatch):
+    monkeypatch.setenv("CLICKSTREAM_INDEX_RETENTION_DAYS", "0")
+    monkeypatch.setenv("CLICKSTREAM_LANDING_RETENTION_DAYS", "7")
+    settings = Settings.from_env()
+    assert (settings.index_retention_days, settings.landing_retention_days) == (0, 7)
+    monkeypatch.setenv("CLICKSTREAM_DEAD_LETTER_RETENTION_DAYS", "two weeks")
+    with pytest.raises(ValueError, match="CLICKSTREAM_DEAD_LETTER_RETENTION_DAYS='two weeks'"):
+        Settings.from_env()
