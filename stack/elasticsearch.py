@@ -7,7 +7,7 @@ import pwd
 import shutil
 import subprocess
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from elastic_transport import TransportError
@@ -23,6 +23,7 @@ from .process import ServiceProcess, start_process, wait_for
 from .versions import ELASTICSEARCH_VERSION
 
 NAME = "elasticsearch"
+SECURED_NAME = "elasticsearch-secured"
 
 
 @dataclass(frozen=True)
@@ -69,31 +70,76 @@ def install(settings: Settings) -> Path:
 
 def start(settings: Settings) -> ServiceProcess:
     """Launch a single-node cluster on loopback and wait until it reports yellow or green."""
+    return _start_node(settings, NAME, settings.elasticsearch_port, settings.state_dir / NAME, {
+        # Local development: no TLS or passwords on loopback. Production clusters set credentials
+        # (see start_secured for a local node that asks for them).
+        "xpack.security.enabled": "false",
+    }, cluster="clickstream", probe_settings=settings)
+
+
+@dataclass(frozen=True)
+class SecuredNode:
+    """A local node that asks for what a production cluster does: https and credentials."""
+
+    settings: Settings  # its url, its CA bundle and a superuser's basic auth
+    service: ServiceProcess
+
+
+def start_secured(settings: Settings, port: int, username: str, password: str) -> SecuredNode:
+    """A second local node, with its own config folder, data and CA: https only, every request
+    authenticated (a file-realm superuser, API keys on). For testing the clients' credentials and
+    CA bundle; stop it with `stop_process(settings.state_dir, SECURED_NAME)`."""
+    base = settings.state_dir / SECURED_NAME
+    shutil.rmtree(base, ignore_errors=True)
+    home = install(settings)
+    config = base / "config"
+    shutil.copytree(home / "config", config)
+    certs = config / "certs"
+    _self_signed_certificates(certs)
+    java_home, _ = find_java_home(settings.java_home)
+    tool_env = {**child_env(), "ES_PATH_CONF": str(config), "ES_JAVA_HOME": str(java_home)}
+    subprocess.run([str(home / "bin" / "elasticsearch-users"), "useradd", username, "-p", password,
+                    "-r", "superuser"], env=tool_env, check=True, capture_output=True)
+    secured = replace(settings, elasticsearch_url=f"https://127.0.0.1:{port}",
+                      elasticsearch_username=username, elasticsearch_password=password,
+                      elasticsearch_ca_certs=str(certs / "ca.crt"))
+    service = _start_node(settings, SECURED_NAME, port, base, {
+        "xpack.security.enabled": "true",
+        "xpack.security.http.ssl.enabled": "true",
+        "xpack.security.http.ssl.key": "certs/node.key",
+        "xpack.security.http.ssl.certificate": "certs/node.crt",
+        "xpack.security.http.ssl.certificate_authorities": "certs/ca.crt",
+        "xpack.security.authc.api_key.enabled": "true",
+    }, cluster="clickstream-secured", probe_settings=secured, config=config)
+    return SecuredNode(secured, service)
+
+
+def _start_node(settings: Settings, name: str, port: int, base: Path, security: dict[str, str], *,
+                cluster: str, probe_settings: Settings, config: Path | None = None
+                ) -> ServiceProcess:
     java_home, _ = find_java_home(settings.java_home)
     home = install(settings)
-    base = settings.state_dir / NAME
     for folder in ("data", "logs"):
         (base / folder).mkdir(parents=True, exist_ok=True)
     run_as = _service_user(settings, base)
-    port = settings.elasticsearch_port
     env = {
         "PATH": child_env().get("PATH", "/usr/bin:/bin"),
         "HOME": str(base),
         "ES_JAVA_HOME": str(java_home),
         "ES_JAVA_OPTS": f"-Xms{settings.elasticsearch_heap} -Xmx{settings.elasticsearch_heap}",
         "TZ": "UTC",
+        **({"ES_PATH_CONF": str(config)} if config else {}),
     }
     options = {
-        "cluster.name": "clickstream",
-        "node.name": "clickstream-local",
+        "cluster.name": cluster,
+        "node.name": f"{cluster}-local",
         "discovery.type": "single-node",
         "network.host": "127.0.0.1",
         "http.port": port,
         "transport.port": port + 100,
         "path.data": base / "data",
         "path.logs": base / "logs",
-        # Local development: no TLS or passwords on loopback. Production clusters set credentials.
-        "xpack.security.enabled": "false",
+        **security,
         # A nearly full developer disk must not flip every index to read-only.
         "cluster.routing.allocation.disk.threshold_enabled": "false",
     }
@@ -101,10 +147,10 @@ def start(settings: Settings) -> ServiceProcess:
     for key, value in options.items():
         cmd += ["-E", f"{key}={value}"]
     service = start_process(
-        NAME,
+        name,
         cmd,
         state_dir=settings.state_dir,
-        log=settings.state_dir / "logs" / "elasticsearch.log",
+        log=settings.state_dir / "logs" / f"{name}.log",
         marker=str(home),
         env=env,
         cwd=base,
@@ -112,11 +158,27 @@ def start(settings: Settings) -> ServiceProcess:
     )
     wait_for(
         f"Elasticsearch {ELASTICSEARCH_VERSION}",
-        lambda: probe(settings, 2),
+        lambda: probe(probe_settings, 2),
         service=service,
         timeout_s=180,
     )
     return service
+
+
+def _self_signed_certificates(folder: Path) -> None:
+    """A throwaway CA, and a certificate for 127.0.0.1 and localhost that it signed."""
+    folder.mkdir(parents=True)
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            "/CN=clickstream test CA", "-keyout", "ca.key", "-out", "ca.crt")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout",
+            "node.key", "-out", "node.csr")
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("x509", "-req", "-in", "node.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "node.crt")
 
 
 def _service_user(settings: Settings, base: Path) -> dict:

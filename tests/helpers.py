@@ -7,13 +7,15 @@ from pathlib import Path
 from stack.kafka import create_topics, delete_topics  # noqa: F401 (re-exported)
 
 
-def free_port(pairs: int = 1) -> int:
-    """A loopback port p such that p .. p+pairs-1 are all free."""
+def free_port(pairs: int = 1, also: tuple[int, ...] = ()) -> int:
+    """A loopback port p such that p .. p+pairs-1, and p+offset for each offset in `also`, are
+    all free."""
     for _ in range(100):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        if all(_is_free(port + i) for i in range(pairs)) and port + pairs < 65535:
+        wanted = [port + i for i in (*range(pairs), *also)]
+        if max(wanted) < 65535 and all(_is_free(p) for p in wanted):
             return port
     raise RuntimeError("no free loopback port")
 
