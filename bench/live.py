@@ -165,8 +165,8 @@ def _sandbox_env(settings: Settings, home: Path) -> dict[str, str]:
 def _measure(live: LiveRun, home: Path, own_pids: list[int], progress: bool) -> None:
     settings = live.settings
     instance = dg.DagsterInstance.from_config(str(home))
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "acks": "all",
-                         "enable.idempotence": True, "linger.ms": 0})
+    producer = Producer(settings.kafka_client_config(**{"acks": "all", "enable.idempotence": True,
+                                                        "linger.ms": 0}))
     client = elasticsearch_client(settings)
     spark = pipeline_spark(settings, "clickstream-bench-live")
     sessions_alias = SESSIONS.with_prefix(settings.elasticsearch_index_prefix).alias

@@ -21,15 +21,12 @@ def retention_ms(days: int) -> str:
 
 
 def kafka_admin(settings: Settings, *, timeout_s: float = 10) -> AdminClient:
-    return AdminClient(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "socket.timeout.ms": int(timeout_s * 1000),
-            # librdkafka retries a dead address forever and logs every attempt; callers report
-            # failures themselves with a message that says what to do.
-            "logger": _quiet,
-        }
-    )
+    return AdminClient(settings.kafka_client_config(**{
+        "socket.timeout.ms": int(timeout_s * 1000),
+        # librdkafka retries a dead address forever and logs every attempt; callers report
+        # failures themselves with a message that says what to do.
+        "logger": _quiet,
+    }))
 
 
 def elasticsearch_client(settings: Settings, *, timeout_s: float = 30, retries: int = 3):

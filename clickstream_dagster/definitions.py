@@ -26,12 +26,18 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
                            ("password", "ELASTICSEARCH_PASSWORD"))
         if getattr(settings, f"elasticsearch_{field}")
     }
+    kafka = settings.kafka_security
     return {
         "kafka": KafkaResource(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             topic=settings.topic,
             dlq_topic=settings.dlq_topic,
             consumer_group=settings.consumer_group,
+            security_protocol=kafka.protocol,
+            sasl_mechanism=kafka.sasl_mechanism,
+            sasl_username=kafka.username,
+            ssl_ca_location=kafka.ca_location,
+            **({"sasl_password": dg.EnvVar("KAFKA_SASL_PASSWORD")} if kafka.password else {}),
         ),
         "elasticsearch": ElasticsearchResource(
             url=settings.elasticsearch_url,

@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlparse
 
-from spark.ingest.config import IP_MODES, IngestConfig
+from spark.ingest.config import IP_MODES, KAFKA_PROTOCOLS, SASL_MECHANISMS, IngestConfig, KafkaSecurity
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 DEFAULT_DAGSTER_HOME = Path.home() / ".local" / "share" / "clickstream" / "dagster"
@@ -24,8 +24,8 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
-def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = _env(name, default).lower()
+def _choice(name: str, default: str, choices: tuple[str, ...], case=str.lower) -> str:
+    value = case(_env(name, default))
     if value not in choices:
         raise ValueError(f"{name}={value!r} is not one of {', '.join(choices)}")
     return value
@@ -61,6 +61,8 @@ def _default_state_dir() -> Path:
 @dataclass(frozen=True)
 class Settings:
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # SASL and TLS for every Kafka client; plaintext by default, as on the local broker.
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     topic: str = IngestConfig.topic
     dlq_topic: str = IngestConfig.dlq_topic
     consumer_group: str = IngestConfig.consumer_group
@@ -114,6 +116,13 @@ class Settings:
         defaults = cls()
         return cls(
             kafka_bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS", defaults.kafka_bootstrap_servers),
+            kafka_security=KafkaSecurity(
+                protocol=_choice("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", KAFKA_PROTOCOLS, str.upper),
+                sasl_mechanism=_choice("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", SASL_MECHANISMS,
+                                       str.upper),
+                username=os.environ.get("KAFKA_SASL_USERNAME") or None,
+                password=os.environ.get("KAFKA_SASL_PASSWORD") or None,
+                ca_location=os.environ.get("KAFKA_SSL_CA_LOCATION") or None),
             topic=_env("CLICKSTREAM_TOPIC", defaults.topic),
             dlq_topic=_env("CLICKSTREAM_DLQ_TOPIC", defaults.dlq_topic),
             consumer_group=_env("CLICKSTREAM_CONSUMER_GROUP", defaults.consumer_group),
@@ -168,7 +177,12 @@ class Settings:
                             topic=self.topic, dlq_topic=self.dlq_topic,
                             consumer_group=self.consumer_group, first_day=self.first_day,
                             ip_anonymization=self.ip_anonymization,
-                            **overrides)
+                            kafka_security=self.kafka_security, **overrides)
+
+    def kafka_client_config(self, **more: str) -> dict[str, str]:
+        """A confluent-kafka client's settings for the configured cluster, plus `more`."""
+        return {"bootstrap.servers": self.kafka_bootstrap_servers,
+                **self.kafka_security.client_config(), **more}
 
     @property
     def kafka_is_local(self) -> bool:

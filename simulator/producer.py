@@ -153,10 +153,10 @@ def produce(config: GeneratorConfig, settings: Settings, *, topic: str | None = 
     shard_sets = [list(range(w, SHARDS, workers)) for w in range(workers)]
     started = time.perf_counter()
     if workers == 1:
-        summary = _produce_shards(config, shard_sets[0], settings.kafka_bootstrap_servers, topic,
+        summary = _produce_shards(config, shard_sets[0], settings.kafka_client_config(), topic,
                                   rate, progress=progress)
     else:
-        summary = _produce_in_processes(config, shard_sets, settings.kafka_bootstrap_servers, topic,
+        summary = _produce_in_processes(config, shard_sets, settings.kafka_client_config(), topic,
                                         rate, progress)
     summary.elapsed_s = time.perf_counter() - started
     return summary
@@ -172,7 +172,7 @@ def realtime_config(config: GeneratorConfig, rate: float, chunk_events: int | No
                    bucket_s=REALTIME_BUCKET_S)
 
 
-def _produce_shards(config, shards, bootstrap, topic, rate, *, progress=False, counter=None,
+def _produce_shards(config, shards, client, topic, rate, *, progress=False, counter=None,
                     progress_every=5_000) -> Summary:
     summary = Summary()
     failures: list[str] = []
@@ -180,7 +180,8 @@ def _produce_shards(config, shards, bootstrap, topic, rate, *, progress=False, c
     def on_error(err, _msg):
         failures.append(err.str())
 
-    producer = Producer({**PRODUCER_CONF, "bootstrap.servers": bootstrap, "on_delivery": on_error})
+    # `client`: the cluster's address and security settings (Settings.kafka_client_config).
+    producer = Producer({**PRODUCER_CONF, **client, "on_delivery": on_error})
     bar = tqdm(total=config.events, unit="ev", unit_scale=True, disable=not progress, smoothing=0.1)
     batch: list[dict] = []
     unbounded = rate > 0 and config.events == 0
@@ -246,9 +247,9 @@ def _count(summary: Summary, message) -> None:
         summary.malformed_reasons[message.reason] += 1
 
 
-def _worker(config, shards, bootstrap, topic, rate, counter, results):
+def _worker(config, shards, client, topic, rate, counter, results):
     try:
-        summary = _produce_shards(config, shards, bootstrap, topic, rate, counter=counter)
+        summary = _produce_shards(config, shards, client, topic, rate, counter=counter)
     except KeyboardInterrupt:
         summary = Summary(interrupted=True)
     except Exception as exc:  # reported by the parent, never swallowed
@@ -256,12 +257,12 @@ def _worker(config, shards, bootstrap, topic, rate, counter, results):
     results.put(summary)
 
 
-def _produce_in_processes(config, shard_sets, bootstrap, topic, rate, progress) -> Summary:
+def _produce_in_processes(config, shard_sets, client, topic, rate, progress) -> Summary:
     # spawn, not fork: librdkafka's threads must never be copied into a child.
     ctx = mp.get_context("spawn")
     counter = ctx.Value("q", 0)
     results = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(config, shards, bootstrap, topic, rate, counter,
+    procs = [ctx.Process(target=_worker, args=(config, shards, client, topic, rate, counter,
                                                results), daemon=True)
              for shards in shard_sets]
     for p in procs:

@@ -17,6 +17,7 @@ from clickstream_dagster.clients import elasticsearch_client
 from clickstream_dagster.settings import Settings, child_env
 
 from . import maven
+from .certificates import self_signed_certificates
 from .errors import StackError
 from .java import find_java_home
 from .process import ServiceProcess, start_process, wait_for
@@ -95,7 +96,7 @@ def start_secured(settings: Settings, port: int, username: str, password: str) -
     config = base / "config"
     shutil.copytree(home / "config", config)
     certs = config / "certs"
-    _self_signed_certificates(certs)
+    self_signed_certificates(certs)
     java_home, _ = find_java_home(settings.java_home)
     tool_env = {**child_env(), "ES_PATH_CONF": str(config), "ES_JAVA_HOME": str(java_home)}
     subprocess.run([str(home / "bin" / "elasticsearch-users"), "useradd", username, "-p", password,
@@ -163,22 +164,6 @@ def _start_node(settings: Settings, name: str, port: int, base: Path, security: 
         timeout_s=180,
     )
     return service
-
-
-def _self_signed_certificates(folder: Path) -> None:
-    """A throwaway CA, and a certificate for 127.0.0.1 and localhost that it signed."""
-    folder.mkdir(parents=True)
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
-
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-            "/CN=clickstream test CA", "-keyout", "ca.key", "-out", "ca.crt")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout",
-            "node.key", "-out", "node.csr")
-    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    openssl("x509", "-req", "-in", "node.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "node.crt")
 
 
 def _service_user(settings: Settings, base: Path) -> dict:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
+import shutil
 import subprocess
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -14,14 +15,17 @@ from confluent_kafka.admin import NewTopic
 
 from clickstream_dagster.clients import kafka_admin, retention_ms
 from clickstream_dagster.settings import Settings
+from spark.ingest.config import KafkaSecurity
 
 from . import maven
+from .certificates import self_signed_certificates
 from .errors import StackError
 from .java import find_java_home
 from .process import ServiceProcess, start_process, wait_for
 from .versions import KAFKA_SCALA_VERSION, KAFKA_VERSION, LOG4J_VERSION, SLF4J_VERSION
 
 NAME = "kafka"
+SECURED_NAME = "kafka-secured"
 DLQ_PARTITIONS = 1
 
 
@@ -65,21 +69,64 @@ def install(settings: Settings) -> Path:
 
 def start(settings: Settings) -> ServiceProcess:
     """Render the config, format storage on first start, and launch the broker in the background."""
+    return _start_broker(settings, NAME, settings.state_dir / NAME, settings.kafka_port,
+                         probe_settings=settings)
+
+
+@dataclass(frozen=True)
+class SecuredBroker:
+    """A local broker that asks for what a production cluster does: SASL (SCRAM) over TLS."""
+
+    settings: Settings  # its address and a client's SASL_SSL settings
+    service: ServiceProcess
+
+
+def start_secured(settings: Settings, port: int, username: str, password: str) -> SecuredBroker:
+    """A second local broker, with its own storage and CA, whose client listener is SASL_SSL with
+    SCRAM-SHA-512 (the broker talks to itself over loopback plaintext). For testing every client's
+    security settings; stop it with `stop_process(settings.state_dir, SECURED_NAME)`."""
+    home = settings.state_dir / SECURED_NAME
+    shutil.rmtree(home, ignore_errors=True)
+    certs = home / "certs"
+    self_signed_certificates(certs)
+    secured = replace(settings, kafka_bootstrap_servers=f"127.0.0.1:{port}",
+                      kafka_security=KafkaSecurity(
+                          protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", username=username,
+                          password=password, ca_location=str(certs / "ca.crt")))
+    listeners = {
+        "listeners": f"SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{port + 1},"
+                     f"INTERNAL://127.0.0.1:{port + 2}",
+        "advertised.listeners": f"SASL_SSL://127.0.0.1:{port},INTERNAL://127.0.0.1:{port + 2}",
+        "inter.broker.listener.name": "INTERNAL",
+        "listener.security.protocol.map": "SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT,INTERNAL:PLAINTEXT",
+        "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(certs / "node.pem"),
+    }
+    service = _start_broker(settings, SECURED_NAME, home, port, probe_settings=secured,
+                            overrides=listeners,
+                            scram=f"SCRAM-SHA-512=[name={username},password={password}]")
+    return SecuredBroker(secured, service)
+
+
+def _start_broker(settings: Settings, name: str, home: Path, port: int, *, probe_settings: Settings,
+                  overrides: dict[str, str] | None = None, scram: str | None = None
+                  ) -> ServiceProcess:
     java_home, _ = find_java_home(settings.java_home)
     jars = install(settings)
-    home = settings.state_dir / NAME
     data_dir = home / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = settings.kafka_port
     config = home / "server.properties"
-    config.write_text(
-        _template("kafka-server.properties").format(
-            port=port,
-            controller_port=port + 1,
-            data_dir=data_dir,
-            partitions=settings.topic_partitions,
-        )
+    rendered = _template("kafka-server.properties").format(
+        port=port,
+        controller_port=port + 1,
+        data_dir=data_dir,
+        partitions=settings.topic_partitions,
     )
+    # A later key wins in a properties file.
+    config.write_text(rendered + "".join(f"{k}={v}\n" for k, v in (overrides or {}).items()))
     log4j = home / "log4j2.properties"
     log4j.write_text(_template("kafka-log4j2.properties"))
     java = [
@@ -93,17 +140,18 @@ def start(settings: Settings) -> ServiceProcess:
         "-cp",
         f"{jars}/*",
     ]
-    log = settings.state_dir / "logs" / "kafka.log"
+    log = settings.state_dir / "logs" / f"{name}.log"
     if not (data_dir / "meta.properties").exists():
-        _format_storage(java, config, log)
+        _format_storage(java, config, log, scram)
     service = start_process(
-        NAME,
+        name,
         [*java, "kafka.Kafka", str(config)],
         state_dir=settings.state_dir,
         log=log,
         marker=str(config),
     )
-    wait_for(f"Kafka {KAFKA_VERSION}", lambda: probe(settings, 2), service=service, timeout_s=90)
+    wait_for(f"Kafka {KAFKA_VERSION}", lambda: probe(probe_settings, 2), service=service,
+             timeout_s=90)
     return service
 
 
@@ -144,14 +192,17 @@ def delete_topics(settings: Settings, names: list[str]) -> None:
         future.result(timeout=30)
 
 
-def _format_storage(java: list[str], config: Path, log: Path) -> None:
+def _format_storage(java: list[str], config: Path, log: Path, scram: str | None = None) -> None:
+    """Format the broker's storage; `scram` adds a SCRAM credential (`MECHANISM=[name=...,
+    password=...]`), which KRaft can only take before the first start."""
     cluster_id = "-"
     while cluster_id.startswith("-"):  # as Kafka's own ids: a leading dash reads as an option
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.run(
-            [*java, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config)],
+            [*java, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config),
+             *(["--add-scram", scram] if scram else [])],
             stdout=out,
             stderr=subprocess.STDOUT,
             check=False,

@@ -62,7 +62,7 @@ def clickstream_landing(context: dg.AssetExecutionContext, config: IngestRunConf
         processing_time=f"{config.trigger_seconds:g} seconds",
         max_offsets_per_trigger=config.max_offsets_per_trigger,
         dedup_watermark=config.dedup_watermark, first_day=FIRST_DAY, future_days=FUTURE_DAYS,
-        ip_anonymization=lake.ip_anonymization,
+        ip_anonymization=lake.ip_anonymization, kafka_security=kafka.security(),
     )
     reported_through = _reported_through(context)
     started = time.monotonic()

@@ -1,9 +1,16 @@
+import time
+
 import dagster as dg
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+from spark.ingest.config import KafkaSecurity
 
 from ..clients import kafka_admin, retention_ms
 from ..settings import Settings
+
+COORDINATOR_STARTING = (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                        KafkaError.COORDINATOR_NOT_AVAILABLE)
 
 
 class KafkaResource(dg.ConfigurableResource):
@@ -13,10 +20,21 @@ class KafkaResource(dg.ConfigurableResource):
     topic: str
     dlq_topic: str
     consumer_group: str  # where the ingest commits the offsets it has landed
+    # SASL and TLS (KAFKA_SECURITY_PROTOCOL and the KAFKA_SASL_* and KAFKA_SSL_* settings).
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_ca_location: str | None = None
+
+    def security(self) -> KafkaSecurity:
+        return KafkaSecurity(protocol=self.security_protocol, sasl_mechanism=self.sasl_mechanism,
+                             username=self.sasl_username, password=self.sasl_password,
+                             ca_location=self.ssl_ca_location)
 
     def settings(self) -> Settings:
         return Settings(kafka_bootstrap_servers=self.bootstrap_servers, topic=self.topic,
-                        dlq_topic=self.dlq_topic)
+                        dlq_topic=self.dlq_topic, kafka_security=self.security())
 
     def admin(self):
         return kafka_admin(self.settings())
@@ -36,9 +54,8 @@ class KafkaResource(dg.ConfigurableResource):
         topic = topic or self.topic
         metadata = self.admin().list_topics(topic, timeout=timeout_s)
         partitions = sorted(metadata.topics[topic].partitions)
-        consumer = Consumer({"bootstrap.servers": self.bootstrap_servers,
-                             "group.id": "clickstream-offset-probe",
-                             "enable.auto.commit": False})
+        consumer = Consumer(self.settings().kafka_client_config(**{
+            "group.id": "clickstream-offset-probe", "enable.auto.commit": "false"}))
         try:
             return {
                 p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1]
@@ -50,11 +67,20 @@ class KafkaResource(dg.ConfigurableResource):
     def committed_offsets(self, partitions: list[int], timeout_s: float = 10) -> dict[int, int]:
         """The ingest's committed position per partition (0 where it has committed none): what
         `kafka-consumer-groups --describe --group <consumer_group>` shows."""
-        consumer = Consumer({"bootstrap.servers": self.bootstrap_servers,
-                             "group.id": self.consumer_group, "enable.auto.commit": False})
+        consumer = Consumer(self.settings().kafka_client_config(**{
+            "group.id": self.consumer_group, "enable.auto.commit": "false"}))
+        deadline = time.monotonic() + timeout_s
         try:
-            committed = consumer.committed([TopicPartition(self.topic, p) for p in partitions],
-                                           timeout=timeout_s)
+            while True:
+                try:
+                    committed = consumer.committed(
+                        [TopicPartition(self.topic, p) for p in partitions], timeout=timeout_s)
+                    break
+                except KafkaException as exc:
+                    # A new cluster answers "not coordinator" until its offsets topic exists.
+                    if exc.args[0].code() not in COORDINATOR_STARTING or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
         finally:
             consumer.close()
         return {tp.partition: max(tp.offset, 0) for tp in committed}

@@ -19,8 +19,8 @@ def publish(config: IngestConfig, end_offsets: dict[str, int]) -> None:
         return
     # A consumer that never subscribes is not a group member: it commits for an empty group
     # without a rebalance, and Kafka tools show the group's lag as usual.
-    consumer = Consumer({"bootstrap.servers": config.bootstrap_servers,
-                         "group.id": config.consumer_group, "enable.auto.commit": False})
+    consumer = Consumer(config.client_config(**{"group.id": config.consumer_group,
+                                                "enable.auto.commit": "false"}))
     try:
         consumer.commit(offsets=[TopicPartition(config.topic, int(p), int(o))
                                  for p, o in sorted(end_offsets.items(), key=lambda i: int(i[0]))],

@@ -160,7 +160,7 @@ class IngestJob:
     def _read(self) -> DataFrame:
         reader = (
             self.spark.readStream.format("kafka")
-            .option("kafka.bootstrap.servers", self.config.bootstrap_servers)
+            .options(**self.config.spark_kafka_options)
             .option("subscribe", self.config.topic)
             .option("startingOffsets", self.config.starting_offsets)
             # Offsets deleted by retention must fail loudly, never be skipped silently.
@@ -168,8 +168,6 @@ class IngestJob:
         )
         if self.config.max_offsets_per_trigger:
             reader = reader.option("maxOffsetsPerTrigger", str(self.config.max_offsets_per_trigger))
-        for key, value in self.config.kafka_options.items():
-            reader = reader.option(key, value)
         return reader.load()
 
     def _transform(self, kafka_rows: DataFrame) -> DataFrame:
@@ -275,16 +273,12 @@ class BatchWriter:
         return self._query_id
 
     def _send_dead_letters(self, messages: DataFrame) -> None:
-        writer = (
-            messages.write.format("kafka")
-            .option("kafka.bootstrap.servers", self.config.bootstrap_servers)
-            .option("topic", self.config.dlq_topic)
-            .option("kafka.enable.idempotence", "true")
-            .option("kafka.acks", "all")
-        )
-        for key, value in self.config.kafka_options.items():
-            writer = writer.option(key, value)
-        writer.save()
+        (messages.write.format("kafka")
+         .options(**self.config.spark_kafka_options)
+         .option("topic", self.config.dlq_topic)
+         .option("kafka.enable.idempotence", "true")
+         .option("kafka.acks", "all")
+         .save())
 
     def _offset_range(self, spark: SparkSession, batch_id: int
                       ) -> tuple[dict[str, int], dict[str, int]]:
@@ -303,8 +297,7 @@ class BatchWriter:
     def _earliest_offsets(self, partitions: list[str]) -> dict[str, int]:
         from confluent_kafka import Consumer, TopicPartition
 
-        consumer = Consumer({"bootstrap.servers": self.config.bootstrap_servers,
-                             "group.id": "clickstream-ingest-offsets"})
+        consumer = Consumer(self.config.client_config(**{"group.id": "clickstream-ingest-offsets"}))
         try:
             return {p: consumer.get_watermark_offsets(
                 TopicPartition(self.config.topic, int(p)), timeout=10)[0] for p in partitions}

@@ -78,3 +78,26 @@ def test_retention_days_are_whole_numbers_and_zero_keeps_forever(monkeypatch):
     monkeypatch.setenv("CLICKSTREAM_DEAD_LETTER_RETENTION_DAYS", "two weeks")
     with pytest.raises(ValueError, match="CLICKSTREAM_DEAD_LETTER_RETENTION_DAYS='two weeks'"):
         Settings.from_env()
+
+
+def test_kafka_security_reaches_both_kinds_of_client_and_says_what_is_missing(monkeypatch):
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "sasl_ssl")
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "app")
+    with pytest.raises(ValueError, match="KAFKA_SASL_PASSWORD"):
+        Settings.from_env()
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", 'pa"ss')
+    monkeypatch.setenv("KAFKA_SSL_CA_LOCATION", "/etc/kafka/ca.pem")
+    settings = Settings.from_env()
+    assert 'pa"ss' not in repr(settings)
+    assert settings.kafka_client_config() == {
+        "bootstrap.servers": "127.0.0.1:9092", "security.protocol": "SASL_SSL",
+        "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": "app", "sasl.password": 'pa"ss',
+        "ssl.ca.location": "/etc/kafka/ca.pem"}
+    spark = settings.ingest_config().spark_kafka_options
+    assert spark["kafka.sasl.jaas.config"] == ('org.apache.kafka.common.security.scram.'
+                                               'ScramLoginModule required username="app" '
+                                               'password="pa\\"ss";')
+    assert spark["kafka.ssl.truststore.location"] == "/etc/kafka/ca.pem"
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "TLS")
+    with pytest.raises(ValueError, match="KAFKA_SECURITY_PROTOCOL='TLS'"):
+        Settings.from_env()
