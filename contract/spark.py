@@ -50,6 +50,7 @@ class FieldRule:
     const: object = None
     min_length: int | None = None  # in characters, as JSON Schema counts them
     max_length: int | None = None
+    is_string: bool = False  # the schema allows a string (or null) and nothing else
 
 
 def field_rules() -> list[FieldRule]:
@@ -63,7 +64,8 @@ def field_rules() -> list[FieldRule]:
             is_required = parent_required and name in required and "null" not in _types(sub)
             rules.append(FieldRule(path, is_required, tuple(sub["enum"]) if "enum" in sub else None,
                                    sub.get("pattern"), sub.get("const"), sub.get("minLength"),
-                                   sub.get("maxLength")))
+                                   sub.get("maxLength"),
+                                   [k for k in _types(sub) if k != "null"] == ["string"]))
             if "properties" in sub:
                 walk(sub, path + ".", is_required)
 

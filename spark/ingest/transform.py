@@ -83,6 +83,8 @@ def contract_violation(max_bytes: int) -> Column:
         ).otherwise(F.lit("wrong_type"))),
     ]
     checks += [(_field(r.path).isNull(), f"missing_field: {r.path}") for r in rules if r.required]
+    checks += [(_not_a_json_string(r.path), f"wrong_type: {r.path} is not a string")
+               for r in rules if r.is_string and r.pattern is None and r.enum is None]
     for rule in rules:
         column = _field(rule.path)
         if rule.const is not None:
@@ -110,6 +112,20 @@ def contract_violation(max_bytes: int) -> Column:
     for condition, reason in rest:
         first = first.when(condition, reason if isinstance(reason, Column) else F.lit(reason))
     return first.otherwise(F.lit(None).cast("string"))
+
+
+def _not_a_json_string(path: str) -> Column:
+    """True when the field held a number, boolean, object or array, which Spark's parser reads
+    into a string field as its JSON text. Only a value that could be such text (number characters
+    alone, true, false, or text opening with { or [) is looked up in the record's own JSON, so the
+    second parse is paid for suspect rows alone; a pattern or an enum already rejects them in other
+    fields. (A cast to double as the number test threw and caught an exception per field and row.)"""
+    column = _field(path)
+    suspect = ((F.translate(column, "0123456789.eE+-", "") == "") | column.isin("true", "false")
+               | F.substring(column, 1, 1).isin("{", "["))
+    sent_as = F.expr(f"schema_of_variant(variant_get(try_parse_json(cast(value as string)), "
+                     f"'$.{path}'))")
+    return suspect & (sent_as != F.lit("STRING"))
 
 
 def date_out_of_range(first_day: str | None, future_days: int) -> Column:

@@ -76,6 +76,15 @@ CASES = {
     "ip not an address": (_variant(geo__ip="10.0.0.300"), "invalid_value: geo.ip"),
     "ipv6 address": (_variant(geo__ip="2001:db8::1"), None),
     "oversized": (_variant(properties={"padding": "x" * 20_000}), "oversized: more than 16384 bytes"),
+    # Spark reads any JSON value into a string field as its text; the contract says string.
+    "number user_id": (_variant(user__user_id=12345),
+                       "wrong_type: user.user_id is not a string"),
+    "object browser": (_variant(device__browser={"name": "Safari"}),
+                       "wrong_type: device.browser is not a string"),
+    "boolean city": (_variant(geo__city=True), "wrong_type: geo.city is not a string"),
+    "array os": (_variant(device__os=["iOS"]), "wrong_type: device.os is not a string"),
+    "numeric text user_id": (_variant(user__user_id="12345"), None),
+    "text that looks like json": (_variant(device__browser="{Safari}", geo__city="true"), None),
 }
 
 
