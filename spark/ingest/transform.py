@@ -17,6 +17,8 @@ from contract.spark import CORRUPT_RECORD, field_rules, spark_schema
 
 from .config import IP_MODES, IP_TRUNCATE
 
+SENT = "_sent_json"  # parse_events' variant of a suspect record, for contract_violation
+
 LAKE_COLUMNS = [
     "event_id", "event_type", "event_ts", "event_date", "event_hour", "user_id", "session_id",
     "url", "url_path", "referrer", "country", "city", "ip", "device_type", "os", "browser",
@@ -59,10 +61,16 @@ def parse_events(kafka_rows: DataFrame, max_bytes: int | None = None, first_day:
     # Spark's built-in string-to-timestamp cast can read it: a formatter-based parse cost ~8 %
     # of the ingest's CPU. try_cast: an impossible date (Feb 30) becomes null -> bad_timestamp.
     event_ts = F.col("event.event_ts").try_cast("timestamp")
+    # The record's own JSON as a variant, parsed a second time only when a free-text field holds
+    # what could be a non-string value's text (see _not_a_json_string). One column, so the parse
+    # runs once per suspect row, never once per check or for every row.
+    suspect = reduce(lambda a, b: a | b, [_suspect(_field(path)) for path in _text_fields()])
+    sent = F.when(suspect, F.expr("try_parse_json(cast(value as string))"))
     return (
-        parsed.withColumn("event_ts", event_ts)
+        parsed.withColumn("event_ts", event_ts).withColumn(SENT, sent)
         .withColumn("error", F.coalesce(contract_violation(max_bytes or max_event_bytes()),
                                         date_out_of_range(first_day, future_days)))
+        .drop(SENT)
         .withColumn("dedup_key", F.when(F.col("error").isNull(), F.col("event.event_id")).otherwise(
             F.concat_ws(":", F.lit("dead-letter"), "kafka_partition", "kafka_offset")))
     )
@@ -83,8 +91,8 @@ def contract_violation(max_bytes: int) -> Column:
         ).otherwise(F.lit("wrong_type"))),
     ]
     checks += [(_field(r.path).isNull(), f"missing_field: {r.path}") for r in rules if r.required]
-    checks += [(_not_a_json_string(r.path), f"wrong_type: {r.path} is not a string")
-               for r in rules if r.is_string and r.pattern is None and r.enum is None]
+    checks += [(_not_a_json_string(path), f"wrong_type: {path} is not a string")
+               for path in _text_fields()]
     for rule in rules:
         column = _field(rule.path)
         if rule.const is not None:
@@ -114,18 +122,28 @@ def contract_violation(max_bytes: int) -> Column:
     return first.otherwise(F.lit(None).cast("string"))
 
 
+def _text_fields() -> list[str]:
+    """String fields with neither a pattern nor an enum: nothing else keeps a number, boolean,
+    object or array out of them."""
+    return [r.path for r in field_rules() if r.is_string and r.pattern is None and r.enum is None]
+
+
+def _suspect(column: Column) -> Column:
+    """Text that a non-string JSON value would have become: number characters alone, true,
+    false, or text opening with { or [. Character tests only, the first character before the rest
+    (a cast to double as the number test threw and caught an exception per field and row)."""
+    first = F.substring(column, 1, 1)
+    return (first.isin(*"-0123456789tf{[")
+            & ((F.translate(column, "0123456789.eE+-", "") == "") | column.isin("true", "false")
+               | first.isin("{", "[")))
+
+
 def _not_a_json_string(path: str) -> Column:
     """True when the field held a number, boolean, object or array, which Spark's parser reads
-    into a string field as its JSON text. Only a value that could be such text (number characters
-    alone, true, false, or text opening with { or [) is looked up in the record's own JSON, so the
-    second parse is paid for suspect rows alone; a pattern or an enum already rejects them in other
-    fields. (A cast to double as the number test threw and caught an exception per field and row.)"""
-    column = _field(path)
-    suspect = ((F.translate(column, "0123456789.eE+-", "") == "") | column.isin("true", "false")
-               | F.substring(column, 1, 1).isin("{", "["))
-    sent_as = F.expr(f"schema_of_variant(variant_get(try_parse_json(cast(value as string)), "
-                     f"'$.{path}'))")
-    return suspect & (sent_as != F.lit("STRING"))
+    into a string field as its JSON text; decided from the record's own JSON (`SENT`), which only
+    a suspect record has. (A missing field has no type here; a null one is VOID.)"""
+    sent_as = F.expr(f"schema_of_variant(variant_get({SENT}, '$.{path}'))")
+    return F.col(SENT).isNotNull() & ~sent_as.isin("STRING", "VOID")
 
 
 def date_out_of_range(first_day: str | None, future_days: int) -> Column:
