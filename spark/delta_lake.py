@@ -66,7 +66,10 @@ def last_commit(spark: SparkSession, table: str) -> dict:
     metrics = row["operationMetrics"] or {}
     return {"version": row["version"], "files": int(metrics.get("numFiles", 0)),
             "bytes": int(metrics.get("numOutputBytes", 0)),
-            "rows": int(metrics.get("numOutputRows", 0))}
+            "rows": int(metrics.get("numOutputRows", 0)),
+            # DELETE and MERGE name the rows they removed differently.
+            "deleted_rows": int(metrics.get("numDeletedRows")
+                                or metrics.get("numTargetRowsDeleted") or 0)}
 
 
 def is_table(spark: SparkSession, path: str) -> bool:

@@ -14,7 +14,7 @@ from datetime import date
 
 from pyspark.sql import SparkSession
 
-from .delta_lake import table_properties, table_version
+from .delta_lake import last_commit, table_properties, table_version
 from .session import parallelism, scoped_conf
 
 # A landing table property: days before it may have lost rows to retention, so their compaction
@@ -28,7 +28,7 @@ def expire_landing(spark: SparkSession, landing: str, raw: str, before: date) ->
     if table_version(spark, landing) is None or table_version(spark, raw) is None:
         return 0
     # Recorded first: a compaction that starts after this never mistakes a thinned day for a whole.
-    if before.isoformat() > (expired_before(spark, landing) or ""):
+    if before.isoformat() > table_properties(spark, landing).get(EXPIRED_BEFORE, ""):
         spark.sql(f"ALTER TABLE delta.`{landing}` SET TBLPROPERTIES "
                   f"('{EXPIRED_BEFORE}' = '{before.isoformat()}')").collect()
     # The target's own date bound lets Delta prune the landing to the expired days' files.
@@ -70,9 +70,5 @@ def vacuum(spark: SparkSession, table: str) -> None:
 def _deleted(spark: SparkSession, table: str, statement: str) -> int:
     before = table_version(spark, table)
     spark.sql(statement).collect()
-    if table_version(spark, table) == before:  # nothing matched: no commit
-        return 0
-    (row,) = spark.sql(f"DESCRIBE HISTORY delta.`{table}` LIMIT 1").select(
-        "operationMetrics").collect()
-    metrics = row["operationMetrics"] or {}
-    return int(metrics.get("numDeletedRows") or metrics.get("numTargetRowsDeleted") or 0)
+    commit = last_commit(spark, table)
+    return commit["deleted_rows"] if commit["version"] != before else 0  # no match: no commit
