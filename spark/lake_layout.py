@@ -28,7 +28,3 @@ def ingest_checkpoint(root: str) -> str:
 def ingest_log(root: str) -> str:
     return _join(root, "_ingest_log")
 
-
-def live(root: str, table: str) -> str:
-    """Mergeable 5-minute parts of the open days' tables, kept by the live path."""
-    return _join(root, "live", table)

@@ -7,7 +7,7 @@ from spark.analytics import live
 
 from ..partitions import LIVE_FRESHNESS
 from ..resources import ElasticsearchResource, LakeResource, SparkResource
-from ..serving import indices
+from ..serving import indices, live_documents
 from . import live_refresh
 from .ingest import clickstream_landing
 from .live_refresh import LIVE_INDICES, LiveRefresh
@@ -16,10 +16,11 @@ from .metadata import OWNERS, asset_tags, code_version
 
 @dg.asset(key=LIVE_INDICES, deps=[clickstream_landing], group_name="live",
           kinds={"spark", "delta", "elasticsearch"}, freshness_policy=LIVE_FRESHNESS, owners=OWNERS,
-          tags=asset_tags("live"), code_version=code_version(live, indices, live_refresh))
+          tags=asset_tags("live"),
+          code_version=code_version(live, indices, live_documents, live_refresh))
 def live_indices(context: dg.AssetExecutionContext, lake: LakeResource, spark: SparkResource,
                  elasticsearch: ElasticsearchResource) -> dg.MaterializeResult:
-    """Open days' url x country, 5-minute and session documents, refreshed for the new rows' windows."""
+    """Open days' url x country, 5-minute and session documents, merged with the new landing rows."""
     refresh = LiveRefresh(context.log, context.run.run_id, context.instance, spark.get_session(),
                           lake, elasticsearch)
     return dg.MaterializeResult(metadata=refresh())

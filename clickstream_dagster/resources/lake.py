@@ -28,6 +28,3 @@ class LakeResource(dg.ConfigurableResource):
 
     def analytics(self, table: str) -> str:
         return lake_layout.analytics(self.root, table)
-
-    def live(self, table: str) -> str:
-        return lake_layout.live(self.root, table)

@@ -67,8 +67,11 @@ class IndexSpec:
     @property
     def properties(self) -> dict[str, dict]:
         # `final` tells a closed day's checked recompute from the live path's refreshes of an open
-        # day; `materialization` names the run that wrote the document.
-        return {**self.fields, "materialization": KEYWORD, "final": {"type": "boolean"}}
+        # day; `materialization` names the run that wrote the document. A live document also
+        # keeps the state it merges from, stored but not searchable, and the landing version it
+        # includes (serving/live_documents.py).
+        return {**self.fields, "materialization": KEYWORD, "final": {"type": "boolean"},
+                "live_state": {"type": "object", "enabled": False}, "landing_version": LONG}
 
     def doc_id(self, doc: dict) -> str:
         readable = "|".join(str(doc[f]) for f in self.id_fields)
@@ -153,8 +156,8 @@ def load_day(client: Elasticsearch, spec: IndexSpec, day: str, rows: pa.Table,
         step = max(1, -(-rows.num_rows // threads))
         slices = [rows.slice(start, step) for start in range(0, rows.num_rows, step)] or [rows]
         with ThreadPoolExecutor(len(slices), thread_name_prefix="bulk") as pool:
-            results = list(pool.map(lambda part: _bulk(client, spec, index, part, materialization,
-                                                       chunk_size, final=True), slices))
+            results = list(pool.map(lambda part: _bulk(client, _actions(
+                spec, index, part, materialization, chunk_size), chunk_size), slices))
         sent = sum(count for count, _ in results)
         failures = [failure for _, failed in results for failure in failed]
         if failures:
@@ -181,13 +184,15 @@ def load_day(client: Elasticsearch, spec: IndexSpec, day: str, rows: pa.Table,
     return IndexReport(index, sent, serving, time.monotonic() - started)
 
 
-def upsert_live(client: Elasticsearch, spec: IndexSpec, day: str, rows: pa.Table,
-                materialization: str, *, replicas: int = 0, chunk_size: int = 2_000) -> IndexReport:
-    """Write an open day's refreshed documents over their earlier versions, marked not final, and
-    make them searchable now. Other documents of the day stay: the refresh touched only them."""
+def write_live(client: Elasticsearch, spec: IndexSpec, day: str, documents: dict[str, dict],
+               *, replicas: int = 0, chunk_size: int = 2_000) -> IndexReport:
+    """Write an open day's refreshed documents (id -> source) over their earlier versions and make
+    them searchable now. Other documents of the day stay: the refresh touched only these."""
     started = time.monotonic()
     index = ensure_index(client, spec, day, replicas)
-    sent, failures = _bulk(client, spec, index, rows, materialization, chunk_size, final=False)
+    actions = ({"_op_type": "index", "_index": index, "_id": doc_id, "_source": doc}
+               for doc_id, doc in documents.items())
+    sent, failures = _bulk(client, actions, chunk_size)
     if failures:
         raise _rejected(failures, sent, index, "live documents")
     client.indices.refresh(index=index)  # searchable now, not at the next 30 s refresh
@@ -238,13 +243,12 @@ def _serving_indices(client: Elasticsearch, alias: str) -> list[str]:
     return [alias] if client.indices.exists(index=alias) else []
 
 
-def _bulk(client: Elasticsearch, spec: IndexSpec, index: str, rows: pa.Table,
-          materialization: str, chunk_size: int, final: bool) -> tuple[int, list[dict]]:
+def _bulk(client: Elasticsearch, actions: Iterator[dict], chunk_size: int
+          ) -> tuple[int, list[dict]]:
     """One bulk stream: (documents sent, rejected items)."""
     sent, failures = 0, []
     for ok, item in helpers.streaming_bulk(
-        client, _actions(spec, index, rows, materialization, chunk_size, final),
-        chunk_size=chunk_size,
+        client, actions, chunk_size=chunk_size,
         max_retries=5, initial_backoff=1, max_backoff=30,  # 429s are retried item by item
         raise_on_error=False, raise_on_exception=False,
     ):
@@ -254,20 +258,21 @@ def _bulk(client: Elasticsearch, spec: IndexSpec, index: str, rows: pa.Table,
     return sent, failures
 
 
-def _actions(spec: IndexSpec, index: str, rows: pa.Table, materialization: str, chunk_size: int,
-             final: bool) -> Iterator[dict]:
+def _actions(spec: IndexSpec, index: str, rows: pa.Table, materialization: str, chunk_size: int
+             ) -> Iterator[dict]:
+    """A final load's index actions, one per row."""
     # Python objects only for one chunk at a time: a 10M-event day's 1.3M sessions as dicts held
     # GiBs more than the Arrow table they come from.
     fields = [name for name in rows.column_names if name in spec.fields]
     for chunk in rows.select(fields).to_batches(max_chunksize=chunk_size):
         for row in chunk.to_pylist():
-            doc = {k: _json_value(v) for k, v in row.items()}
+            doc = {k: json_value(v) for k, v in row.items()}
             doc["materialization"] = materialization
-            doc["final"] = final
+            doc["final"] = True
             yield {"_op_type": "index", "_index": index, "_id": spec.doc_id(doc), "_source": doc}
 
 
-def _json_value(value):
+def json_value(value):
     if isinstance(value, datetime | date):
         return value.isoformat()
     return value

@@ -6,8 +6,6 @@ call the same functions. Every output carries `event_date`, its daily partition.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -77,42 +75,24 @@ def user_sessions(raw: DataFrame) -> DataFrame:
     return _session_rows(session_parts(raw))
 
 
-# Each session measure as (aggregate over events, aggregate that merges partial results): a
-# session is the merge of its parts, so the live path can build it from 5-minute fragments.
-def _session_measures() -> dict[str, tuple[Column, Callable[[str], Column]]]:
+def session_parts(raw: DataFrame) -> DataFrame:
+    """Whole sessions' measures per (event_date, session_id), before they are shaped into rows: the
+    live documents keep these as their state, and merge them as serving/live_documents.py does."""
     ordered = F.struct("event_ts", "event_id", "url_path")
     views = F.when(F.col("event_type") == "page_view", ordered)
-    return {
-        "user_id": (F.min("user_id"), F.min),
-        "session_start": (F.min("event_ts"), F.min),
-        "session_end": (F.max("event_ts"), F.max),
-        "events": (F.count(F.lit(1)), F.sum),
-        "page_views": (F.sum((F.col("event_type") == "page_view").cast("long")), F.sum),
-        "_first": (F.min(ordered), F.min),
-        "_last_view": (F.max(views), F.max),
-        "_last": (F.max(ordered), F.max),
-        "_converted": (F.max((F.col("event_type") == "purchase").cast("int")), F.max),
-        "device_type": (F.min("device_type"), F.min),
-        "country": (F.min("country"), F.min),
-    }
-
-
-def session_parts(raw: DataFrame, *by: str) -> DataFrame:
-    """Session measures per (event_date, *by, session_id): whole sessions when `by` is empty,
-    fragments (one per 5-minute window, say) otherwise."""
-    return raw.groupBy("event_date", *by, "session_id").agg(
-        *[part.alias(name) for name, (part, _) in _session_measures().items()])
-
-
-def merge_session_parts(parts: DataFrame, *by: str) -> DataFrame:
-    """Session parts merged per (event_date, *by, session_id): still parts, mergeable again."""
-    return parts.groupBy("event_date", *by, "session_id").agg(
-        *[merge(name).alias(name) for name, (_, merge) in _session_measures().items()])
-
-
-def sessions_from_parts(parts: DataFrame) -> DataFrame:
-    """user_sessions from session fragments: exactly what user_sessions gives on their events."""
-    return _session_rows(merge_session_parts(parts))
+    return raw.groupBy("event_date", "session_id").agg(
+        F.min("user_id").alias("user_id"),
+        F.min("event_ts").alias("session_start"),
+        F.max("event_ts").alias("session_end"),
+        F.count(F.lit(1)).alias("events"),
+        F.sum((F.col("event_type") == "page_view").cast("long")).alias("page_views"),
+        F.min(ordered).alias("_first"),
+        F.max(views).alias("_last_view"),
+        F.max(ordered).alias("_last"),
+        F.max((F.col("event_type") == "purchase").cast("int")).alias("_converted"),
+        F.min("device_type").alias("device_type"),
+        F.min("country").alias("country"),
+    )
 
 
 def _session_rows(sessions: DataFrame) -> DataFrame:
@@ -126,17 +106,17 @@ def _session_rows(sessions: DataFrame) -> DataFrame:
     )
 
 
-# Relative standard error of the live distinct counts: about 1.6 % at 2^12 registers.
+# The live documents' distinct counts (2^12 registers: about 1.6 % relative standard error). Their
+# sketches merge with clickstream_dagster/serving/live_documents.py's, which use the same settings.
 HLL_LG_K = 12
 
 
 def url_country_parts(raw: DataFrame) -> DataFrame:
-    """url_country_daily's measures per 5-minute window, mergeable over a day: counts as sums,
-    distinct users and sessions as HyperLogLog sketches, dwell as a sum and a count. Dwell is
-    measured within the events given (a page view whose next view falls outside them has none)."""
+    """url_country_daily's measures per (event_date, url, country), mergeable: counts as sums,
+    distinct users and sessions as HyperLogLog sketches, dwell as a sum and a count."""
     return (
         with_time_on_page(raw)
-        .groupBy("event_date", window_start(), F.col("url_path").alias("url"), "country")
+        .groupBy("event_date", F.col("url_path").alias("url"), "country")
         .agg(
             F.count(F.lit(1)).alias("events"),
             F.sum((F.col("event_type") == "page_view").cast("long")).alias("page_views"),
@@ -146,36 +126,6 @@ def url_country_parts(raw: DataFrame) -> DataFrame:
             F.count("time_on_page_s").alias("dwell_views"),
         )
     )
-
-
-def merge_url_country_parts(parts: DataFrame, *by: str) -> DataFrame:
-    """url_country parts merged per (event_date, *by, url, country): still parts."""
-    return parts.groupBy("event_date", *by, "url", "country").agg(
-        F.sum("events").alias("events"),
-        F.sum("page_views").alias("page_views"),
-        F.hll_union_agg("users_sketch").alias("users_sketch"),
-        F.hll_union_agg("sessions_sketch").alias("sessions_sketch"),
-        F.sum("dwell_s").alias("dwell_s"),
-        F.sum("dwell_views").alias("dwell_views"),
-    )
-
-
-def url_country_from_parts(parts: DataFrame) -> DataFrame:
-    """url_country_daily from window parts: counts exact, distinct counts estimated (HLL)."""
-    return merge_url_country_parts(parts).select(
-        "event_date", "url", "country", "events", "page_views",
-        F.hll_sketch_estimate("users_sketch").alias("unique_users"),
-        F.hll_sketch_estimate("sessions_sketch").alias("sessions"),
-        F.round(F.col("dwell_s") / F.col("dwell_views"), 3).alias("avg_time_on_page_s"),
-    )
-
-
-def url_popularity_from_parts(parts: DataFrame) -> DataFrame:
-    """url_popularity_5m from url_country window parts: the same counts, summed over countries."""
-    return (parts.groupBy("event_date", "window_start", "url").agg(F.sum("events").alias("events"))
-            .select("event_date", "window_start",
-                    (F.col("window_start") + F.expr(f"INTERVAL {WINDOW_MINUTES} MINUTES"))
-                    .alias("window_end"), "url", "events"))
 
 
 def window_start() -> Column:

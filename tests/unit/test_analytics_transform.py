@@ -86,34 +86,6 @@ def test_five_minute_windows(raw):
     assert active == {T0: 2, T0 + timedelta(minutes=5): 1}
 
 
-def test_sessions_merged_from_window_fragments_equal_whole_sessions(raw):
-    # s2 spans two windows, so its fragments must merge into exactly the session above.
-    fragments = transform.session_parts(raw.withColumn("window_start", transform.window_start()),
-                                        "window_start")
-    assert fragments.where("session_id = 's2'").count() == 2
-    merged = transform.sessions_from_parts(fragments).orderBy("session_id").collect()
-    assert merged == transform.user_sessions(raw).orderBy("session_id").collect()
-
-
-def test_url_country_from_window_parts_keeps_counts_and_estimates_distincts(raw):
-    merged = transform.url_country_from_parts(transform.url_country_parts(raw)).collect()
-    whole = {(r["url"], r["country"]): r for r in transform.url_country_daily(raw).collect()}
-    assert {(r["url"], r["country"]) for r in merged} == set(whole)
-    for row in merged:
-        expected = whole[(row["url"], row["country"])]
-        for column in ("events", "page_views", "unique_users", "sessions", "avg_time_on_page_s"):
-            assert row[column] == expected[column], column  # HLL is exact at this size
-    popularity = transform.url_popularity_from_parts(transform.url_country_parts(raw))
-    assert sorted(popularity.collect()) == sorted(transform.url_popularity_5m(raw).collect())
-    # Parts of windows recomputed apart know no dwell across the edge: s2's "/" view (300 s).
-    windowed = raw.withColumn("w", transform.window_start())
-    apart = [transform.url_country_parts(windowed.where(F.col("w") == start).drop("w"))
-             for start in (T0, T0 + timedelta(minutes=5))]
-    merged_apart = transform.url_country_from_parts(apart[0].unionByName(apart[1])).collect()
-    assert {r["url"]: r["avg_time_on_page_s"] for r in merged_apart if r["country"] == "US"} == \
-        {"/": None, "/p/1": None}
-
-
 @pytest.mark.parametrize(("rows", "cores", "files"), [
     (10_000, 2, 1),            # a small day stays one file
     (1_000_000, 2, 2),         # one file per core, so the sort-and-write uses both
