@@ -104,7 +104,12 @@ def _is_missing_table(exc: Exception) -> bool:
         "DELTA_TABLE_NOT_FOUND"))
 
 
-def read_days(spark: SparkSession, table: str, days: list[str]) -> DataFrame:
-    """Rows of the given event_date partitions (partition pruning: only those files are read)."""
+def read_days(spark: SparkSession, table: str, days: list[str], version: int | None = None
+              ) -> DataFrame:
+    """Rows of the given event_date partitions (partition pruning: only those files are read), as
+    of table version `version` (None: the newest)."""
     wanted = [date.fromisoformat(d) for d in days]
-    return spark.read.format("delta").load(table).where(F.col("event_date").isin(wanted))
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.load(table).where(F.col("event_date").isin(wanted))

@@ -100,7 +100,7 @@ class LiveRefresh:
                         phases: "Phases") -> tuple[list[str], int, dict[str, set]]:
         """Fold the rows of landing commits after `after` into the documents they touch. Returns
         the days to compute whole instead, the new rows and the windows they fall in, per day."""
-        table = (live.new_rows(self.session, self.lake.landing, after, days)
+        table = (live.new_rows(self.session, self.lake.landing, after, version, days)
                  .limit(MAX_INCREMENTAL_ROWS + 1).toArrow())
         phases.done("new_rows")
         if table.num_rows > MAX_INCREMENTAL_ROWS:
@@ -133,7 +133,7 @@ class LiveRefresh:
 
     def _compute_whole_days(self, days: list[str], version: int, documents: Documents) -> int:
         """The days' documents from all their landing rows, computed by Spark; returns the rows."""
-        rows = live.all_rows(self.session, self.lake.landing, days).persist(
+        rows = live.all_rows(self.session, self.lake.landing, days, version).persist(
             StorageLevel.MEMORY_AND_DISK)
         try:
             states = live.whole_day_states(rows)

@@ -187,12 +187,18 @@ def load_day(client: Elasticsearch, spec: IndexSpec, day: str, rows: pa.Table,
 def write_live(client: Elasticsearch, spec: IndexSpec, day: str, documents: dict[str, dict],
                *, replicas: int = 0, chunk_size: int = 2_000) -> IndexReport:
     """Write an open day's refreshed documents (id -> source) over their earlier versions and make
-    them searchable now. Other documents of the day stay: the refresh touched only these."""
+    them searchable now. Other documents of the day stay: the refresh touched only these.
+
+    A document's version is its landing version (plus one: Elasticsearch's versions start at 1),
+    so of two refreshes that overlap, the one that includes more landing commits wins, whatever
+    the order of their writes; the other's documents are superseded, not failed."""
     started = time.monotonic()
     index = ensure_index(client, spec, day, replicas)
-    actions = ({"_op_type": "index", "_index": index, "_id": doc_id, "_source": doc}
+    actions = ({"_op_type": "index", "_index": index, "_id": doc_id, "_source": doc,
+                "version": doc["landing_version"] + 1, "version_type": "external_gte"}
                for doc_id, doc in documents.items())
     sent, failures = _bulk(client, actions, chunk_size)
+    failures = [f for f in failures if next(iter(f.values())).get("status") != 409]
     if failures:
         raise _rejected(failures, sent, index, "live documents")
     client.indices.refresh(index=index)  # searchable now, not at the next 30 s refresh

@@ -23,18 +23,22 @@ URL_COUNTRY = "url_country"
 SESSIONS = "sessions"
 
 
-def new_rows(spark: SparkSession, landing: str, after_version: int, days: list[str]) -> DataFrame:
-    """Rows appended to the landing after `after_version`, on `days`, with the version that
-    added each (`_commit_version`) and their 5-minute window."""
+def new_rows(spark: SparkSession, landing: str, after_version: int, through_version: int,
+             days: list[str]) -> DataFrame:
+    """Rows appended to the landing after `after_version` through `through_version`, on `days`,
+    with the version that added each (`_commit_version`) and their 5-minute window. The bound
+    matters: the ingest keeps committing while a refresh reads, and whatever a refresh folds in
+    must be what its documents say they include."""
     feed = (spark.read.format("delta").option("readChangeFeed", "true")
-            .option("startingVersion", after_version + 1).load(landing))
+            .option("startingVersion", after_version + 1)
+            .option("endingVersion", through_version).load(landing))
     return (feed.where((F.col("_change_type") == "insert") & _on_days(days))
             .select(*ROW_COLUMNS, "_commit_version", window_start()))
 
 
-def all_rows(spark: SparkSession, landing: str, days: list[str]) -> DataFrame:
-    """Every landing row of `days`, deduplicated."""
-    return deduplicate_day(read_days(spark, landing, days)).select(*ROW_COLUMNS)
+def all_rows(spark: SparkSession, landing: str, days: list[str], version: int) -> DataFrame:
+    """Every landing row of `days` as of landing version `version`, deduplicated."""
+    return deduplicate_day(read_days(spark, landing, days, version)).select(*ROW_COLUMNS)
 
 
 def whole_day_states(rows: DataFrame) -> dict[str, DataFrame]:

@@ -22,7 +22,13 @@ from clickstream_dagster.assets.serving import SERVING_ASSETS
 from clickstream_dagster.checks.quality import QUALITY_CHECKS
 from clickstream_dagster.definitions import build_resources
 from clickstream_dagster.resources import ElasticsearchResource
-from clickstream_dagster.serving.indices import SERVED, SESSIONS, URL_COUNTRY, URL_POPULARITY
+from clickstream_dagster.serving.indices import (
+    SERVED,
+    SESSIONS,
+    URL_COUNTRY,
+    URL_POPULARITY,
+    write_live,
+)
 from simulator.timeline import GeneratorConfig, stream
 from spark.analytics import transform
 from spark.delta_lake import read_days
@@ -145,6 +151,25 @@ def test_open_day_refreshes_touch_only_new_windows_and_match_a_recompute(spark, 
     # Nothing new: nothing is merged, and the cursor stays.
     third = _ingest(resources, instance)
     assert third["new_rows"] == 0 and third["landing_version"] == second["landing_version"]
+
+
+def test_an_overlapping_older_refresh_never_overwrites_newer_documents(live_day):
+    """Of two refreshes that overlap (a streaming run's and one started by hand), the one that
+    includes more landing commits wins, whichever writes last."""
+    _, resources, _, _ = live_day
+    client = resources["elasticsearch"].client()
+    spec = SESSIONS.with_prefix(resources["elasticsearch"].index_prefix)
+    newest = max(helpers.scan(client, index=spec.index_for(TODAY)),
+                 key=lambda hit: hit["_source"]["landing_version"])
+    current = newest["_source"]
+    older = {**current, "events": current["events"] + 1_000,
+             "landing_version": current["landing_version"] - 1}
+    write_live(client, spec, TODAY, {newest["_id"]: older})
+    assert client.get(index=spec.index_for(TODAY), id=newest["_id"])["_source"] == current
+    # The same landing version again (a repeated refresh) is written.
+    write_live(client, spec, TODAY, {newest["_id"]: {**current, "materialization": "repeat"}})
+    assert client.get(index=spec.index_for(TODAY),
+                      id=newest["_id"])["_source"]["materialization"] == "repeat"
 
 
 def _live_refreshes_after(instance, storage_id: int) -> list:
