@@ -51,6 +51,7 @@ class FieldRule:
     min_length: int | None = None  # in characters, as JSON Schema counts them
     max_length: int | None = None
     is_string: bool = False  # the schema allows a string (or null) and nothing else
+    nullable: bool = False  # the schema allows null
 
 
 def field_rules() -> list[FieldRule]:
@@ -65,9 +66,31 @@ def field_rules() -> list[FieldRule]:
             rules.append(FieldRule(path, is_required, tuple(sub["enum"]) if "enum" in sub else None,
                                    sub.get("pattern"), sub.get("const"), sub.get("minLength"),
                                    sub.get("maxLength"),
-                                   [k for k in _types(sub) if k != "null"] == ["string"]))
+                                   [k for k in _types(sub) if k != "null"] == ["string"],
+                                   "null" in _types(sub)))
             if "properties" in sub:
                 walk(sub, path + ".", is_required)
 
     walk(event_schema(), "", True)
     return rules
+
+
+def closed_objects() -> dict[str, tuple[str, ...]]:
+    """Objects whose schema allows no other keys (additionalProperties: false), by dotted path
+    ("" for the event itself), with the keys they allow."""
+    closed: dict[str, tuple[str, ...]] = {}
+
+    def walk(node: dict, path: str):
+        if node.get("additionalProperties") is False:
+            closed[path] = tuple(node.get("properties", {}))
+        for name, sub in node.get("properties", {}).items():
+            if "properties" in sub:
+                walk(sub, f"{path}.{name}" if path else name)
+
+    walk(event_schema(), "")
+    return closed
+
+
+def nullable_fields() -> list[str]:
+    """Dotted paths of the fields a valid event may send as an explicit null."""
+    return [rule.path for rule in field_rules() if rule.nullable]

@@ -7,17 +7,19 @@ it does not. Nothing is dropped here: valid rows go to the lake, the others to d
 
 from __future__ import annotations
 
+import re
 from functools import reduce
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from contract import max_event_bytes
-from contract.spark import CORRUPT_RECORD, field_rules, spark_schema
+from contract.spark import CORRUPT_RECORD, closed_objects, field_rules, nullable_fields, spark_schema
 
 from .config import IP_MODES, IP_TRUNCATE
 
 SENT = "_sent_json"  # parse_events' variant of a suspect record, for contract_violation
+UNKNOWN = "_unknown_field"  # parse_events' first field the contract does not know, if any
 
 LAKE_COLUMNS = [
     "event_id", "event_type", "event_ts", "event_date", "event_hour", "user_id", "session_id",
@@ -68,9 +70,10 @@ def parse_events(kafka_rows: DataFrame, max_bytes: int | None = None, first_day:
     sent = F.when(suspect, F.expr("try_parse_json(cast(value as string))"))
     return (
         parsed.withColumn("event_ts", event_ts).withColumn(SENT, sent)
+        .withColumn(UNKNOWN, F.when(_may_have_unknown_fields(), _first_unknown_field()))
         .withColumn("error", F.coalesce(contract_violation(max_bytes or max_event_bytes()),
                                         date_out_of_range(first_day, future_days)))
-        .drop(SENT)
+        .drop(SENT, UNKNOWN)
         .withColumn("dedup_key", F.when(F.col("error").isNull(), F.col("event.event_id")).otherwise(
             F.concat_ws(":", F.lit("dead-letter"), "kafka_partition", "kafka_offset")))
     )
@@ -93,6 +96,7 @@ def contract_violation(max_bytes: int) -> Column:
     checks += [(_field(r.path).isNull(), f"missing_field: {r.path}") for r in rules if r.required]
     checks += [(_not_a_json_string(path), f"wrong_type: {path} is not a string")
                for path in _text_fields()]
+    checks.append((F.col(UNKNOWN).isNotNull(), F.concat(F.lit("unknown_field: "), F.col(UNKNOWN))))
     for rule in rules:
         column = _field(rule.path)
         if rule.const is not None:
@@ -144,6 +148,34 @@ def _not_a_json_string(path: str) -> Column:
     a suspect record has. (A missing field has no type here; a null one is VOID.)"""
     sent_as = F.expr(f"schema_of_variant(variant_get({SENT}, '$.{path}'))")
     return F.col(SENT).isNotNull() & ~sent_as.isin("STRING", "VOID")
+
+
+def _may_have_unknown_fields() -> Column:
+    """True when the record may hold a key the contract does not know: it has more key-colon pairs
+    than it has known fields with a value, explicit nulls of the nullable ones, and properties. A
+    record with an unknown key always has more, so only such records (and a few others, such as
+    text holding an escaped quote and a colon) pay for reading every object's keys."""
+    raw = F.col("value").cast("string")
+    rules = field_rules()
+    with_value = reduce(lambda a, b: a + b, [_field(r.path).isNotNull().cast("int") for r in rules])
+    nullable = nullable_fields()
+    names = "|".join(re.escape(path.rsplit(".", 1)[-1]) for path in nullable)
+    # At most one explicit null per nullable field that parsed as null.
+    nulls = F.least(F.regexp_count(raw, F.lit(rf'"({names})"\s*:\s*null')),
+                    reduce(lambda a, b: a + b, [_field(p).isNull().cast("int") for p in nullable]))
+    pairs = F.regexp_count(raw, F.lit(r'"\s*:'))
+    return pairs > with_value + nulls + F.coalesce(F.size("event.properties"), F.lit(0))
+
+
+def _first_unknown_field() -> Column:
+    """The dotted path of the first key the contract does not allow, from the record's own JSON."""
+    raw = F.col("value").cast("string")
+    found = []
+    for path, allowed in closed_objects().items():
+        text = F.get_json_object(raw, f"$.{path}") if path else raw
+        extra = F.array_except(F.json_object_keys(text), F.array(*[F.lit(k) for k in allowed]))
+        found.append(F.concat(F.lit(f"{path}." if path else ""), F.try_element_at(extra, F.lit(1))))
+    return F.coalesce(*found)
 
 
 def date_out_of_range(first_day: str | None, future_days: int) -> Column:

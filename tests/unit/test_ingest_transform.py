@@ -85,6 +85,15 @@ CASES = {
     "array os": (_variant(device__os=["iOS"]), "wrong_type: device.os is not a string"),
     "numeric text user_id": (_variant(user__user_id="12345"), None),
     "text that looks like json": (_variant(device__browser="{Safari}", geo__city="true"), None),
+    # Every object but properties allows only the keys the contract names.
+    "unknown top-level field": (_variant(nickname="x"), "unknown_field: nickname"),
+    "unknown nested field": (_variant(geo__zip="10115"), "unknown_field: geo.zip"),
+    "unknown null field": (_variant(device__model=None), "unknown_field: device.model"),
+    "unknown campaign field": (_variant(campaign={"source": "a", "medium": "b", "name": "c",
+                                                  "term": "d"}), "unknown_field: campaign.term"),
+    "any properties": (_variant(properties={f"p{i}": i for i in range(40)}), None),
+    "quotes and colons in text": (_variant(device__user_agent='a": b": c": d": e": f": g":' * 3),
+                                  None),
 }
 
 
