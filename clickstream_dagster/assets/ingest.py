@@ -1,6 +1,8 @@
 """The source end of the graph: the Kafka topic, and the streaming ingest into the landing lake."""
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -68,11 +70,13 @@ def clickstream_landing(context: dg.AssetExecutionContext, config: IngestRunConf
     started = time.monotonic()
     session = spark.get_session()
     ingest = IngestJob(session, job_config)
-    if config.stream_seconds:
-        _stream(context, ingest, config, LiveRefresh(context.log, context.run.run_id,
-                                                     context.instance, session, lake, elasticsearch))
-    else:
-        ingest.wait()
+    with _explained_lake_errors(lake.root):
+        if config.stream_seconds:
+            _stream(context, ingest, config, LiveRefresh(context.log, context.run.run_id,
+                                                         context.instance, session, lake,
+                                                         elasticsearch))
+        else:
+            ingest.wait()
     seconds = time.monotonic() - started
     # Batches in the lake's log that no materialization reported: a run that committed some and
     # then failed or was killed reports nothing, but its rows are in the lake. Changed days come
@@ -139,6 +143,21 @@ def _stream(context: dg.AssetExecutionContext, ingest: IngestJob, config: Ingest
             context.log_event(dg.AssetMaterialization(LIVE_INDICES, metadata=metadata))
 
     ingest.stream(config.stream_seconds, config.idle_seconds, after_batches)
+
+
+@contextmanager
+def _explained_lake_errors(root: str) -> Iterator[None]:
+    """A full lake fails the run with what to do about it, not only Spark's stack trace."""
+    try:
+        yield
+    except Exception as exc:
+        if "No space left on device" not in str(exc):
+            raise
+        raise dg.Failure(
+            description=f"the lake at {root} is full (No space left on device). Free space or grow "
+                        "the volume, then run the ingest again: nothing of the failed micro-batch "
+                        "was published, and the next run resumes from the checkpoint, landing "
+                        "every event exactly once.", allow_retries=False) from exc
 
 
 def _refuse_beside_another_ingest(context: dg.AssetExecutionContext) -> None:

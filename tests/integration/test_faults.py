@@ -3,9 +3,11 @@ stopped mid-load and before a run, two ingests at once. Each test recovers, then
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -18,6 +20,7 @@ from elasticsearch import ApiError, TransportError
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from clickstream_dagster.assets.ingest import clickstream_landing
 from clickstream_dagster.assets.serving import SERVING_ASSETS
 from clickstream_dagster.clients import elasticsearch_client
 from clickstream_dagster.definitions import build_resources
@@ -25,6 +28,7 @@ from clickstream_dagster.resources import ElasticsearchResource
 from clickstream_dagster.serving.indices import SERVED, URL_COUNTRY, IndexingError, load_day
 from simulator.producer import produce
 from simulator.timeline import GeneratorConfig
+from spark.ingest.batch_log import read_batch_log
 from spark.ingest.stream import IngestJob
 from stack import elasticsearch, kafka, manager
 from stack.process import read_pid_file
@@ -219,3 +223,49 @@ def test_an_index_load_is_retried_until_elasticsearch_is_back(stack, spark, tmp_
     spec = URL_COUNTRY.with_prefix(prefix)
     assert client.count(index=spec.index_for(day))["count"] == 500
     remove_indices(client, spec.name, [spec.name])
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 MiB file system of its own (tmpfs) for the lake, so that it can fill up."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    subprocess.run([*sudo, "mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)],
+                   check=True)
+    yield mount
+    # Lazy: a Spark file handle still open on it must not fail the teardown.
+    subprocess.run([*sudo, "umount", "-l", str(mount)], check=True)
+
+
+def test_a_full_lake_fails_the_ingest_clearly_and_the_next_run_resumes_exactly_once(
+        stack, spark, fresh_topics, small_disk):
+    settings = dataclasses.replace(fresh_topics, lake_dir=str(small_disk / "lake"))
+    resources = build_resources(settings)
+    lake = resources["lake"]
+    first = produce(GeneratorConfig(events=5_000, seed=51), settings, progress=False)
+    assert dg.materialize([clickstream_landing], resources=resources).success
+    landed_before = _landed(spark, lake.landing)
+    log_before = read_batch_log(spark, lake.root)
+
+    # The disk fills up (another tenant of the volume, say) while new events wait.
+    filler = small_disk / "filler"
+    with open(filler, "wb", buffering=0) as out, contextlib.suppress(OSError):  # ENOSPC
+        while out.write(b"\0" * (1 << 16)):
+            pass
+    second = produce(GeneratorConfig(events=5_000, seed=52), settings, progress=False)
+    failed = dg.materialize([clickstream_landing], resources=resources, raise_on_error=False)
+    assert not failed.success
+    message = str(failed.get_step_failure_events()[0].event_specific_data.error)
+    assert "is full" in message and lake.root in message, message
+    # Nothing of the failed run is published: no landing commit, no batch record.
+    assert _landed(spark, lake.landing) == landed_before
+    assert read_batch_log(spark, lake.root) == log_before
+
+    filler.unlink()  # space again: the next run resumes from the checkpoint
+    assert dg.materialize([clickstream_landing], resources=resources).success
+    expected = sum(s.kinds["valid"] + s.kinds["late"] for s in (first, second))
+    assert _landed(spark, lake.landing) == (expected, expected)
+    log = read_batch_log(spark, lake.root)
+    assert sorted(b["batch_id"] for b in log) == list(range(len(log)))
+    assert sum(b["input_rows"] for b in log) == first.produced + second.produced
