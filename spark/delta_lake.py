@@ -87,6 +87,13 @@ def table_version(spark: SparkSession, path: str) -> int | None:
         raise
 
 
+def table_created_s(spark: SparkSession, path: str) -> int:
+    """When the table at `path` was created, in epoch seconds (a recreated table is newer)."""
+    (row,) = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").select(
+        F.unix_timestamp("createdAt").alias("created")).collect()
+    return int(row["created"])
+
+
 def table_columns(spark: SparkSession, path: str) -> dict[str, str] | None:
     """The table's columns and their types, from its schema alone; None before its first commit."""
     try:

@@ -12,7 +12,7 @@ from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 
 from spark.analytics import live
-from spark.delta_lake import enable_change_feed, table_version
+from spark.delta_lake import enable_change_feed, table_created_s, table_version
 
 from ..partitions import open_days
 from ..resources import ElasticsearchResource, LakeResource
@@ -46,6 +46,7 @@ class LiveRefresh:
         self.cursor = last_cursor(instance)
         self.specs = {family: family.spec.with_prefix(elasticsearch.index_prefix)
                       for family in FAMILIES}
+        self._landing_created_s: int | None = None  # part of every document's version
 
     def __call__(self) -> dict:
         """Refresh once; returns the metadata of a `live_indices` materialization."""
@@ -69,6 +70,8 @@ class LiveRefresh:
             version = table_version(session, lake.landing)
         if after == version:
             return unchanged
+        if after is None or self._landing_created_s is None:
+            self._landing_created_s = table_created_s(session, lake.landing)
         phases = Phases()
         documents: Documents = {family: {} for family in FAMILIES}
         whole, new, windows = list(days), 0, {}
@@ -156,8 +159,15 @@ class LiveRefresh:
         replicas = self.elasticsearch.number_of_replicas
 
         def write(family: Family) -> int:
-            return sum(write_live(client, self.specs[family], day, docs, replicas=replicas).documents
-                       for day, docs in documents[family].items() if docs)
+            reports = [write_live(client, self.specs[family], day, docs, replicas=replicas,
+                                  landing_created_s=self._landing_created_s or 0)
+                       for day, docs in documents[family].items() if docs]
+            superseded = sum(report.superseded for report in reports)
+            if superseded:
+                self.log.warning(f"{superseded:,} documents of {self.specs[family].name} were not "
+                                 "written: the index holds newer versions of them, from another "
+                                 "refresh beside this one or a landing table created later")
+            return sum(report.documents - report.superseded for report in reports)
 
         with ThreadPoolExecutor(len(FAMILIES), thread_name_prefix="live") as pool:
             counts = {family: pool.submit(write, family) for family in FAMILIES}

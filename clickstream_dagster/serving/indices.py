@@ -115,6 +115,7 @@ class IndexReport:
     documents: int
     replaced: list[str]  # indices that served the day before, dropped by the swap
     seconds: float
+    superseded: int = 0  # live documents not written: the index holds a newer version of each
 
     @property
     def docs_per_s(self) -> int:
@@ -185,24 +186,33 @@ def load_day(client: Elasticsearch, spec: IndexSpec, day: str, rows: pa.Table,
 
 
 def write_live(client: Elasticsearch, spec: IndexSpec, day: str, documents: dict[str, dict],
-               *, replicas: int = 0, chunk_size: int = 2_000) -> IndexReport:
+               *, landing_created_s: int = 0, replicas: int = 0, chunk_size: int = 2_000
+               ) -> IndexReport:
     """Write an open day's refreshed documents (id -> source) over their earlier versions and make
     them searchable now. Other documents of the day stay: the refresh touched only these.
 
-    A document's version is its landing version (plus one: Elasticsearch's versions start at 1),
-    so of two refreshes that overlap, the one that includes more landing commits wins, whatever
-    the order of their writes; the other's documents are superseded, not failed."""
+    A document's version is its landing table's creation time, then its landing version: of two
+    refreshes that overlap, the one that includes more landing commits wins, whatever the order
+    of their writes, and a landing table recreated since outranks the old one. The other writes
+    are superseded, not failed."""
     started = time.monotonic()
     index = ensure_index(client, spec, day, replicas)
     actions = ({"_op_type": "index", "_index": index, "_id": doc_id, "_source": doc,
-                "version": doc["landing_version"] + 1, "version_type": "external_gte"}
+                "version": live_version(landing_created_s, doc["landing_version"]),
+                "version_type": "external_gte"}
                for doc_id, doc in documents.items())
     sent, failures = _bulk(client, actions, chunk_size)
-    failures = [f for f in failures if next(iter(f.values())).get("status") != 409]
-    if failures:
-        raise _rejected(failures, sent, index, "live documents")
+    rejected = [f for f in failures if next(iter(f.values())).get("status") != 409]
+    if rejected:
+        raise _rejected(rejected, sent, index, "live documents")
     client.indices.refresh(index=index)  # searchable now, not at the next 30 s refresh
-    return IndexReport(index, sent, [], time.monotonic() - started)
+    return IndexReport(index, sent, [], time.monotonic() - started,
+                       superseded=len(failures) - len(rejected))
+
+
+def live_version(landing_created_s: int, landing_version: int) -> int:
+    """A live document's Elasticsearch version: a long, at least 1, ordered by table then commit."""
+    return landing_created_s * 10**9 + landing_version + 1
 
 
 def served_documents(client: Elasticsearch, spec: IndexSpec, days: list[str]) -> dict[str, int]:

@@ -5,6 +5,7 @@ import dataclasses
 import logging
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -20,6 +21,7 @@ from clickstream_dagster.assets.live import live_indices
 from clickstream_dagster.assets.live_refresh import LiveRefresh
 from clickstream_dagster.assets.serving import SERVING_ASSETS
 from clickstream_dagster.checks.quality import QUALITY_CHECKS
+from clickstream_dagster.clients import elasticsearch_client
 from clickstream_dagster.definitions import build_resources
 from clickstream_dagster.resources import ElasticsearchResource
 from clickstream_dagster.serving.indices import (
@@ -31,7 +33,7 @@ from clickstream_dagster.serving.indices import (
 )
 from simulator.timeline import GeneratorConfig, stream
 from spark.analytics import transform
-from spark.delta_lake import read_days
+from spark.delta_lake import read_days, table_created_s
 from tests.helpers import create_topics, delete_topics, isolated_topics, remove_indices
 
 TODAY = datetime.now(UTC).date().isoformat()
@@ -158,18 +160,40 @@ def test_an_overlapping_older_refresh_never_overwrites_newer_documents(live_day)
     includes more landing commits wins, whichever writes last."""
     _, resources, _, _ = live_day
     client = resources["elasticsearch"].client()
+    created = table_created_s(resources["spark"].get_session(), resources["lake"].landing)
     spec = SESSIONS.with_prefix(resources["elasticsearch"].index_prefix)
     newest = max(helpers.scan(client, index=spec.index_for(TODAY)),
                  key=lambda hit: hit["_source"]["landing_version"])
     current = newest["_source"]
     older = {**current, "events": current["events"] + 1_000,
              "landing_version": current["landing_version"] - 1}
-    write_live(client, spec, TODAY, {newest["_id"]: older})
+    assert write_live(client, spec, TODAY, {newest["_id"]: older},
+                      landing_created_s=created).superseded == 1
     assert client.get(index=spec.index_for(TODAY), id=newest["_id"])["_source"] == current
     # The same landing version again (a repeated refresh) is written.
-    write_live(client, spec, TODAY, {newest["_id"]: {**current, "materialization": "repeat"}})
+    write_live(client, spec, TODAY, {newest["_id"]: {**current, "materialization": "repeat"}},
+               landing_created_s=created)
     assert client.get(index=spec.index_for(TODAY),
                       id=newest["_id"])["_source"]["materialization"] == "repeat"
+
+
+def test_a_recreated_landing_table_outranks_the_documents_of_the_old_one(stack):
+    """Landing versions start again when the landing table is recreated; its documents still win
+    over the old table's, because a document's version begins with its table's creation time."""
+    client = elasticsearch_client(stack)
+    spec = SESSIONS.with_prefix(f"test-recreated-{uuid.uuid4().hex[:8]}")
+    old_table, new_table = 1_790_000_000, 1_790_000_600
+    doc = {"event_date": TODAY, "session_id": "s1", "final": False, "events": 9}
+    write_live(client, spec, TODAY, {"s1": {**doc, "landing_version": 9}},
+               landing_created_s=old_table)
+    # The old table's own older version loses; the new table's first versions win.
+    stale = write_live(client, spec, TODAY, {"s1": {**doc, "landing_version": 4, "events": 1}},
+                       landing_created_s=old_table)
+    fresh = write_live(client, spec, TODAY, {"s1": {**doc, "landing_version": 2, "events": 2}},
+                       landing_created_s=new_table)
+    assert (stale.superseded, fresh.superseded) == (1, 0)
+    assert client.get(index=spec.index_for(TODAY), id="s1")["_source"]["events"] == 2
+    remove_indices(client, spec.name, [spec.name])
 
 
 def _live_refreshes_after(instance, storage_id: int) -> list:
