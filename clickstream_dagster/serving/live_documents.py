@@ -23,12 +23,13 @@ from typing import Any
 from datasketches import hll_sketch, tgt_hll_type
 from elasticsearch import Elasticsearch
 
+from spark.analytics.transform import HLL_LG_K, WINDOW_MINUTES
+
 from .indices import SESSIONS, URL_COUNTRY, URL_POPULARITY, IndexSpec, json_value
 
-# The same sketches as Spark's hll_sketch_agg (lgConfigK 12, HLL_8): Spark's day-wide sketches and
-# ours merge, and agree on every id they share. Relative standard error about 1.6 %.
-HLL_LG_K = 12
-WINDOW = timedelta(minutes=5)
+# Sketches are built as Spark's hll_sketch_agg builds them (HLL_LG_K registers, HLL_8): Spark's
+# day-wide sketches and ours merge, and agree on every id they share.
+WINDOW = timedelta(minutes=WINDOW_MINUTES)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MGET_CHUNK = 2_000
 
