@@ -107,7 +107,7 @@ def _url_country_fold(state: State | None, row: Row, dwell: float | None) -> Sta
     for sketch_field, value in (("users_sketch", row["user_id"]),
                                 ("sessions_sketch", row["session_id"])):
         if value is not None:
-            # Folded as decoded sketches and encoded once per document (see _fold_key).
+            # Decoded once per document and refresh, encoded again by live_document.
             sketch = state[sketch_field]
             if not isinstance(sketch, hll_sketch):
                 sketch = state[sketch_field] = _sketch(sketch)
