@@ -109,7 +109,7 @@ class LiveRefresh:
         if table.num_rows > MAX_INCREMENTAL_ROWS:
             self.log.info(f"over {MAX_INCREMENTAL_ROWS:,} new rows: the open days are computed "
                           "whole")
-            return days, table.num_rows, {}
+            return days, 0, {}  # the whole days' rows are counted as they are computed
         rows = table.to_pylist()
         windows: dict[str, set] = {}
         for row in rows:
