@@ -72,6 +72,14 @@ def _private_pages(pid: int) -> int:
                if line.startswith(("Private_Clean:", "Private_Dirty:")))
 
 
+def _default_stop_signals() -> None:
+    """In the child before exec: SIGTERM and SIGINT stop it. A shell's background job (`nohup make
+    run &`) ignores SIGINT, and Dagster maps SIGTERM to the SIGINT handler in its processes; a
+    JVM that starts with SIGTERM ignored never stops on it, so `stack down` could not stop it."""
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, signal.SIG_DFL)
+
+
 def _stat(pid: int) -> list[str] | None:
     """The fields of /proc/<pid>/stat after the command name (state first); None if gone."""
     try:
@@ -115,6 +123,7 @@ def start_process(
             cwd=cwd,
             **(run_as or {}),  # user, group and extra_groups when dropping root
             start_new_session=True,  # survives the CLI and can be stopped as one process group
+            preexec_fn=_default_stop_signals,
         )
     service = ServiceProcess(name, proc.pid, marker, str(log), time.time())
     # Until exec completes, /proc shows the forking Python's command line, not the marker.
