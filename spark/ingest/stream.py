@@ -90,6 +90,11 @@ class IngestJob:
                     # Quiet time counts from when the records were served, not when they came.
                     last_records = time.monotonic()
                 now = time.monotonic()
+                if now - last_records >= idle_s and (query.lastProgress is None
+                                                     or query.status["isTriggerActive"]):
+                    # A query starting or a micro-batch in flight is not a quiet topic: the first
+                    # batch of a run, on a backlog or a cold server, can outlast the idle time.
+                    last_records = now
                 if now - started >= seconds or now - last_records >= idle_s:
                     break
                 time.sleep(poll_s)
