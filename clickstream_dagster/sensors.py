@@ -24,10 +24,11 @@ AUTOMATION = dg.DefaultSensorStatus.RUNNING if SETTINGS.automation else dg.Defau
 # failure sensor has alerted on each, and the next change to the day starts it again.
 DAILY_MAX_ATTEMPTS = 4
 # The sensor's ingest runs stream: one run lands micro-batches and refreshes the live documents for
-# minutes, instead of paying a run start per cycle (CLICKSTREAM_INGEST_STREAM_S=0 turns it off).
+# up to an hour, instead of paying a run start per cycle (CLICKSTREAM_INGEST_STREAM_S=0 turns it
+# off), and reports the days it changed every minute on the way.
 STREAMING_RUN = dg.RunConfig(ops={clickstream_landing.key.to_python_identifier(): IngestRunConfig(
     stream_seconds=SETTINGS.ingest_stream_s, trigger_seconds=SETTINGS.ingest_trigger_s,
-    idle_seconds=SETTINGS.ingest_idle_s)})
+    idle_seconds=SETTINGS.ingest_idle_s, report_seconds=SETTINGS.ingest_report_s)})
 # A streaming run ends at its time limit plus one micro-batch and a refresh. Far beyond that its
 # process is gone (killed, the machine restarted): run monitoring then fails it, and the ingest
 # lane is free again for the retry.

@@ -101,10 +101,13 @@ class Settings:
     # The Kafka sensor's ingest runs keep their query running for up to this long, landing a
     # micro-batch every `ingest_trigger_s` and refreshing the live documents after each, and end
     # early once the topic is quiet for `ingest_idle_s`. 0: each run takes what is on the topic
-    # and stops (available-now), which pays a run start per cycle.
-    ingest_stream_s: int = 600
+    # and stops (available-now), which pays a run start per cycle. A handover from one run to the
+    # next holds the live path up for some 30 s, so runs are long; they report what the lake
+    # gained every `ingest_report_s`, which is how late data reaches the partition sensor.
+    ingest_stream_s: int = 3600
     ingest_trigger_s: float = 15.0
     ingest_idle_s: int = 60
+    ingest_report_s: int = 60
     # Days kept, counted back from today (UTC); 0 keeps forever. The landing and the dead letters
     # hold personal data as sent; the raw table keeps each compacted day beyond the landing's.
     landing_retention_days: int = 30
@@ -163,6 +166,7 @@ class Settings:
             ingest_trigger_s=float(_env("CLICKSTREAM_INGEST_TRIGGER_S",
                                         str(defaults.ingest_trigger_s))),
             ingest_idle_s=int(_env("CLICKSTREAM_INGEST_IDLE_S", str(defaults.ingest_idle_s))),
+            ingest_report_s=int(_env("CLICKSTREAM_INGEST_REPORT_S", str(defaults.ingest_report_s))),
             landing_retention_days=_days("CLICKSTREAM_LANDING_RETENTION_DAYS",
                                         defaults.landing_retention_days),
             dead_letter_retention_days=_days("CLICKSTREAM_DEAD_LETTER_RETENTION_DAYS",

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from spark.delta_lake import table_columns
 from spark.ingest import stream, transform
+from spark.ingest.batch_log import BatchStats
 from spark.ingest.config import AVAILABLE_NOW, CONTINUOUS, IngestConfig
 from spark.ingest.stream import IngestJob
 
@@ -39,6 +40,11 @@ class IngestRunConfig(dg.Config):
     trigger_seconds: float = Field(15.0, description="Streaming runs: seconds between micro-batches.")
     idle_seconds: int = Field(60, description="Streaming runs: end once the topic has been quiet "
                                               "this long; the sensor starts the next on new data.")
+    report_seconds: int = Field(
+        60, description="Streaming runs: record what the lake gained (changed days, counts, dead "
+                        "letters) as a clickstream_landing materialization at least this often, "
+                        "so late data for closed days reaches the partition sensor while the run "
+                        "goes on (CLICKSTREAM_INGEST_REPORT_S).")
 
 
 # Two ingests must never share the checkpoint. The instance template's run lanes queue them one at
@@ -66,71 +72,109 @@ def clickstream_landing(context: dg.AssetExecutionContext, config: IngestRunConf
         dedup_watermark=config.dedup_watermark, first_day=FIRST_DAY, future_days=FUTURE_DAYS,
         ip_anonymization=lake.ip_anonymization, kafka_security=kafka.security(),
     )
-    reported_through = _reported_through(context)
     started = time.monotonic()
     session = spark.get_session()
     ingest = IngestJob(session, job_config)
+    report = LandingReport(context, ingest, session, lake.landing)
     with _explained_lake_errors(lake.root):
         if config.stream_seconds:
-            _stream(context, ingest, config, LiveRefresh(context.log, context.run.run_id,
-                                                         context.instance, session, lake,
-                                                         elasticsearch))
+            _stream(context, ingest, config, report, LiveRefresh(
+                context.log, context.run.run_id, context.instance, session, lake, elasticsearch))
         else:
             ingest.wait()
-    seconds = time.monotonic() - started
     # Batches in the lake's log that no materialization reported: a run that committed some and
     # then failed or was killed reports nothing, but its rows are in the lake. Changed days come
     # from the lake itself, so none is ever left without its recompute.
-    batches, recovered = ingest.batches_since(reported_through)
-    ingest.publish_position(max([*batches, *recovered], key=lambda b: b.started_at, default=None))
-    rows_per_day: dict[str, int] = {}
-    reasons: dict[str, int] = {}
-    for batch in batches:
-        for day, rows in batch.rows_per_event_date.items():
-            rows_per_day[day] = rows_per_day.get(day, 0) + rows
-        for reason, rows in batch.dead_letters_per_reason.items():
-            reasons[reason] = reasons.get(reason, 0) + rows
-    consumed = sum(b.input_rows for b in batches)
-    recovered_days = sorted({day for batch in recovered for day, rows in
-                             batch.rows_per_event_date.items() if rows})
-    changed = sorted({*recovered_days, *(day for day, rows in rows_per_day.items() if rows)})
-    context.log.info(f"{consumed:,} records in {len(batches)} micro-batches; changed days: {changed}")
-    if recovered:
-        context.log.warning(f"{len(recovered)} micro-batches committed by runs that never reported "
-                            f"them (a failed or killed ingest): their days {recovered_days} are "
-                            "recomputed too")
-    return dg.MaterializeResult(metadata={
-        "records_consumed": consumed,
-        "rows_landed": sum(rows_per_day.values()),
-        "dead_letters": sum(reasons.values()),
-        "duplicates_removed": sum(b.duplicates_removed for b in batches),
-        "dead_letters_per_reason": dg.MetadataValue.json(reasons),
-        "rows_per_event_date": dg.MetadataValue.json(rows_per_day),
-        # Read by the partition sensor: exactly these daily partitions get recomputed.
-        "changed_partitions": dg.MetadataValue.json(changed),
-        "recovered_batches": len(recovered),
-        "recovered_partitions": dg.MetadataValue.json(recovered_days),
-        # Where the next run starts looking for batches no run reported.
-        "reported_through": max([b.started_at for b in [*batches, *recovered]],
-                                default=reported_through or FIRST_DAY),
-        "start_offsets": dg.MetadataValue.json(batches[0].start_offsets if batches else {}),
-        "end_offsets": dg.MetadataValue.json(batches[-1].end_offsets if batches else {}),
-        "micro_batches": len(batches),
-        "events_per_s": round(consumed / seconds) if seconds else 0,
-        "landing_path": dg.MetadataValue.path(lake.landing),
-        **({"dagster/column_schema": table_schema(columns)}
-           if (columns := table_columns(session, lake.landing)) else {}),
-    })
+    metadata, newest = report.since_last()
+    ingest.publish_position(newest)
+    context.log.info(f"{report.records:,} records in {report.micro_batches} micro-batches over "
+                     f"{time.monotonic() - started:.0f} s, {report.reports} report(s); changed "
+                     f"days: {sorted(report.changed_days)}")
+    return dg.MaterializeResult(metadata=metadata)
+
+
+class LandingReport:
+    """What the lake gained, as `clickstream_landing` materialization metadata: the micro-batches
+    of the batch log since the last report, by this run or by one that never reported them. A
+    streaming run reports every `report_seconds`, so late data reaches the partition sensor while
+    the run goes on; every run reports what is left at its end."""
+
+    def __init__(self, context: dg.AssetExecutionContext, ingest: IngestJob, session, landing: str):
+        self._context, self._ingest, self._session, self._landing = context, ingest, session, landing
+        self.through = _reported_through(context)
+        self.reported_at = time.monotonic()
+        self.reports = self.micro_batches = self.records = 0
+        self.changed_days: set[str] = set()
+
+    def due(self, every_s: float) -> bool:
+        return time.monotonic() - self.reported_at >= every_s
+
+    def during_run(self) -> None:
+        """Record what the lake gained so far as a materialization, if it gained anything."""
+        metadata, newest = self.since_last()
+        if newest is not None:
+            self._context.log_event(dg.AssetMaterialization(clickstream_landing.key,
+                                                            metadata=metadata))
+
+    def since_last(self) -> tuple[dict, BatchStats | None]:
+        """The metadata of the batches since the last report, and the newest of them."""
+        seconds = time.monotonic() - self.reported_at
+        batches, recovered = self._ingest.batches_since(self.through)
+        rows_per_day: dict[str, int] = {}
+        reasons: dict[str, int] = {}
+        for batch in batches:
+            for day, rows in batch.rows_per_event_date.items():
+                rows_per_day[day] = rows_per_day.get(day, 0) + rows
+            for reason, rows in batch.dead_letters_per_reason.items():
+                reasons[reason] = reasons.get(reason, 0) + rows
+        consumed = sum(b.input_rows for b in batches)
+        recovered_days = sorted({day for batch in recovered for day, rows in
+                                 batch.rows_per_event_date.items() if rows})
+        changed = sorted({*recovered_days, *(day for day, rows in rows_per_day.items() if rows)})
+        if recovered:
+            self._context.log.warning(
+                f"{len(recovered)} micro-batches committed by runs that never reported them (a "
+                f"failed or killed ingest): their days {recovered_days} are recomputed too")
+        newest = max([*batches, *recovered], key=lambda b: b.started_at, default=None)
+        reported_through = newest.started_at if newest else self.through or FIRST_DAY
+        self.through, self.reported_at = reported_through, time.monotonic()
+        self.reports += 1
+        self.micro_batches += len(batches)
+        self.records += consumed
+        self.changed_days.update(changed)
+        return {
+            "records_consumed": consumed,
+            "rows_landed": sum(rows_per_day.values()),
+            "dead_letters": sum(reasons.values()),
+            "duplicates_removed": sum(b.duplicates_removed for b in batches),
+            "dead_letters_per_reason": dg.MetadataValue.json(reasons),
+            "rows_per_event_date": dg.MetadataValue.json(rows_per_day),
+            # Read by the partition sensor: exactly these daily partitions get recomputed.
+            "changed_partitions": dg.MetadataValue.json(changed),
+            "recovered_batches": len(recovered),
+            "recovered_partitions": dg.MetadataValue.json(recovered_days),
+            # Where the next report starts looking for batches, in this run or the next.
+            "reported_through": reported_through,
+            "start_offsets": dg.MetadataValue.json(batches[0].start_offsets if batches else {}),
+            "end_offsets": dg.MetadataValue.json(batches[-1].end_offsets if batches else {}),
+            "micro_batches": len(batches),
+            "events_per_s": round(consumed / seconds) if seconds else 0,
+            "landing_path": dg.MetadataValue.path(self._landing),
+            **({"dagster/column_schema": table_schema(columns)}
+               if (columns := table_columns(self._session, self._landing)) else {}),
+        }, newest
 
 
 def _stream(context: dg.AssetExecutionContext, ingest: IngestJob, config: IngestRunConfig,
-            refresh: LiveRefresh) -> None:
+            report: LandingReport, refresh: LiveRefresh) -> None:
     """Keep the query running and refresh the live documents after each micro-batch that brought
     records: no run start, no query start and no Spark session per cycle. Each refresh is recorded
     as a `live_indices` materialization, whose cursor the next refresh (in this run or another)
-    starts from; `live_indices` itself then catches up the batch that landed last."""
+    starts from; `live_indices` itself then catches up the batch that landed last. What the lake
+    gained is reported every `report_seconds` on the way."""
     context.log.info(f"streaming for up to {config.stream_seconds} s, a micro-batch every "
-                     f"{config.trigger_seconds:g} s, until {config.idle_seconds} s without a record")
+                     f"{config.trigger_seconds:g} s, until {config.idle_seconds} s without a record; "
+                     f"reporting the lake's changes every {config.report_seconds} s")
 
     def after_batches(progress: list) -> None:
         before = refresh.cursor
@@ -141,6 +185,9 @@ def _stream(context: dg.AssetExecutionContext, ingest: IngestJob, config: Ingest
                          f"rows on open days")
         if refresh.cursor != before:
             context.log_event(dg.AssetMaterialization(LIVE_INDICES, metadata=metadata))
+        # After the refresh: its latency is the live path's, the report's only the closed days'.
+        if report.due(config.report_seconds):
+            report.during_run()
 
     ingest.stream(config.stream_seconds, config.idle_seconds, after_batches)
 

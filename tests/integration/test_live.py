@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pandas as pd
@@ -24,6 +24,7 @@ from clickstream_dagster.checks.quality import QUALITY_CHECKS
 from clickstream_dagster.clients import elasticsearch_client
 from clickstream_dagster.definitions import build_resources
 from clickstream_dagster.resources import ElasticsearchResource
+from clickstream_dagster.sensors import landing_partitions_sensor
 from clickstream_dagster.serving.indices import (
     SERVED,
     SESSIONS,
@@ -37,6 +38,9 @@ from spark.delta_lake import read_days, table_created_s
 from tests.helpers import create_topics, delete_topics, isolated_topics, remove_indices
 
 TODAY = datetime.now(UTC).date().isoformat()
+# Three days back is closed whatever the close hour: late data for it goes to the partition sensor.
+CLOSED_START = datetime.fromisoformat(TODAY).replace(tzinfo=UTC) - timedelta(days=3)
+CLOSED_DAY = CLOSED_START.date().isoformat()
 CONFIG = GeneratorConfig(events=8_000, seed=5, days=1, duplicate_ratio=0.03, malformed_ratio=0.01,
                          start=datetime.fromisoformat(TODAY).replace(tzinfo=UTC))
 # HyperLogLog's distinct counts on the live url x country documents (2^12 registers).
@@ -204,12 +208,16 @@ def _live_refreshes_after(instance, storage_id: int) -> list:
 
 def test_a_streaming_run_serves_each_micro_batch_while_it_runs(spark, live_day):
     """The Kafka sensor's runs: one query lands micro-batches for minutes, and each one that brings
-    rows reaches Elasticsearch during the run; the run ends by itself once the topic is quiet."""
+    rows reaches Elasticsearch during the run; late data for a closed day reaches the partition
+    sensor during the run too, and the run ends by itself once the topic is quiet."""
     settings, resources, instance, _ = live_day
     more = list(stream(dataclasses.replace(CONFIG, events=3_000, seed=6)))
+    late = list(stream(dataclasses.replace(CONFIG, events=200, seed=7, duplicate_ratio=0,
+                                           malformed_ratio=0, start=CLOSED_START)))
     before = instance.fetch_materializations(live_indices.key, limit=1).records[0].storage_id
+    landed_before = instance.fetch_materializations(clickstream_landing.key, limit=1).records[0]
     streaming = {"ops": {"clickstream_landing": {"config": {
-        "stream_seconds": 300, "trigger_seconds": 1, "idle_seconds": 10}}}}
+        "stream_seconds": 300, "trigger_seconds": 1, "idle_seconds": 10, "report_seconds": 1}}}}
     outcome = {}
     runner = threading.Thread(target=lambda: outcome.update(result=dg.materialize(
         [clickstream_landing, live_indices], resources=resources, instance=instance,
@@ -217,7 +225,7 @@ def test_a_streaming_run_serves_each_micro_batch_while_it_runs(spark, live_day):
     started = time.monotonic()
     runner.start()
     try:
-        for chunk in (more[:1_500], more[1_500:]):
+        for chunk in (more[:1_500], more[1_500:] + late):
             refreshed = len(_live_refreshes_after(instance, before))
             _send(settings, chunk)
             # Each chunk is served by a refresh of the run in flight, before the next is sent.
@@ -225,17 +233,52 @@ def test_a_streaming_run_serves_each_micro_batch_while_it_runs(spark, live_day):
             while len(_live_refreshes_after(instance, before)) == refreshed:
                 assert runner.is_alive() and time.monotonic() < deadline, "no live refresh"
                 time.sleep(0.5)
+        # The closed day is reported while the run goes on, and the partition sensor asks for it.
+        deadline = time.monotonic() + 60
+        while CLOSED_DAY not in _changed_days(instance, landed_before.storage_id):
+            assert runner.is_alive() and time.monotonic() < deadline, "late day not reported"
+            time.sleep(0.5)
+        requests = landing_partitions_sensor(dg.build_sensor_context(instance=instance)).run_requests
+        requested = {r.partition_key for r in requests}
+        assert CLOSED_DAY in requested and TODAY not in requested
+        assert runner.is_alive(), "the run ended before the check; raise stream_seconds"
     finally:
         runner.join(timeout=300)
     result = outcome["result"]
     assert result.success
     assert time.monotonic() - started < 300, "the run did not end on a quiet topic"
-    landing = next(m.metadata for m in result.asset_materializations_for_node("clickstream_landing")
-                   if m.asset_key == clickstream_landing.key)
-    assert landing["records_consumed"].value == len(more)
+    # Every micro-batch is reported exactly once over the run's several reports.
+    reports = [r.asset_materialization.metadata for r in instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=clickstream_landing.key,
+                              after_storage_id=landed_before.storage_id), limit=100).records]
+    assert len(reports) >= 2
+    assert sum(m["records_consumed"].value for m in reports) == len(more) + len(late)
+    # (a session that starts late in the closed day may end on the next, also closed)
+    assert sum(rows for m in reports for day, rows in m["rows_per_event_date"].value.items()
+               if day < TODAY) == len(late)
     refreshes = _live_refreshes_after(instance, before)
     assert {r.run_id for r in refreshes} == {result.run_id} and len(refreshes) >= 2
     _assert_live_matches(spark, resources)
+
+
+def test_a_streaming_run_serves_a_first_micro_batch_that_outlasts_its_idle_time(live_day):
+    """Quiet time counts only once the query runs and no micro-batch is in flight: a backlog's
+    first batch takes longer than a short idle time, and is still served by the run itself."""
+    settings, resources, instance, _ = live_day
+    _send(settings, list(stream(dataclasses.replace(CONFIG, events=2_000, seed=8, duplicate_ratio=0,
+                                                    malformed_ratio=0))))
+    result = dg.materialize([clickstream_landing, live_indices], resources=resources,
+                            instance=instance, run_config={"ops": {"clickstream_landing": {"config": {
+                                "stream_seconds": 120, "trigger_seconds": 1, "idle_seconds": 1}}}})
+    in_run = [m for m in result.asset_materializations_for_node("clickstream_landing")
+              if m.asset_key == live_indices.key and m.metadata["new_rows"].value]
+    assert sum(m.metadata["new_rows"].value for m in in_run) == 2_000
+
+
+def _changed_days(instance, after_storage_id: int) -> set[str]:
+    return {day for r in instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=clickstream_landing.key, after_storage_id=after_storage_id),
+        limit=100).records for day in r.asset_materialization.metadata["changed_partitions"].value}
 
 
 def test_a_final_day_serves_exactly_the_full_recompute(spark, live_day):
