@@ -105,6 +105,7 @@ class LandingReport:
         self.reported_at = time.monotonic()
         self.reports = self.micro_batches = self.records = 0
         self.changed_days: set[str] = set()
+        self._columns: dict[str, str] | None = None
 
     def due(self, every_s: float) -> bool:
         return time.monotonic() - self.reported_at >= every_s
@@ -160,9 +161,15 @@ class LandingReport:
             "micro_batches": len(batches),
             "events_per_s": round(consumed / seconds) if seconds else 0,
             "landing_path": dg.MetadataValue.path(self._landing),
-            **({"dagster/column_schema": table_schema(columns)}
-               if (columns := table_columns(self._session, self._landing)) else {}),
+            **({"dagster/column_schema": table_schema(columns)} if (columns := self._schema()) else {}),
         }, newest
+
+    def _schema(self) -> dict[str, str] | None:
+        # The ingest writes one fixed schema, so a run reads it once, not in every report: a
+        # report's Spark work runs beside the next micro-batch on the same cores.
+        if self._columns is None:
+            self._columns = table_columns(self._session, self._landing)
+        return self._columns
 
 
 def _stream(context: dg.AssetExecutionContext, ingest: IngestJob, config: IngestRunConfig,
