@@ -37,7 +37,7 @@ class IngestRunConfig(dg.Config):
                        "query running for up to this long, landing a micro-batch every "
                        "trigger_seconds and refreshing the open days' live documents after each; "
                        "the Kafka sensor's runs do this (CLICKSTREAM_INGEST_STREAM_S).")
-    trigger_seconds: float = Field(15.0, description="Streaming runs: seconds between micro-batches.")
+    trigger_seconds: float = Field(10.0, description="Streaming runs: seconds between micro-batches.")
     idle_seconds: int = Field(60, description="Streaming runs: end once the topic has been quiet "
                                               "this long; the sensor starts the next on new data.")
     report_seconds: int = Field(
