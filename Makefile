@@ -8,7 +8,7 @@ export TZ := UTC
 export DAGSTER_HOME ?= $(HOME)/.local/share/clickstream/dagster
 PYTEST_ARGS ?=
 
-.PHONY: install up down status run demo test unit lint validate browser bench bench-live clean
+.PHONY: install up down status run demo test unit lint validate browser bench bench-live bench-profile clean
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 1; }
@@ -72,6 +72,11 @@ bench: up
 MINUTES ?= 30
 bench-live: up
 	$(BIN)/clickstream bench live --rate $(RATE) --minutes $(MINUTES) $(BENCH_ARGS)
+
+# Where the ingest's time goes: each layer of its transformation, then the real ingest, on one
+# backlog of EVENTS; results go to bench/results/profile-latest.json.
+bench-profile: up
+	$(BIN)/clickstream bench profile --events $(EVENTS) $(BENCH_ARGS)
 
 clean: down
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -178,6 +178,8 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.stage == "live":
         return _bench_live(args, settings)
+    if args.stage == "profile":
+        return _bench_profile(args, settings)
     from bench import report
     from bench.harness import run_benchmark
     from stack import manager
@@ -206,6 +208,19 @@ def _bench_live(args: argparse.Namespace, settings: Settings) -> int:
     paths = live.write(results, Path(args.results_dir))
     print("\n" + live.markdown(results) + "\n")
     print("results: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _bench_profile(args: argparse.Namespace, settings: Settings) -> int:
+    from bench import profile
+    from stack import manager
+
+    manager.up(settings)
+    results = profile.run_profile(settings, args.events, repeats=args.repeats, seed=args.seed,
+                                  progress=not args.quiet)
+    path = profile.write(results, Path(args.results_dir))
+    print("\n" + profile.markdown(results) + "\n")
+    print(f"results: {path}")
     return 0
 
 
@@ -269,13 +284,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     bench = commands.add_parser("bench", help="time every stage on one generated day, then end to "
-                                             "end; `bench live` measures the live path instead")
-    bench.add_argument("stage", nargs="?", choices=["live"],
-                       help="live: dagster dev with its sensors under steady traffic, minute by minute")
+                                             "end; `bench live` measures the live path instead, "
+                                             "`bench profile` the layers of the ingest")
+    bench.add_argument("stage", nargs="?", choices=["live", "profile"],
+                       help="live: dagster dev with its sensors under steady traffic, minute by "
+                            "minute; profile: each layer of the ingest's transformation, then the "
+                            "real ingest, on one backlog")
     bench.add_argument("--rate", type=float, default=100, help="live: events/s of live traffic")
     bench.add_argument("--minutes", type=float, default=10, help="live: how long to measure")
     bench.add_argument("--events", type=int, default=1_000_000, help="events in the day (10000000: full run)")
     bench.add_argument("--seed", type=int, default=1)
+    bench.add_argument("--repeats", type=int, default=2,
+                       help="profile: runs of each layer; the fastest is kept")
     bench.add_argument("--freshness-rate", type=float, default=2_000,
                        help="events/s produced while the continuous ingest runs")
     bench.add_argument("--freshness-seconds", type=float, default=60, help="how long to produce at that rate")

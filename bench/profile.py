@@ -1,0 +1,142 @@
+"""`clickstream bench profile`: where the ingest's time goes, one layer of its transformation at a time.
+
+One generated backlog is read from its own topic several times, each time through one more layer
+of the ingest's own code (spark/ingest/transform.py), and written to Spark's no-op sink, so each
+row prices only the reading and computing up to that layer:
+
+    read        the Kafka source, values as strings
+    json        + from_json into the contract's schema
+    contract    + every contract rule: the `error` column of parse_events
+    flatten     + the lake's typed columns (flatten)
+    dedup       + the dedup by event id (a batch dropDuplicates, not the streaming state store)
+
+Then the real ingest (IngestJob, available-now) lands the same backlog in a scratch lake, with its
+own phase timings. The gap between a layer and the one before is that layer's cost; the gap
+between `dedup` and the ingest is the streaming machinery, the cache and the Delta writes.
+
+Each layer is timed `repeats` times and the fastest run is kept: a shared machine's noise only
+ever adds time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from cli.sandbox import Sandbox
+from clickstream_dagster.resources.spark import pipeline_spark
+from clickstream_dagster.settings import Settings
+from contract.spark import spark_schema
+from simulator.producer import DEFAULT_WORKERS, produce
+from simulator.timeline import GeneratorConfig
+from spark.ingest.stream import INGEST_CONF, IngestJob
+from spark.ingest.transform import flatten, parse_events
+
+from .report import machine, started_now
+
+PROFILE = "clickstream-profile"
+
+
+def layers(kafka_rows: DataFrame, first_day: str | None) -> dict[str, DataFrame]:
+    """Each layer of the ingest's transformation on top of the one before, in order."""
+    raw = F.col("value").cast("string")
+    parsed = parse_events(kafka_rows, first_day=first_day)
+    flat = flatten(parsed)
+    return {
+        "read": kafka_rows.select(raw.alias("value")),
+        "json": kafka_rows.select(F.from_json(raw, spark_schema()).alias("event")),
+        "contract": parsed.select("event", "error"),
+        "flatten": flat,
+        "dedup": flat.dropDuplicates(["dedup_key"]),
+    }
+
+
+def run_profile(base: Settings, events: int, *, repeats: int = 2, seed: int = 1,
+                progress: bool = True) -> dict:
+    """Produce `events`, time every layer and the real ingest; returns the results document."""
+    started_at = started_now()
+    sandbox = Sandbox(PROFILE, base)
+    sandbox.reset()
+    settings = sandbox.settings
+    # The same faults as `clickstream bench`, so the dedup and the dead letters do real work.
+    config = GeneratorConfig(events=events, seed=seed, duplicate_ratio=0.01, malformed_ratio=0.001)
+    summary = produce(config, settings, workers=DEFAULT_WORKERS, progress=progress)
+    spark = pipeline_spark(settings, "clickstream-profile", conf=INGEST_CONF)
+    kafka_rows = (spark.read.format("kafka")
+                  .options(**settings.ingest_config().spark_kafka_options)
+                  .option("subscribe", settings.topic).option("startingOffsets", "earliest").load())
+    timed: dict[str, dict] = {}
+    previous = 0.0
+    for name, frame in layers(kafka_rows, settings.first_day).items():
+        seconds = _fastest(lambda frame=frame: frame.write.format("noop").mode("overwrite").save(),
+                           repeats)
+        timed[name] = {"seconds": round(seconds, 2), "events_per_s": round(summary.delivered / seconds),
+                       "layer_seconds": round(seconds - previous, 2)}
+        previous = seconds
+        _say(f"{name:<9} {seconds:7.2f} s   this layer {timed[name]['layer_seconds']:6.2f} s")
+    timed["ingest"] = _real_ingest(spark, settings, summary.delivered)
+    _say(f"ingest    {timed['ingest']['seconds']:7.2f} s   phases {timed['ingest']['phase_seconds']}")
+    return {"started_at": started_at, "machine": machine(), "events": summary.delivered,
+            "repeats": repeats, "stages": timed}
+
+
+def _real_ingest(spark: SparkSession, settings: Settings, events: int) -> dict:
+    """The backlog through IngestJob into a scratch lake: the ingest as the asset runs it."""
+    lake = Path(tempfile.mkdtemp(prefix="clickstream-profile-lake-"))
+    try:
+        config = dataclasses.replace(settings.ingest_config(), lake_root=str(lake),
+                                     consumer_group=f"{PROFILE}-ingest")
+        started = time.perf_counter()
+        batches = IngestJob(spark, config).run()
+        seconds = time.perf_counter() - started
+    finally:
+        shutil.rmtree(lake, ignore_errors=True)
+    phases: dict[str, float] = {}
+    for batch in batches:
+        for phase, spent in batch.phase_seconds.items():
+            phases[phase] = round(phases.get(phase, 0) + spent, 2)
+    return {"seconds": round(seconds, 2), "events_per_s": round(events / seconds),
+            "micro_batches": len(batches), "phase_seconds": phases}
+
+
+def markdown(results: dict) -> str:
+    lines = [f"{results['events']:,} events, fastest of {results['repeats']} per layer",
+             "", "| layer | seconds | events/s | this layer, s |", "| --- | ---: | ---: | ---: |"]
+    for name, stage in results["stages"].items():
+        extra = stage.get("layer_seconds", "")
+        if name == "ingest":
+            extra = ", ".join(f"{k} {v}" for k, v in stage["phase_seconds"].items())
+        lines.append(f"| {name} | {stage['seconds']} | {stage['events_per_s']:,} | {extra} |")
+    return "\n".join(lines)
+
+
+def write(results: dict, directory: Path) -> Path:
+    """bench/results/profile-<time>.json, copied to profile-latest.json."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.fromisoformat(results["started_at"]).strftime("%Y%m%dT%H%M%SZ")
+    path = directory / f"profile-{stamp}.json"
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    shutil.copyfile(path, directory / "profile-latest.json")
+    return path
+
+
+def _fastest(action: Callable[[], None], repeats: int) -> float:
+    best = float("inf")
+    for _ in range(max(1, repeats)):
+        started = time.perf_counter()
+        action()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def _say(message: str) -> None:
+    print(f"[profile {time.strftime('%H:%M:%S')}] {message}", flush=True)
