@@ -35,7 +35,13 @@ from .transform import flatten, parse_events, to_bad_rows, to_dead_letter_messag
 # Constraint propagation multiplies the contract's CASE WHEN through every alias of the plan: a
 # long-lived server's heap filled with those constraint sets (EqualNullSafe, ExpressionSet) while
 # planning a 1M-event batch. The ingest's filters gain nothing from inferred constraints.
-INGEST_CONF = {"spark.sql.maxConcurrentOutputFileWriters": "64",
+# HotSpot never compiles a method over 8,000 bytes of bytecode; it interprets it. The contract's
+# rules and the lake columns, generated as one whole-stage method, passed that size, and every
+# record ran through interpreted bytecode (`make bench-profile`, 1M events: flattening cost 39 s
+# on top of the rules' 18 s). At Spark's documented HotSpot value, a stage whose method would be
+# larger is generated per operator instead, and each of those is compiled.
+INGEST_CONF = {"spark.sql.codegen.hugeMethodLimit": "8000",
+               "spark.sql.maxConcurrentOutputFileWriters": "64",
                "spark.sql.constraintPropagation.enabled": "false",
                "spark.sql.inMemoryColumnarStorage.compressed": "false",
                "spark.sql.parquet.compression.codec": "lz4_raw",
