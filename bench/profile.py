@@ -40,6 +40,7 @@ from simulator.producer import DEFAULT_WORKERS, produce
 from simulator.timeline import GeneratorConfig
 from spark.ingest.stream import INGEST_CONF, IngestJob
 from spark.ingest.transform import flatten, parse_events
+from spark.session import stop_session
 
 from .report import machine, started_now
 
@@ -70,7 +71,20 @@ def run_profile(base: Settings, events: int, *, repeats: int = 2, seed: int = 1,
     # The same faults as `clickstream bench`, so the dedup and the dead letters do real work.
     config = GeneratorConfig(events=events, seed=seed, duplicate_ratio=0.01, malformed_ratio=0.001)
     summary = produce(config, settings, workers=DEFAULT_WORKERS, progress=progress)
+    # The ingest's own session settings, so each layer is generated and run as the ingest's is.
     spark = pipeline_spark(settings, "clickstream-profile", conf=INGEST_CONF)
+    try:
+        timed = _time_layers(spark, settings, summary.delivered, repeats)
+        timed["ingest"] = _real_ingest(spark, settings, summary.delivered)
+    finally:
+        stop_session(spark)
+    _say(f"ingest    {timed['ingest']['seconds']:7.2f} s   phases {timed['ingest']['phase_seconds']}")
+    return {"started_at": started_at, "machine": machine(), "events": summary.delivered,
+            "repeats": repeats, "stages": timed}
+
+
+def _time_layers(spark: SparkSession, settings: Settings, events: int, repeats: int
+                 ) -> dict[str, dict]:
     kafka_rows = (spark.read.format("kafka")
                   .options(**settings.ingest_config().spark_kafka_options)
                   .option("subscribe", settings.topic).option("startingOffsets", "earliest").load())
@@ -79,14 +93,11 @@ def run_profile(base: Settings, events: int, *, repeats: int = 2, seed: int = 1,
     for name, frame in layers(kafka_rows, settings.first_day).items():
         seconds = _fastest(lambda frame=frame: frame.write.format("noop").mode("overwrite").save(),
                            repeats)
-        timed[name] = {"seconds": round(seconds, 2), "events_per_s": round(summary.delivered / seconds),
+        timed[name] = {"seconds": round(seconds, 2), "events_per_s": round(events / seconds),
                        "layer_seconds": round(seconds - previous, 2)}
         previous = seconds
         _say(f"{name:<9} {seconds:7.2f} s   this layer {timed[name]['layer_seconds']:6.2f} s")
-    timed["ingest"] = _real_ingest(spark, settings, summary.delivered)
-    _say(f"ingest    {timed['ingest']['seconds']:7.2f} s   phases {timed['ingest']['phase_seconds']}")
-    return {"started_at": started_at, "machine": machine(), "events": summary.delivered,
-            "repeats": repeats, "stages": timed}
+    return timed
 
 
 def _real_ingest(spark: SparkSession, settings: Settings, events: int) -> dict:
