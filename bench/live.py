@@ -379,7 +379,7 @@ def markdown(results: dict) -> str:
 def write(results: dict, directory: Path) -> dict[str, Path]:
     """live-latest.json, a timestamped copy and live-latest.png."""
     directory.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.fromisoformat(results["started_at"]).strftime("%Y%m%dT%H%M%SZ")
+    stamp = report.file_stamp(results)
     text = json.dumps({**results, "machine": report.machine()}, indent=2)
     paths = {"latest": directory / "live-latest.json",
              "copy": directory / f"live-{results['rate_per_s']:g}-{stamp}.json",

@@ -26,7 +26,6 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
@@ -42,7 +41,7 @@ from spark.ingest.stream import INGEST_CONF, IngestJob
 from spark.ingest.transform import flatten, parse_events
 from spark.session import stop_session
 
-from .report import machine, started_now
+from .report import file_stamp, machine, started_now
 
 PROFILE = "clickstream-profile"
 
@@ -133,8 +132,7 @@ def markdown(results: dict) -> str:
 def write(results: dict, directory: Path) -> Path:
     """bench/results/profile-<time>.json, copied to profile-latest.json."""
     directory.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.fromisoformat(results["started_at"]).strftime("%Y%m%dT%H%M%SZ")
-    path = directory / f"profile-{stamp}.json"
+    path = directory / f"profile-{file_stamp(results)}.json"
     path.write_text(json.dumps(results, indent=1) + "\n")
     shutil.copyfile(path, directory / "profile-latest.json")
     return path

@@ -105,7 +105,7 @@ def chart(results: dict, path: Path) -> None:
 def write(results: dict, directory: Path) -> dict[str, Path]:
     """latest.json, a timestamped copy and latest.png; returns the paths written."""
     directory.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.fromisoformat(results["started_at"]).strftime("%Y%m%dT%H%M%SZ")
+    stamp = file_stamp(results)
     text = json.dumps({**results, "targets": TARGETS, "met": verdicts(results)}, indent=2)
     paths = {"latest": directory / "latest.json", "copy": directory / f"bench-{stamp}.json",
              "chart": directory / "latest.png"}
@@ -117,6 +117,11 @@ def write(results: dict, directory: Path) -> dict[str, Path]:
 
 def started_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def file_stamp(results: dict) -> str:
+    """The results' start time as it appears in their timestamped file names."""
+    return datetime.fromisoformat(results["started_at"]).strftime("%Y%m%dT%H%M%SZ")
 
 
 def _gib(peak: dict | None) -> str:
