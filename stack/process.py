@@ -197,7 +197,7 @@ def wait_for(what: str, probe, *, service: ServiceProcess, timeout_s: float):
     """Poll `probe()` until it returns a truthy value; fail fast with the log if the process dies."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not service.is_alive():
+        if not _still_alive(service):
             raise StackError(
                 f"{what} exited during start-up. Last lines of {service.log}:\n{tail(service.log)}"
             )
@@ -209,6 +209,18 @@ def wait_for(what: str, probe, *, service: ServiceProcess, timeout_s: float):
         f"{what} did not become healthy within {timeout_s:.0f} s. "
         f"Last lines of {service.log}:\n{tail(service.log)}"
     )
+
+
+def _still_alive(service: ServiceProcess, grace_s: float = 1.0) -> bool:
+    """False only once the process has been gone for all of `grace_s`. While a launcher script execs the
+    next program (spark-submit -> spark-class -> java), /proc can show an empty command line for a
+    moment, and one such read once reported a healthy start-up as a crash."""
+    deadline = time.monotonic() + grace_s
+    while not service.is_alive():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def _cmdline(pid: int) -> str:
