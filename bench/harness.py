@@ -51,7 +51,8 @@ DAILY_STAGES = {
 
 
 def run_benchmark(base: Settings, events: int, *, seed: int = 1, freshness_rate: float = 2_000,
-                  freshness_seconds: float = 60, progress: bool = True) -> dict:
+                  freshness_seconds: float = 60, freshness_trigger_s: float | None = None,
+                  progress: bool = True) -> dict:
     """Every stage, timed; returns the results document (see bench/report.py for its shape)."""
     day = (datetime.now(UTC) - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     sandbox = Sandbox(BENCH, base)
@@ -110,10 +111,10 @@ def run_benchmark(base: Settings, events: int, *, seed: int = 1, freshness_rate:
              f"{freshness_seconds:.0f} s")
         started = time.time()
         fresh = continuous_freshness(Sandbox(f"{BENCH}-freshness", base), freshness_rate,
-                                     freshness_seconds)
+                                     freshness_seconds, freshness_trigger_s)
         stages["freshness"] = {**fresh, "peak_memory": memory.peak(started, time.time())}
         _say(f"freshness: p50 {fresh['lake']['p50_s']} s, p95 {fresh['lake']['p95_s']} s "
-             "(produce -> lake)")
+             f"(produce -> lake, trigger {fresh['trigger']})")
         stack_peak = memory.peak(began, time.time())
     return {"events": events, "seed": seed, "day": partition, "stages": stages,
             "stack_peak_memory": stack_peak}

@@ -13,15 +13,17 @@ from spark.jars import SPARK_VERSION
 from stack.versions import ELASTICSEARCH_VERSION, KAFKA_VERSION
 
 FULL_RUN_EVENTS = 10_000_000
+SMALL_RUN_EVENTS = 1_000_000  # make bench's default
 
-# The targets for this 2-core machine. Seconds targets are for the full 10M-event run only.
+# The targets for this 2-core machine. Seconds targets are for the full 10M-event run; end to end
+# also has one for a 1M-event run.
 TARGETS = {
     "produce": {"min_events_per_s": 250_000},
     "ingest": {"min_events_per_s": 150_000},
     "aggregate": {"max_seconds": 30},
     "validate": {"max_seconds": 30},
-    "end_to_end": {"max_seconds": 180},
-    "freshness": {"max_p95_s": 15},
+    "end_to_end": {"max_seconds": 180, "max_seconds_at_1m": 30},
+    "freshness": {"max_p95_s": 10},
     "stack_memory": {"max_gib": 8},
 }
 
@@ -54,7 +56,9 @@ def verdicts(results: dict) -> dict[str, bool | None]:
         elif "min_events_per_s" in target:
             out[stage] = stages[stage]["events_per_s"] >= target["min_events_per_s"]
         else:
-            out[stage] = stages[stage]["seconds"] <= target["max_seconds"] if full else None
+            limit = target["max_seconds"] if full else (
+                target.get("max_seconds_at_1m") if results["events"] == SMALL_RUN_EVENTS else None)
+            out[stage] = stages[stage]["seconds"] <= limit if limit is not None else None
     return out
 
 
@@ -132,9 +136,9 @@ def _target(stage: str) -> str:
     target = TARGETS.get(stage)
     if not target:
         return ""
-    (kind, value), = target.items()
-    return {"min_events_per_s": f"≥ {value:,}/s", "max_seconds": f"≤ {value} s at 10M",
-            "max_p95_s": f"p95 ≤ {value} s", "max_gib": f"≤ {value} GiB"}[kind]
+    labels = {"min_events_per_s": "≥ {:,}/s", "max_seconds": "≤ {} s at 10M",
+              "max_seconds_at_1m": "≤ {} s at 1M", "max_p95_s": "p95 ≤ {} s", "max_gib": "≤ {} GiB"}
+    return ", ".join(labels[kind].format(value) for kind, value in target.items())
 
 
 def _met(value: bool | None) -> str:

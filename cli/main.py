@@ -190,6 +190,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
                **run_benchmark(settings, args.events, seed=args.seed,
                                freshness_rate=args.freshness_rate,
                                freshness_seconds=args.freshness_seconds,
+                               freshness_trigger_s=args.freshness_trigger,
                                progress=not args.quiet)}
     paths = report.write(results, Path(args.results_dir))
     print("\n" + report.markdown(results) + "\n")
@@ -299,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--freshness-rate", type=float, default=2_000,
                        help="events/s produced while the continuous ingest runs")
     bench.add_argument("--freshness-seconds", type=float, default=60, help="how long to produce at that rate")
+    bench.add_argument("--freshness-trigger", type=float, default=None, metavar="SECONDS",
+                       help="the continuous ingest's trigger for the freshness stage (default: "
+                            "CLICKSTREAM_INGEST_TRIGGER_S, the live path's)")
     bench.add_argument("--results-dir", default="bench/results",
                        help="where latest.json, a timestamped copy and latest.png go")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")

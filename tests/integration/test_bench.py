@@ -18,7 +18,8 @@ STAGES = ["produce", "ingest", "compact", "aggregate", "validate", "index", "end
 def test_bench_runs_every_stage_and_writes_consistent_results(stack, tmp_path):
     completed = subprocess.run(
         [sys.executable, "-m", "cli", "bench", "--events", str(EVENTS),
-         "--freshness-rate", "300", "--freshness-seconds", "10", "--results-dir", str(tmp_path),
+         "--freshness-rate", "300", "--freshness-seconds", "10", "--freshness-trigger", "3",
+         "--results-dir", str(tmp_path),
          "--quiet"],
         env=child_env(), capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
@@ -46,6 +47,7 @@ def test_bench_runs_every_stage_and_writes_consistent_results(stack, tmp_path):
     fresh = stages["freshness"]
     # No duplicates or malformed events in the freshness stream: every produced event is timed.
     assert fresh["events"] == fresh["produced"] == 3_000
+    assert fresh["trigger"] == "3 seconds"
     assert 0 < fresh["lake"]["p50_s"] <= fresh["lake"]["p95_s"] <= fresh["lake"]["max_s"]
     for stage in STAGES:
         assert stages[stage]["peak_memory"]["stack_gib"] > 0, stage
