@@ -11,8 +11,10 @@ row prices only the reading and computing up to that layer:
     dedup       + the dedup by event id (a batch dropDuplicates, not the streaming state store)
 
 Then the real ingest (IngestJob, available-now) lands the same backlog in a scratch lake, with its
-own phase timings. The gap between a layer and the one before is that layer's cost; the gap
-between `dedup` and the ingest is the streaming machinery, the cache and the Delta writes.
+own phase timings. Before all that, the generator alone (no Kafka) runs on one core for a sample,
+beside the producer's delivered rate: the ceiling that Python generation puts on `produce`.
+The gap between a layer and the one before is that layer's cost; the gap between `dedup` and the
+ingest is the streaming machinery, the cache and the Delta writes.
 
 Each layer is timed `repeats` times and the fastest run is kept: a shared machine's noise only
 ever adds time.
@@ -36,7 +38,7 @@ from clickstream_dagster.resources.spark import pipeline_spark
 from clickstream_dagster.settings import Settings
 from contract.spark import spark_schema
 from simulator.producer import DEFAULT_WORKERS, produce
-from simulator.timeline import GeneratorConfig
+from simulator.timeline import SHARDS, GeneratorConfig, stream
 from spark.ingest.stream import INGEST_CONF, IngestJob
 from spark.ingest.transform import flatten, parse_events
 from spark.session import stop_session
@@ -44,6 +46,7 @@ from spark.session import stop_session
 from .report import file_stamp, machine, started_now
 
 PROFILE = "clickstream-profile"
+GENERATION_SAMPLE = 200_000
 
 
 def layers(kafka_rows: DataFrame, first_day: str | None) -> dict[str, DataFrame]:
@@ -69,7 +72,12 @@ def run_profile(base: Settings, events: int, *, repeats: int = 2, seed: int = 1,
     settings = sandbox.settings
     # The same faults as `clickstream bench`, so the dedup and the dead letters do real work.
     config = GeneratorConfig(events=events, seed=seed, duplicate_ratio=0.01, malformed_ratio=0.001)
+    generation = _time_generation(config)
     summary = produce(config, settings, workers=DEFAULT_WORKERS, progress=progress)
+    generation["produce_events_per_s"] = summary.to_dict()["events_per_s"]
+    generation["produce_workers"] = DEFAULT_WORKERS
+    _say(f"generate  {generation['events_per_s_per_core']:,} events/s on one core, without Kafka; "
+         f"produce {generation['produce_events_per_s']:,} events/s with {DEFAULT_WORKERS} workers")
     # The ingest's own session settings, so each layer is generated and run as the ingest's is.
     spark = pipeline_spark(settings, "clickstream-profile", conf=INGEST_CONF)
     try:
@@ -79,7 +87,19 @@ def run_profile(base: Settings, events: int, *, repeats: int = 2, seed: int = 1,
         stop_session(spark)
     _say(f"ingest    {timed['ingest']['seconds']:7.2f} s   phases {timed['ingest']['phase_seconds']}")
     return {"started_at": started_at, "machine": machine(), "events": summary.delivered,
-            "repeats": repeats, "stages": timed}
+            "repeats": repeats, "generation": generation, "stages": timed}
+
+
+def _time_generation(config: GeneratorConfig) -> dict:
+    """Events/s of the generator alone in this process (one core), over one worker's shards of a
+    sample with the backlog's faults: what a producer process can at best hand to Kafka."""
+    sample = dataclasses.replace(config, events=GENERATION_SAMPLE * DEFAULT_WORKERS)
+    shards = list(range(0, SHARDS, DEFAULT_WORKERS))
+    started = time.perf_counter()
+    generated = sum(1 for _ in stream(sample, shards))
+    seconds = time.perf_counter() - started
+    return {"events": generated, "seconds": round(seconds, 2),
+            "events_per_s_per_core": round(generated / seconds)}
 
 
 def _time_layers(spark: SparkSession, settings: Settings, events: int, repeats: int
@@ -119,7 +139,11 @@ def _real_ingest(spark: SparkSession, settings: Settings, events: int) -> dict:
 
 
 def markdown(results: dict) -> str:
-    lines = [f"{results['events']:,} events, fastest of {results['repeats']} per layer",
+    gen = results["generation"]
+    lines = [f"generator alone: {gen['events_per_s_per_core']:,} events/s on one core; "
+             f"produce: {gen['produce_events_per_s']:,} events/s with {gen['produce_workers']} "
+             f"workers", "",
+             f"{results['events']:,} events, fastest of {results['repeats']} per layer",
              "", "| layer | seconds | events/s | this layer, s |", "| --- | ---: | ---: | ---: |"]
     for name, stage in results["stages"].items():
         extra = stage.get("layer_seconds", "")
