@@ -33,6 +33,7 @@ from clickstream_dagster.resources.spark import pipeline_spark
 from clickstream_dagster.settings import Settings
 from simulator.producer import DEFAULT_WORKERS, produce
 from simulator.timeline import GeneratorConfig
+from spark.session import stop_session
 
 from .freshness import continuous_freshness
 from .memory import MemorySampler
@@ -72,8 +73,10 @@ def run_benchmark(base: Settings, events: int, *, seed: int = 1, freshness_rate:
         _say(_line("produce", stages["produce"]))
 
         # The JVM starts once per run in Dagster too; timed on its own so it is not billed to ingest.
+        # Stopped at once: left idle, it would stay the process's default session after the server
+        # closed it for idling (15 min into a 10M-event run), under the runs' own sessions.
         started = time.time()
-        pipeline_spark(sandbox.settings, "clickstream-dagster")
+        stop_session(pipeline_spark(sandbox.settings, "clickstream-dagster"))
         spark_start_s = time.time() - started
 
         _say("ingest: the clickstream_landing asset, available-now")

@@ -77,7 +77,9 @@ class Sandbox:
         result = dg.materialize(assets, resources=self.resources(), instance=instance, tags=tags,
                                 raise_on_error=False)
         if not result.success:
-            failed = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
+            # Each failed check with what it observed, so the cause is in the error itself.
+            failed = {e.check_name: {key: value.value for key, value in e.metadata.items()}
+                      for e in result.get_asset_check_evaluations() if not e.passed}
             raise SandboxRunFailed(f"{self.name} run {result.run_id} failed" +
                                    (f"; failed checks: {failed}" if failed else "; see the log above"))
         return result
