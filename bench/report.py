@@ -68,8 +68,9 @@ def markdown(results: dict) -> str:
             "| --- | ---: | ---: | ---: | ---: | --- | --- |"]
     for stage in STAGE_ORDER:
         r = results["stages"][stage]
+        verdict = _met(met[stage]) if stage in met else ""  # compact and index have no target
         rows.append(f"| {stage} | {r['events']:,} | {r['seconds']:.1f} | {r['events_per_s']:,} | "
-                    f"{_gib(r['peak_memory'])} | {_target(stage)} | {_met(met.get(stage))} |")
+                    f"{_gib(r['peak_memory'])} | {_target(stage)} | {verdict} |")
     fresh = results["stages"]["freshness"]
     rows.append(f"| freshness (produce → lake) | {fresh['events']:,} at {fresh['rate_per_s']:,.0f}/s | "
                 f"p50 {fresh['lake']['p50_s']} / p95 {fresh['lake']['p95_s']} | | "

@@ -36,3 +36,9 @@ def test_other_sizes_get_no_seconds_verdict_and_freshness_is_held_to_10_s():
     assert met["end_to_end"] is None and met["freshness"] is True
     assert met["produce"] is False  # 100k/s against 250k/s
     assert "≤ 180 s at 10M, ≤ 30 s at 1M" in markdown(_results(10_000, 5.0))
+
+
+def test_stages_without_a_target_show_no_verdict():
+    row = next(line for line in markdown(_results(10_000_000, 179.0)).splitlines()
+               if line.startswith("| compact |"))
+    assert row.endswith("|  |  |")
