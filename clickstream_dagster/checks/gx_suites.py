@@ -22,6 +22,11 @@ SUITES = resources.files(__package__) / "suites"
 LOCAL_ROWS = 100_000
 
 
+class SuiteNotEvaluated(RuntimeError):
+    """GX could not compute an expectation (a missing column, a Spark error): the data was not
+    judged, so this is an error to fix or retry, never a verdict on the data."""
+
+
 @dataclass
 class CheckOutcome:
     """One property (an asset check) of one suite: every expectation it groups, with GX's results."""
@@ -84,6 +89,14 @@ def validate(suite: str, frame: DataFrame, parameters: dict) -> dict[str, CheckO
     data = frame.toPandas() if local else frame
     result = _validation(suite, "pandas" if local else "spark").run(
         batch_parameters={"dataframe": data}, expectation_parameters=parameters)
+    # GX reports an exception raised while computing a metric as a failed expectation, which
+    # would block the pipeline as if the data were bad, with the cause dropped from the metadata.
+    errors = [f"{item.expectation_config.type}"
+              f"({item.expectation_config.kwargs.get('column', 'table')}): {message}"
+              for item in result.results if not item.success for message in _raised(item)]
+    if errors:
+        raise SuiteNotEvaluated(f"The {suite} suite could not be evaluated, so the data was not "
+                                f"judged: {'; '.join(errors)}")
     outcomes: dict[str, CheckOutcome] = defaultdict(CheckOutcome)
     for item in result.results:
         config = item.expectation_config
@@ -99,3 +112,13 @@ def validate(suite: str, frame: DataFrame, parameters: dict) -> dict[str, CheckO
             {"expectation": config.type, **thresholds, **observed, "success": bool(item.success)},
             default=str)))
     return dict(outcomes)
+
+
+def _raised(item) -> list[str]:
+    """Messages of the exceptions GX caught for one expectation; its `exception_info` is one entry,
+    or one per metric."""
+    info = item.exception_info or {}
+    entries = [info] if "raised_exception" in info else list(info.values())
+    messages = [(str(entry.get("exception_message") or "").strip() or "unknown error").splitlines()[0]
+                for entry in entries if isinstance(entry, dict) and entry.get("raised_exception")]
+    return list(dict.fromkeys(messages))

@@ -59,3 +59,11 @@ def test_a_partial_open_day_passes_the_volume_band_that_a_closed_day_fails(spark
     quiet_history = {day: 2 for day in history}  # 6 rows are three times a whole quiet day
     spike = _parameters(DAY, {DAY: 6}, quiet_history, now=now)
     assert not validate("raw_clickstream", today, spike)["volume_is_within_the_trailing_band"].passed
+
+
+def test_a_suite_that_cannot_be_evaluated_is_an_error_not_a_failed_check(spark, engine):
+    # GX would report the missing column as failed checks (keys_are_not_null, url_is_well_formed):
+    # a verdict on data it never read.
+    frame = _raw(spark, ["a", "b"]).drop("url")
+    with pytest.raises(gx_suites.SuiteNotEvaluated, match=r"not_be_null\(url\).*url"):
+        validate("raw_clickstream", frame, _parameters(DAY, {DAY: 2}, {}))
