@@ -30,7 +30,7 @@ def continuous_freshness(sandbox: Sandbox, rate: float, seconds: float,
     sandbox.reset()
     settings = sandbox.settings
     spark = pipeline_spark(settings, "clickstream-dagster")
-    trigger = f"{trigger_s or settings.ingest_trigger_s:g} seconds"
+    trigger = f"{settings.ingest_trigger_s if trigger_s is None else trigger_s:g} seconds"
     job = IngestJob(spark, settings.ingest_config(mode=CONTINUOUS, starting_offsets="latest",
                                                   processing_time=trigger))
     query = job.start()
