@@ -76,8 +76,9 @@ def run_benchmark(base: Settings, events: int, *, seed: int = 1, freshness_rate:
         # Stopped at once: left idle, it would stay the process's default session after the server
         # closed it for idling (15 min into a 10M-event run), under the runs' own sessions.
         started = time.time()
-        stop_session(pipeline_spark(sandbox.settings, "clickstream-dagster"))
+        session = pipeline_spark(sandbox.settings, "clickstream-dagster")
         spark_start_s = time.time() - started
+        stop_session(session)
 
         _say("ingest: the clickstream_landing asset, available-now")
         ingest = sandbox.ingest(instance)
