@@ -5,6 +5,7 @@ id and each micro-batch's offsets, for the batch's own statistics. Lag is read f
 from __future__ import annotations
 
 import json
+from urllib.parse import urlparse
 
 from pyspark.sql import SparkSession
 
@@ -27,3 +28,16 @@ def read_text(spark: SparkSession, path: str) -> str:
 def _offsets(topic: str, text: str) -> dict[str, int]:
     # An offset log file: a version line, the batch's metadata, then one line per source.
     return {p: int(o) for p, o in json.loads(text.splitlines()[2])[topic].items()}
+
+
+def file_manager_conf(checkpoint: str) -> dict[str, str]:
+    """Session settings for a query whose checkpoint is at `checkpoint`. On local disk, its offset
+    and commit logs and state changelogs are renamed through FileSystem, not FileContext, whose
+    rename forks `readlink` four times per file without Hadoop's native library (see
+    LOCAL_DISK_CONF in spark/session.py). Renames within one local disk are atomic either way.
+    Elsewhere Spark's default stands: it is the one that is atomic on HDFS."""
+    scheme = urlparse(checkpoint).scheme
+    if scheme not in ("", "file"):
+        return {}
+    return {"spark.sql.streaming.checkpointFileManagerClass":
+            "org.apache.spark.sql.execution.streaming.FileSystemBasedCheckpointFileManager"}

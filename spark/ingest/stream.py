@@ -123,7 +123,7 @@ class IngestJob:
         """Start without waiting (continuous mode from a long-lived process)."""
         # A query runs on a clone of the session taken at start, so these settings reach its
         # batches but are restored for whatever else shares the session (a daily run's compaction).
-        overrides = {**INGEST_CONF,
+        overrides = {**INGEST_CONF, **checkpoint.file_manager_conf(self.config.checkpoint),
                      "spark.sql.shuffle.partitions": str(self.config.state_partitions)}
         # A no-data micro-batch only advances the dedup watermark; it cost a trigger and a
         # batch-log commit after every batch with data, and the next batch with data does it.
