@@ -30,12 +30,17 @@ class BatchStats:
     duplicates_removed: int
     rows_per_event_date: dict[str, int]
     dead_letters_per_reason: dict[str, int]
-    landing_files: int
-    landing_bytes: int
     phase_seconds: dict[str, float]  # read+parse+dedup, landing write, dead letters
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> BatchStats:
+        """A logged record; fields that older records carry and this version dropped (the landing
+        commit's files and bytes) are ignored."""
+        record = json.loads(text)
+        return cls(**{name: record[name] for name in cls.__dataclass_fields__})
 
 
 def read_batch_log(spark: SparkSession, lake_root: str, query_id: str | None = None,
@@ -53,7 +58,7 @@ def newest_batch(spark: SparkSession, lake_root: str) -> BatchStats | None:
         return None
     rows = (spark.read.format("delta").load(log).orderBy(F.desc("started_at"), F.desc("batch_id"))
             .select("stats").limit(1).collect())
-    return BatchStats(**json.loads(rows[0].stats)) if rows else None
+    return BatchStats.from_json(rows[0].stats) if rows else None
 
 
 def batch_log_rows(spark: SparkSession, lake_root: str, query_id: str | None = None,
