@@ -9,7 +9,7 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
-from ..session import STREAMING_CONF, build_session
+from ..session import LOCAL_DISK_CONF, STREAMING_CONF, build_session
 from .config import (
     AVAILABLE_NOW,
     CONTINUOUS,
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         protocol=args.security_protocol, sasl_mechanism=args.sasl_mechanism,
         username=args.sasl_username, ca_location=args.ssl_ca_location,
         password=args.sasl_password_file.read_text().strip() if args.sasl_password_file else None)
-    spark = build_session("clickstream-ingest", conf=STREAMING_CONF)
+    spark = build_session("clickstream-ingest", conf={**STREAMING_CONF, **LOCAL_DISK_CONF})
     config = IngestConfig(
         bootstrap_servers=args.bootstrap_servers, lake_root=args.lake, topic=args.topic,
         dlq_topic=args.dlq_topic, mode=args.mode, processing_time=args.processing_time,
