@@ -35,7 +35,7 @@ def file_manager_conf(checkpoint: str) -> dict[str, str]:
     and commit logs and state changelogs are renamed through FileSystem, not FileContext, whose
     rename forks `readlink` four times per file without Hadoop's native library (see
     LOCAL_DISK_CONF in spark/session.py). Renames within one local disk are atomic either way.
-    Elsewhere Spark's default stands: it is the one that is atomic on HDFS."""
+    Other file systems keep Spark's default, whose renames never overwrite on HDFS."""
     scheme = urlparse(checkpoint).scheme
     if scheme not in ("", "file"):
         return {}
