@@ -8,7 +8,9 @@ every few seconds, each in a session of its own, and times it:
   landing table (its `landed_at` in the batch log);
 - produce -> Elasticsearch: until the probe's session document is searchable in the sessions index.
 Every sample also records the runs queued and in progress, failed runs, and the CPU and resident
-memory of the whole stack (services, Dagster and its runs, the generator) from /proc.
+memory of the whole stack (services, Dagster and its runs, the generator) from /proc, CPU per
+process too. The micro-batches' own durations come from the batch log, so a slow minute shows
+whether the ingest or the refresh after it was slow.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,6 +80,7 @@ class Sample:
     failed: int
     cpu_share: float  # of the machine's cores, since the previous sample
     rss_gib: float
+    cpu_by_process: dict[str, float] = field(default_factory=dict)  # the same share, per process
 
 
 @dataclass
@@ -86,6 +90,8 @@ class LiveRun:
     minutes: float
     probes: list[Probe] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
+    # The ingest's batch log records, by (query run's first start, batch id).
+    batches: dict[tuple[str, int], dict] = field(default_factory=dict)
 
 
 def run_live_benchmark(base: Settings, rate: float, minutes: float, *, progress: bool = True) -> dict:
@@ -124,7 +130,8 @@ def run_live_benchmark(base: Settings, rate: float, minutes: float, *, progress:
              str(rate), "--quiet"], env=env, stdout=generator_log, stderr=subprocess.STDOUT,
             start_new_session=True)
         try:
-            _measure(live, home, [dagster_proc.pid, generator.pid], progress)
+            _measure(live, home, {"dagster": dagster_proc.pid, "generator": generator.pid},
+                     progress)
         finally:
             for child in (generator, dagster_proc):
                 _stop(child)
@@ -162,7 +169,7 @@ def _sandbox_env(settings: Settings, home: Path) -> dict[str, str]:
                      CLICKSTREAM_ES_INDEX_PREFIX=settings.elasticsearch_index_prefix)
 
 
-def _measure(live: LiveRun, home: Path, own_pids: list[int], progress: bool) -> None:
+def _measure(live: LiveRun, home: Path, own_pids: dict[str, int], progress: bool) -> None:
     settings = live.settings
     instance = dg.DagsterInstance.from_config(str(home))
     producer = Producer(settings.kafka_client_config(**{"acks": "all", "enable.idempotence": True,
@@ -170,9 +177,9 @@ def _measure(live: LiveRun, home: Path, own_pids: list[int], progress: bool) -> 
     client = elasticsearch_client(settings)
     spark = pipeline_spark(settings, "clickstream-bench-live")
     sessions_alias = SESSIONS.with_prefix(settings.elasticsearch_index_prefix).alias
-    roots = own_pids + [s.pid for s in (read_pid_file(settings.state_dir, name)
-                                        for name in (kafka.NAME, elasticsearch.NAME, spark_connect.NAME))
-                        if s and s.is_alive()]
+    services = {name: read_pid_file(settings.state_dir, name)
+                for name in (kafka.NAME, elasticsearch.NAME, spark_connect.NAME)}
+    roots = {**own_pids, **{name: s.pid for name, s in services.items() if s and s.is_alive()}}
     cpu = CpuMeter(roots)
     began = time.time()
     end = began + live.minutes * 60
@@ -185,12 +192,14 @@ def _measure(live: LiveRun, home: Path, own_pids: list[int], progress: bool) -> 
             live.probes.append(_send_probe(producer, settings.topic))
             next_probe += PROBE_EVERY_S
         producer.poll(0)
-        lake_too = now >= next_lake_poll
-        if lake_too:
+        if now >= next_lake_poll:
             next_lake_poll = now + LAKE_POLL_S
-        _resolve(live.probes, spark, client, sessions_alias, settings.lake_dir, lake_too)
-        live.samples.append(Sample(now, *_run_counts(instance, began), cpu.share(roots),
-                                   round(sum(tree_rss_bytes(p) for p in roots) / GIB, 2)))
+            _read_batches(live, spark, since=began)
+        _resolve(live.probes, live.batches.values(), client, sessions_alias)
+        by_process = cpu.shares()
+        live.samples.append(Sample(now, *_run_counts(instance, began), sum(by_process.values()),
+                                   round(sum(tree_rss_bytes(p) for p in roots.values()) / GIB, 2),
+                                   by_process))
         if progress and now >= next_minute:
             print(f"  minute {int((now - began) // 60)}: {_minute_line(live, now - 60, now)}",
                   flush=True)
@@ -200,7 +209,8 @@ def _measure(live: LiveRun, home: Path, own_pids: list[int], progress: bool) -> 
     # Probes sent near the end get a last chance to arrive, without new traffic counted against it.
     deadline = time.time() + 90
     while any(p.es_s is None or p.lake_s is None for p in live.probes) and time.time() < deadline:
-        _resolve(live.probes, spark, client, sessions_alias, settings.lake_dir)
+        _read_batches(live, spark, since=began)
+        _resolve(live.probes, live.batches.values(), client, sessions_alias)
         time.sleep(2)
 
 
@@ -225,22 +235,25 @@ def _send_probe(producer: Producer, topic: str) -> Probe:
     return probe
 
 
-def _resolve(probes: list[Probe], spark, client, sessions_alias: str, lake_dir: str,
-             lake_too: bool = True) -> None:
+def _read_batches(live: LiveRun, spark, since: float) -> None:
+    """Add the batch log's records started since the newest one seen (with a margin for a batch
+    that started earlier but logged later): the whole log, read every few seconds, loaded the
+    server it measures; file statistics on started_at skip the older files."""
+    newest = max((b["started_at"] for b in live.batches.values()), default=None)
+    after = (datetime.fromisoformat(newest).timestamp() if newest else since) - 300
+    for batch in read_batch_log(spark, live.settings.lake_dir, started_after=datetime.fromtimestamp(
+            after, UTC).isoformat(timespec="milliseconds")):
+        live.batches[(batch["started_at"], batch["batch_id"])] = batch
+
+
+def _resolve(probes: list[Probe], batches: Iterable[dict], client, sessions_alias: str) -> None:
     """Fill in the latencies of probes that have reached the lake or Elasticsearch since."""
     now = time.time()
-    pending_lake = [p for p in probes if p.lake_s is None and p.offset is not None]
-    if pending_lake and lake_too:
-        # Only the log's recent files: the whole log, read every 2 s, loaded the server it measures.
-        oldest = min(p.sent_at for p in pending_lake) - 120
-        batches = read_batch_log(spark, lake_dir, started_after=datetime.fromtimestamp(
-            oldest, UTC).isoformat(timespec="milliseconds"))
-        for probe in pending_lake:
-            for batch in batches:
-                part = str(probe.partition)
-                if batch["start_offsets"].get(part, 0) <= probe.offset < batch["end_offsets"].get(part, 0):
-                    landed = datetime.fromisoformat(batch["landed_at"]).timestamp()
-                    probe.lake_s = round(landed - probe.sent_at, 2)
+    for probe in (p for p in probes if p.lake_s is None and p.offset is not None):
+        part = str(probe.partition)
+        for batch in batches:
+            if batch["start_offsets"].get(part, 0) <= probe.offset < batch["end_offsets"].get(part, 0):
+                probe.lake_s = round(_landed_s(batch) - probe.sent_at, 2)
     pending_es = [p for p in probes if p.es_s is None]
     if pending_es:
         try:
@@ -266,35 +279,42 @@ def _run_counts(instance: dg.DagsterInstance, since: float) -> tuple[int, int, i
 
 
 class CpuMeter:
-    """CPU seconds of process trees from /proc, as the sum of each member's own time since it was
-    last seen. Per process, because a tree's total jumps: a child's whole lifetime moves into its
-    parent's reaped-children time when it ends, and a member missed by one scan reappears in the
-    next. A process that lives less than one sample is not counted."""
+    """CPU seconds of named process trees from /proc, as the sum of each member's own time since it
+    was last seen. Per process, because a tree's total jumps: a child's whole lifetime moves into
+    its parent's reaped-children time when it ends, and a member missed by one scan reappears in
+    the next. A process that lives less than one sample is not counted."""
 
-    def __init__(self, roots: list[int]):
+    def __init__(self, roots: dict[str, int]):
+        self._roots = roots
         self._tick = os.sysconf("SC_CLK_TCK")
         self._seen: dict[tuple[int, int], int] = {}
         self._at = time.time()
-        self._spent(roots)
+        self._spent()
 
-    def share(self, roots: list[int]) -> float:
-        now, spent = time.time(), self._spent(roots)
+    def shares(self) -> dict[str, float]:
+        """Each tree's share of all the machine's cores since the last call."""
+        now, spent = time.time(), self._spent()
         then, self._at = self._at, now
-        return round(spent / max(now - then, 1e-6) / (os.cpu_count() or 1), 3)
+        cores = max(now - then, 1e-6) * (os.cpu_count() or 1)
+        return {name: round(seconds / cores, 3) for name, seconds in spent.items()}
 
-    def _spent(self, roots: list[int]) -> float:
-        """Seconds the trees' processes spent since the last call (their start, for new ones)."""
-        ticks = 0
-        for pid in {member for root in roots for member in [root, *descendants(root)]}:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            key = (pid, int(fields[19]))  # pid and start time: a reused pid is a new process
-            own = int(fields[11]) + int(fields[12])  # utime stime
-            ticks += own - self._seen.get(key, 0)
-            self._seen[key] = own
-        return ticks / self._tick
+    def _spent(self) -> dict[str, float]:
+        """Seconds each tree's processes spent since the last call (their start, for new ones)."""
+        spent, counted = {}, set()
+        for name, root in self._roots.items():
+            ticks = 0
+            for pid in {root, *descendants(root)} - counted:
+                counted.add(pid)
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                key = (pid, int(fields[19]))  # pid and start time: a reused pid is a new process
+                own = int(fields[11]) + int(fields[12])  # utime stime
+                ticks += own - self._seen.get(key, 0)
+                self._seen[key] = own
+            spent[name] = ticks / self._tick
+        return spent
 
 
 def summarize(live: LiveRun, home: Path) -> dict:
@@ -321,8 +341,27 @@ def _window(live: LiveRun, low: float, high: float) -> dict:
         "lake": _quantiles([p.lake_s for p in probes]),
         "elasticsearch": _quantiles([p.es_s for p in probes]),
         "cpu_share": round(statistics.fmean(s.cpu_share for s in samples), 3) if samples else None,
+        "cpu_share_by_process": {
+            name: round(statistics.fmean(s.cpu_by_process.get(name, 0.0) for s in samples), 3)
+            for name in (samples[-1].cpu_by_process if samples else {})},
         "peak_rss_gib": max((s.rss_gib for s in samples), default=None),
+        "micro_batches": _batch_figures([b for b in live.batches.values() if low <= _landed_s(b) < high]),
     }
+
+
+def _landed_s(batch: dict) -> float:
+    return datetime.fromisoformat(batch["landed_at"]).timestamp()
+
+
+def _batch_figures(batches: list[dict]) -> dict:
+    """How many micro-batches landed, their rows, and how long they took (start to batch log)."""
+    seconds = sorted(b["seconds"] for b in batches)
+    result = {"count": len(batches), "input_rows": sum(b["input_rows"] for b in batches)}
+    if seconds:
+        result.update(p50_s=round(statistics.median(seconds), 2), max_s=seconds[-1])
+        result["max_phase_s"] = {phase: max(b["phase_seconds"].get(phase, 0.0) for b in batches)
+                                 for phase in batches[0]["phase_seconds"]}
+    return result
 
 
 def _quantiles(values: list[float | None]) -> dict:
@@ -353,7 +392,8 @@ def _minute_line(live: LiveRun, low: float, high: float) -> str:
     return (f"queued<={w['max_queued_runs']} running<={w['max_runs_in_progress']} "
             f"failed={w['failed_runs']} lake p95 {lake.get('p95_s', '-')} s, "
             f"ES p95 {es.get('p95_s', '-')} s ({es['arrived']}/{es['probes']}), "
-            f"cpu {w['cpu_share']:.0%}, rss {w['peak_rss_gib']} GiB")
+            f"cpu {w['cpu_share']:.0%}, rss {w['peak_rss_gib']} GiB, micro-batches "
+            f"p50 {w['micro_batches'].get('p50_s', '-')} s max {w['micro_batches'].get('max_s', '-')} s")
 
 
 def markdown(results: dict) -> str:
@@ -369,6 +409,11 @@ def markdown(results: dict) -> str:
         f"{es.get('p50_s', '-')} / {es.get('p95_s', '-')} / {es.get('max_s', '-')} s "
         f"({es['arrived']}/{es['probes']}) | {o['cpu_share']:.0%} | {o['peak_rss_gib']} GiB | "
         f"{o['ingest_run_s'].get('p50_s', '-')} s |")
+    rows.append("\nStack CPU by process (share of all cores): " + ", ".join(
+        f"{name} {share:.0%}" for name, share in o["cpu_share_by_process"].items()) + ".")
+    batches = o["micro_batches"]
+    rows.append(f"{batches['count']} micro-batches of {batches['input_rows']:,} records: "
+                f"p50 {batches.get('p50_s', '-')} s, max {batches.get('max_s', '-')} s.")
     backlog = results["backlog_ingest_run"]
     rows.append(f"\nA {backlog['events']:,}-event backlog, landed and refreshed: "
                 f"{backlog['request_to_refreshed_s']} s after the ingest run's request, "

@@ -1,0 +1,47 @@
+"""`bench live`'s per-minute figures: micro-batches and CPU fall in the minute they belong to."""
+
+from datetime import UTC, datetime
+
+from bench.live import LiveRun, Probe, Sample, _resolve, _window
+from clickstream_dagster.settings import Settings
+
+START = datetime(2026, 11, 30, 12, 0, tzinfo=UTC).timestamp()
+
+
+def _batch(batch_id: int, landed_s: float, seconds: float, rows: int, offsets: tuple[int, int]) -> dict:
+    landed = datetime.fromtimestamp(START + landed_s, UTC).isoformat(timespec="milliseconds")
+    return {"batch_id": batch_id, "started_at": landed, "landed_at": landed, "seconds": seconds,
+            "input_rows": rows, "start_offsets": {"0": offsets[0]}, "end_offsets": {"0": offsets[1]},
+            "phase_seconds": {"read_parse_dedup": seconds / 2, "landing": seconds / 2}}
+
+
+def _run() -> LiveRun:
+    live = LiveRun(Settings(), rate=1000, minutes=2)
+    for batch in (_batch(0, 10, 4.0, 10_000, (0, 10_000)), _batch(1, 20, 6.0, 10_000, (10_000, 20_000)),
+                  _batch(2, 70, 11.0, 12_000, (20_000, 32_000))):
+        live.batches[(batch["started_at"], batch["batch_id"])] = batch
+    live.samples = [Sample(START + 1, 0, 1, 0, 0.5, 6.0, {"spark-connect": 0.4, "dagster": 0.1}),
+                    Sample(START + 3, 0, 1, 0, 0.9, 6.5, {"spark-connect": 0.8, "dagster": 0.1}),
+                    Sample(START + 61, 0, 1, 0, 0.2, 6.1, {"spark-connect": 0.2, "dagster": 0.0})]
+    return live
+
+
+def test_a_minute_counts_the_micro_batches_that_landed_in_it():
+    live = _run()
+    first, second = _window(live, START, START + 60), _window(live, START + 60, START + 120)
+    assert first["micro_batches"] == {"count": 2, "input_rows": 20_000, "p50_s": 5.0, "max_s": 6.0,
+                                      "max_phase_s": {"read_parse_dedup": 3.0, "landing": 3.0}}
+    assert second["micro_batches"]["count"] == 1 and second["micro_batches"]["max_s"] == 11.0
+
+
+def test_cpu_is_averaged_per_process_over_the_minute():
+    first = _window(_run(), START, START + 60)
+    assert first["cpu_share"] == 0.7
+    assert first["cpu_share_by_process"] == {"spark-connect": 0.6, "dagster": 0.1}
+
+
+def test_a_probe_lands_with_the_batch_whose_offsets_hold_it():
+    # Already in Elasticsearch: the lake is all this call has to resolve.
+    probe = Probe("e", "s", sent_at=START + 12, partition=0, offset=15_000, es_s=9.0)
+    _resolve([probe], _run().batches.values(), client=None, sessions_alias="unused")
+    assert probe.lake_s == 8.0
