@@ -386,13 +386,18 @@ def _ingest_runs(instance: dg.DagsterInstance) -> dict:
             "max_s": round(spans[-1], 2), "min_s": round(spans[0], 2)}
 
 
+def _percent(share: float | None) -> str:
+    """A minute can hold no sample: one sample's Spark query outlasted it on a saturated server."""
+    return "-" if share is None else f"{share:.0%}"
+
+
 def _minute_line(live: LiveRun, low: float, high: float) -> str:
     w = _window(live, low, high)
     es, lake = w["elasticsearch"], w["lake"]
     return (f"queued<={w['max_queued_runs']} running<={w['max_runs_in_progress']} "
             f"failed={w['failed_runs']} lake p95 {lake.get('p95_s', '-')} s, "
             f"ES p95 {es.get('p95_s', '-')} s ({es['arrived']}/{es['probes']}), "
-            f"cpu {w['cpu_share']:.0%}, rss {w['peak_rss_gib']} GiB, micro-batches "
+            f"cpu {_percent(w['cpu_share'])}, rss {w['peak_rss_gib']} GiB, micro-batches "
             f"p50 {w['micro_batches'].get('p50_s', '-')} s max {w['micro_batches'].get('max_s', '-')} s")
 
 

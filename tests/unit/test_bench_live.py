@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 
-from bench.live import LiveRun, Probe, Sample, _resolve, _window
+from bench.live import LiveRun, Probe, Sample, _minute_line, _resolve, _window
 from clickstream_dagster.settings import Settings
 
 START = datetime(2026, 11, 30, 12, 0, tzinfo=UTC).timestamp()
@@ -45,3 +45,9 @@ def test_a_probe_lands_with_the_batch_whose_offsets_hold_it():
     probe = Probe("e", "s", sent_at=START + 12, partition=0, offset=15_000, es_s=9.0)
     _resolve([probe], _run().batches.values(), client=None, sessions_alias="unused")
     assert probe.lake_s == 8.0
+
+
+def test_a_minute_without_a_sample_is_reported_not_a_crash():
+    # One sample's batch-log query outlasted a whole minute on a saturated server.
+    line = _minute_line(_run(), START + 120, START + 180)
+    assert "cpu -" in line and "micro-batches p50 - s" in line
