@@ -7,7 +7,8 @@ row prices only the reading and computing up to that layer:
     read        the Kafka source, values as strings
     json        + from_json into the contract's schema
     contract    + every contract rule: the `error` column of parse_events
-    flatten     + the lake's typed columns (flatten)
+    flatten     + the lake's typed columns (flatten), without the enrichment
+    enrich      + the enrichment: user agent, bots, IP country, referrer class, UTM
     dedup       + the dedup by event id (a batch dropDuplicates, not the streaming state store)
 
 Then the real ingest (IngestJob, available-now) lands the same backlog in a scratch lake, with its
@@ -58,7 +59,8 @@ def layers(kafka_rows: DataFrame, first_day: str | None) -> dict[str, DataFrame]
         "read": kafka_rows.select(raw.alias("value")),
         "json": kafka_rows.select(F.from_json(raw, spark_schema()).alias("event")),
         "contract": parsed.select("event", "error"),
-        "flatten": flat,
+        "flatten": flatten(parsed, enrich=False),
+        "enrich": flat,
         "dedup": flat.dropDuplicates(["dedup_key"]),
     }
 

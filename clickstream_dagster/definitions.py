@@ -46,7 +46,9 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             index_prefix=settings.elasticsearch_index_prefix,
             **secret,
         ),
-        "lake": LakeResource(root=settings.lake_dir, ip_anonymization=settings.ip_anonymization),
+        "lake": LakeResource(root=settings.lake_dir, ip_anonymization=settings.ip_anonymization,
+                             include_bots=settings.include_bots,
+                             bot_events_per_second=settings.bot_events_per_second),
         "spark": SparkResource(spark_config=spark_config(settings)),
     }
 

@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlparse
 
+from spark.analytics.jobs import DEFAULT_MAX_EVENTS_PER_SECOND
 from spark.ingest.config import IP_MODES, KAFKA_PROTOCOLS, SASL_MECHANISMS, IngestConfig, KafkaSecurity
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
@@ -67,6 +68,10 @@ class Settings:
     dlq_topic: str = IngestConfig.dlq_topic
     consumer_group: str = IngestConfig.consumer_group
     ip_anonymization: str = IngestConfig.ip_anonymization
+    # Bots (by user agent, or by more events in one second than this) stay in the lake; the
+    # analytics and indices leave them out unless include_bots.
+    include_bots: bool = False
+    bot_events_per_second: int = DEFAULT_MAX_EVENTS_PER_SECOND
     topic_partitions: int = 6
     elasticsearch_url: str = "http://127.0.0.1:9200"
     elasticsearch_api_key: str | None = field(default=None, repr=False)
@@ -133,6 +138,9 @@ class Settings:
             consumer_group=_env("CLICKSTREAM_CONSUMER_GROUP", defaults.consumer_group),
             ip_anonymization=_choice("CLICKSTREAM_IP_ANONYMIZATION", defaults.ip_anonymization,
                                      IP_MODES),
+            include_bots=_choice("CLICKSTREAM_INCLUDE_BOTS", "off", ("on", "off")) == "on",
+            bot_events_per_second=int(_env("CLICKSTREAM_BOT_EVENTS_PER_SECOND",
+                                           str(defaults.bot_events_per_second))),
             topic_partitions=int(_env("CLICKSTREAM_TOPIC_PARTITIONS", str(defaults.topic_partitions))),
             elasticsearch_url=_env("ELASTICSEARCH_URL", defaults.elasticsearch_url).rstrip("/"),
             elasticsearch_api_key=os.environ.get("ELASTICSEARCH_API_KEY") or None,

@@ -20,12 +20,18 @@ from pyspark.sql import functions as F
 CHANGE_FEED = {"delta.enableChangeDataFeed": "true"}
 
 
+# EVOLVING_SCHEMA: every write may add columns, so a lake written by an older version gains new
+# columns (the enrichment's) with its next batch or day, and its older rows read them as null. A
+# schema merge never removes a column, and a column whose type changed still fails the write.
+
+
 def append_batch(frame: DataFrame, table: str, app_id: str, batch_id: int,
                  partition_by: list[str], properties: dict[str, str] | None = None) -> None:
     """Append one micro-batch exactly once: Delta skips a (app_id, batch_id) it has committed.
     `properties` become table properties if this append creates the table."""
     writer = (frame.write.format("delta").mode("append")
-              .option("txnAppId", app_id).option("txnVersion", batch_id))
+              .option("txnAppId", app_id).option("txnVersion", batch_id)
+              .option("mergeSchema", "true"))  # see EVOLVING_SCHEMA
     for key, value in (properties or {}).items():
         writer = writer.option(key, value)
     writer.partitionBy(*partition_by).save(table)
@@ -54,6 +60,7 @@ def replace_days(frame: DataFrame, table: str, days: list[str]) -> dict:
     days_sql = ", ".join(f"DATE'{date.fromisoformat(d).isoformat()}'" for d in days)
     (frame.write.format("delta").mode("overwrite")
      .option("replaceWhere", f"event_date IN ({days_sql})")
+     .option("mergeSchema", "true")  # see EVOLVING_SCHEMA
      .partitionBy("event_date").save(table))
     columns = {f.name: f.dataType.simpleString() for f in frame.schema.fields}
     return {**last_commit(frame.sparkSession, table), "columns": columns}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -104,6 +105,11 @@ def build_session(
     for key, value in {**BASE_CONF, **DELTA_CONF, **(conf or {})}.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
+    if master is None or master.startswith("local"):
+        # The ingest's enrichment UDFs run in Python workers, which need this environment's
+        # packages (pandas, ua-parser), not the `python3` on PATH that pyspark defaults to; a
+        # cluster's executors get theirs from PYSPARK_PYTHON.
+        session.sparkContext.pythonExec = sys.executable
     session.sparkContext.setLogLevel("WARN")
     return session
 

@@ -29,7 +29,7 @@ def analytics_asset(transformation: Callable[[DataFrame], DataFrame]) -> dg.Asse
     def _asset(context: dg.AssetExecutionContext, lake: LakeResource,
                spark: SparkResource) -> dg.MaterializeResult:
         written = build_days(spark.get_session(), lake.raw, lake.analytics(name),
-                             context.partition_keys, transformation)
+                             context.partition_keys, transformation, lake.include_bots)
         return days_result(written, lake.analytics(name), lineage)
 
     return _asset

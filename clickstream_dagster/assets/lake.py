@@ -17,5 +17,6 @@ from .metadata import OWNERS, asset_tags, code_version, days_result
 def raw_clickstream(context: dg.AssetExecutionContext, lake: LakeResource,
                     spark: SparkResource) -> dg.MaterializeResult:
     """Valid events of the day, deduplicated by event_id over the whole day, in a compacted Delta table."""
-    written = jobs.compact_days(spark.get_session(), lake.landing, lake.raw, context.partition_keys)
+    written = jobs.compact_days(spark.get_session(), lake.landing, lake.raw, context.partition_keys,
+                                lake.bot_events_per_second)
     return days_result(written, lake.raw)

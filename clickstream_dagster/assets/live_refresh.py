@@ -103,7 +103,8 @@ class LiveRefresh:
                         phases: "Phases") -> tuple[list[str], int, dict[str, set]]:
         """Fold the rows of landing commits after `after` into the documents they touch. Returns
         the days to compute whole instead, the new rows and the windows they fall in, per day."""
-        table = (live.new_rows(self.session, self.lake.landing, after, version, days)
+        table = (live.new_rows(self.session, self.lake.landing, after, version, days,
+                               self.lake.include_bots)
                  .limit(MAX_INCREMENTAL_ROWS + 1).toArrow())
         phases.done("new_rows")
         if table.num_rows > MAX_INCREMENTAL_ROWS:
@@ -136,7 +137,8 @@ class LiveRefresh:
 
     def _compute_whole_days(self, days: list[str], version: int, documents: Documents) -> int:
         """The days' documents from all their landing rows, computed by Spark; returns the rows."""
-        rows = live.all_rows(self.session, self.lake.landing, days, version).persist(
+        rows = live.all_rows(self.session, self.lake.landing, days, version,
+                             self.lake.include_bots).persist(
             StorageLevel.MEMORY_AND_DISK)
         try:
             states = live.whole_day_states(rows)

@@ -9,6 +9,7 @@ from pyspark.sql import functions as F
 
 from contract import event_schema, event_types
 from spark.analytics.jobs import rows_per_day
+from spark.analytics.transform import analytics_rows, is_person
 from spark.delta_lake import read_days
 
 from ..assets.analytics import ANALYTICS_ASSETS
@@ -27,12 +28,21 @@ def volume_band() -> float:
     return Settings.from_env().volume_band
 
 
-def _raw_rows(spark, lake: LakeResource, days: list[str]) -> dict[str, int]:
-    return rows_per_day(read_days(spark, lake.raw, days))
+def _raw_rows(spark, lake: LakeResource, days: list[str]) -> tuple[dict[str, int], dict[str, int]]:
+    """Rows per day of the raw table: all of them, and those the analytics count (no bots,
+    unless CLICKSTREAM_INCLUDE_BOTS)."""
+    raw = read_days(spark, lake.raw, days)
+    if analytics_rows(raw, lake.include_bots) is raw:  # every row counts
+        every = rows_per_day(raw)
+        return every, every
+    counts = raw.groupBy("event_date").agg(F.count("*").alias("rows"),
+                                           F.count_if(is_person()).alias("people")).collect()
+    return ({str(r["event_date"]): r["rows"] for r in counts},
+            {str(r["event_date"]): r["people"] for r in counts})
 
 
 def _parameters(day: str, raw_rows: dict[str, int], history: dict[str, int],
-                now: datetime | None = None) -> dict:
+                now: datetime | None = None, counted_rows: dict[str, int] | None = None) -> dict:
     start = datetime.combine(date.fromisoformat(day), datetime.min.time())
     trailing = [history[d] for d in sorted(history) if d < day][-TRAILING_DAYS:]
     closed = day_is_closed(day, now)
@@ -48,6 +58,8 @@ def _parameters(day: str, raw_rows: dict[str, int], history: dict[str, int],
     return {"day_start": start, "day_end_exclusive": start + timedelta(days=1),
             "event_types": event_types(), "device_types": device_enum,
             "raw_rows": raw_rows.get(day, 0), "volume_min": low, "volume_max": high,
+            # What the analytics tables add up to: raw rows less the bots they leave out.
+            "counted_rows": (raw_rows if counted_rows is None else counted_rows).get(day, 0),
             "trailing_days": len(trailing), "day_closed": closed}
 
 
@@ -65,11 +77,11 @@ def quality_checks(asset: dg.AssetsDefinition, suite: str, table_path) -> dg.Ass
         first = (date.fromisoformat(days[0]) - timedelta(days=TRAILING_DAYS)).isoformat()
         history_days = daily_partitions.get_partition_keys_in_range(
             dg.PartitionKeyRange(max(first, daily_partitions.start.date().isoformat()), days[-1]))
-        raw_rows = _raw_rows(session, lake, history_days)
+        raw_rows, counted_rows = _raw_rows(session, lake, history_days)
         frame = read_days(session, table_path(lake), days)
         outcomes = {name: [] for name in names}
         for day in days:
-            parameters = _parameters(day, raw_rows, raw_rows)
+            parameters = _parameters(day, raw_rows, raw_rows, counted_rows=counted_rows)
             results = validate(suite, frame.where(F.col("event_date") == F.lit(day).cast("date")),
                                parameters)
             for name in names:

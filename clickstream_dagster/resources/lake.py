@@ -1,6 +1,7 @@
 import dagster as dg
 
 from spark import lake_layout
+from spark.analytics.jobs import DEFAULT_MAX_EVENTS_PER_SECOND
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -9,6 +10,10 @@ class LakeResource(dg.ConfigurableResource):
     root: str
     # How IP addresses are stored: "truncate" (their /24 or /48 network) or "off" (as sent).
     ip_anonymization: str
+    # Bots stay in the lake (`is_bot`, `bot_reason`); the analytics and indices count people only
+    # unless this is on. A user with more events than `bot_events_per_second` in one second is a bot.
+    include_bots: bool = False
+    bot_events_per_second: int = DEFAULT_MAX_EVENTS_PER_SECOND
 
     @property
     def landing(self) -> str:

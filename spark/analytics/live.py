@@ -14,7 +14,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ..delta_lake import read_days
-from .transform import deduplicate_day, session_parts, url_country_parts, url_popularity_5m, window_start
+from .transform import (
+    analytics_rows,
+    deduplicate_day,
+    session_parts,
+    url_country_parts,
+    url_popularity_5m,
+    window_start,
+)
 
 ROW_COLUMNS = ["event_id", "event_type", "event_ts", "event_date", "user_id", "session_id",
                "url_path", "country", "device_type"]
@@ -24,7 +31,7 @@ SESSIONS = "sessions"
 
 
 def new_rows(spark: SparkSession, landing: str, after_version: int, through_version: int,
-             days: list[str]) -> DataFrame:
+             days: list[str], include_bots: bool = False) -> DataFrame:
     """Rows appended to the landing after `after_version` through `through_version`, on `days`,
     with the version that added each (`_commit_version`) and their 5-minute window. The bound
     matters: the ingest keeps committing while a refresh reads, and whatever a refresh folds in
@@ -32,13 +39,16 @@ def new_rows(spark: SparkSession, landing: str, after_version: int, through_vers
     feed = (spark.read.format("delta").option("readChangeFeed", "true")
             .option("startingVersion", after_version + 1)
             .option("endingVersion", through_version).load(landing))
-    return (feed.where((F.col("_change_type") == "insert") & _on_days(days))
+    return (analytics_rows(feed.where((F.col("_change_type") == "insert") & _on_days(days)),
+                           include_bots)
             .select(*ROW_COLUMNS, "_commit_version", window_start()))
 
 
-def all_rows(spark: SparkSession, landing: str, days: list[str], version: int) -> DataFrame:
+def all_rows(spark: SparkSession, landing: str, days: list[str], version: int,
+             include_bots: bool = False) -> DataFrame:
     """Every landing row of `days` as of landing version `version`, deduplicated."""
-    return deduplicate_day(read_days(spark, landing, days, version)).select(*ROW_COLUMNS)
+    rows = analytics_rows(read_days(spark, landing, days, version), include_bots)
+    return deduplicate_day(rows).select(*ROW_COLUMNS)
 
 
 def whole_day_states(rows: DataFrame) -> dict[str, DataFrame]:

@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 
 WINDOW_MINUTES = 5  # divides an hour: a window never spans two hours
 WINDOW = f"{WINDOW_MINUTES} minutes"
+BOT_BY_EVENT_RATE = "event_rate"  # bot_reason of a user flagged by flag_fast_users
 
 
 def deduplicate_day(landing: DataFrame, bucket: str | None = None) -> DataFrame:
@@ -24,6 +25,38 @@ def deduplicate_day(landing: DataFrame, bucket: str | None = None) -> DataFrame:
     first = Window.partitionBy(*keys).orderBy("kafka_timestamp", "kafka_partition", "kafka_offset")
     return (landing.withColumn("_copy", F.row_number().over(first))
             .where(F.col("_copy") == 1).drop("_copy", "event_hour", *([bucket] if bucket else [])))
+
+
+def analytics_rows(rows: DataFrame, include_bots: bool = False) -> DataFrame:
+    """The rows analytics count: people only, unless `include_bots` (CLICKSTREAM_INCLUDE_BOTS).
+    Rows written before the enrichment have no `is_bot` and count as people."""
+    if include_bots or "is_bot" not in rows.columns:
+        return rows
+    return rows.where(is_person())
+
+
+def is_person() -> Column:
+    """Not flagged as a bot (rows written before the enrichment have no flag)."""
+    return ~F.coalesce(F.col("is_bot"), F.lit(False))
+
+
+def flag_fast_users(rows: DataFrame, source: DataFrame, max_events_per_second: int) -> DataFrame:
+    """Mark as bots (reason `event_rate`) the users of a day who sent more than
+    `max_events_per_second` distinct events within one second of event time, counted in `source`
+    (the same days' rows, before or after the dedup: distinct event ids either way). A person
+    clicks a few times a second at most; a script replays pages faster."""
+    fast = (source.groupBy("event_date", "user_id", F.date_trunc("second", "event_ts").alias("second"))
+            .agg(F.count_distinct("event_id").alias("events"))
+            .where(F.col("events") > max_events_per_second)
+            .select("event_date", "user_id").distinct().withColumn("_fast", F.lit(True)))
+    flagged = rows.join(F.broadcast(fast), ["event_date", "user_id"], "left")
+    fast_user = F.coalesce(F.col("_fast"), F.lit(False))
+    by_agent = F.coalesce(F.col("is_bot"), F.lit(False))
+    return (flagged
+            .withColumn("bot_reason", F.when(by_agent, F.col("bot_reason"))
+                        .when(fast_user, F.lit(BOT_BY_EVENT_RATE)))
+            .withColumn("is_bot", by_agent | fast_user)
+            .drop("_fast").select(*rows.columns))
 
 
 def with_time_on_page(raw: DataFrame) -> DataFrame:

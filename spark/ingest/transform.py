@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 from contract import max_event_bytes
 from contract.spark import CORRUPT_RECORD, closed_objects, field_rules, nullable_fields, spark_schema
 
+from .. import enrichment
 from .config import IP_MODES, IP_TRUNCATE
 
 SENT = "_sent_json"  # parse_events' variant of a suspect record, for contract_violation
@@ -26,6 +27,7 @@ LAKE_COLUMNS = [
     "url", "url_path", "referrer", "country", "city", "ip", "device_type", "os", "browser",
     "user_agent", "campaign_source", "campaign_medium", "campaign_name", "properties",
     "schema_version", "kafka_partition", "kafka_offset", "kafka_timestamp", "ingested_at",
+    *enrichment.ENRICHED_COLUMNS,
 ]
 
 
@@ -191,19 +193,27 @@ def date_out_of_range(first_day: str | None, future_days: int) -> Column:
     return reason
 
 
-def flatten(events: DataFrame, ip_mode: str = IP_TRUNCATE) -> DataFrame:
+def flatten(events: DataFrame, ip_mode: str = IP_TRUNCATE, enrich: bool = True) -> DataFrame:
     """Parsed events -> typed lake columns, plus `error` and, for dead letters only, the original
-    Kafka key and bytes. One flat, narrow row per record: cheap to cache within a micro-batch."""
+    Kafka key and bytes. One flat, narrow row per record: cheap to cache within a micro-batch.
+    `enrich=False` leaves the enriched columns null (`make bench-profile` prices the enrichment)."""
     if ip_mode not in IP_MODES:
         raise ValueError(f"unknown IP anonymization {ip_mode!r}: use one of {', '.join(IP_MODES)}")
     invalid = F.col("error").isNotNull()
-    ip = F.col("event.geo.ip")
+    ip, url = F.col("event.geo.ip"), F.col("event.page.url")
+    # Campaign fields as sent, else from the landing url's UTM parameters.
+    campaign = {name: enrichment.campaign(F.col(f"event.{EVENT_FIELDS[name]}"), url, name)
+                for name in ("campaign_source", "campaign_medium", "campaign_name")}
     derived = {
         "event_date": F.to_date("event_ts"),
         "event_hour": F.date_format("event_ts", "HH"),
         "url_path": url_path(F.col("event.page.url")),
         "schema_version": F.col("event.schema_version").cast("int"),
         "ip": truncate_ip(ip) if ip_mode == IP_TRUNCATE else ip,
+        **campaign,
+        # Enriched before the address is truncated: the lookup needs the host.
+        **(enrichment.columns(F.col("event.device.user_agent"), ip, url, F.col("event.page.referrer"),
+                              campaign["campaign_medium"]) if enrich else enrichment.null_columns()),
     }
     lake_columns = [
         derived[name].alias(name) if name in derived

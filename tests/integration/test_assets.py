@@ -23,8 +23,10 @@ from clickstream_dagster.checks.serving import SERVING_CHECKS
 from clickstream_dagster.definitions import build_resources
 from clickstream_dagster.resources import ElasticsearchResource
 from clickstream_dagster.serving.indices import SERVED, SESSIONS, URL_COUNTRY, IndexingError, load_day
+from simulator.population import CRAWLERS
 from simulator.producer import produce
 from simulator.timeline import LATE, VALID, GeneratorConfig, stream
+from spark.analytics.jobs import DEFAULT_MAX_EVENTS_PER_SECOND
 from spark.delta_lake import last_commit, read_days
 from spark.ingest.transform import LAKE_COLUMNS
 from tests.helpers import create_topics, delete_topics, isolated_topics, remove_indices
@@ -37,7 +39,8 @@ DAILY = [raw_clickstream, *ANALYTICS_ASSETS]
 
 
 def expected_events() -> pd.DataFrame:
-    """The generator's own record of the unique valid events, flattened with pandas."""
+    """The generator's own record of the unique valid events, flattened with pandas, with the
+    bots the enrichment must find: the simulator's crawlers, and users faster than a person."""
     rows = []
     for message in stream(CONFIG):
         if message.kind not in (VALID, LATE):
@@ -46,9 +49,14 @@ def expected_events() -> pd.DataFrame:
         rows.append({"event_id": e["event_id"], "event_type": e["event_type"],
                      "event_ts": pd.Timestamp(e["event_ts"]), "user_id": e["user"]["user_id"],
                      "session_id": e["user"]["session_id"], "url": e["page"]["url"],
-                     "country": e["geo"]["country"]})
+                     "country": e["geo"]["country"], "user_agent": e["device"]["user_agent"]})
     frame = pd.DataFrame(rows)
     frame["event_date"] = frame["event_ts"].dt.strftime("%Y-%m-%d")
+    per_second = frame.groupby(["event_date", "user_id", frame.event_ts.dt.floor("s")]).event_id.nunique()
+    fast = set(per_second[per_second > DEFAULT_MAX_EVENTS_PER_SECOND].index.droplevel(2))
+    crawler = frame.user_agent.isin({agent for *_, agent, _ in CRAWLERS})
+    users = pd.MultiIndex.from_arrays([frame.event_date, frame.user_id])
+    frame["is_bot"] = crawler | users.isin(list(fast))
     frame["url"] = frame["url"].str.replace(r"[?#].*$", "", regex=True)
     return frame
 
@@ -102,11 +110,18 @@ def test_partition_matches_an_independent_computation(spark, pipeline):
             lineage = materialization.metadata["dagster/column_lineage"].value
             assert set(lineage.deps_by_column) == {c.name for c in schema.columns}
     events = expected_events()
-    day = events[events.event_date == DAY1]
+    everyone = events[events.event_date == DAY1]
 
     raw = _read(spark, resources, "raw", DAY1)
-    assert len(raw) == len(day) and raw.event_id.is_unique
-    assert set(raw.event_id) == set(day.event_id)
+    assert len(raw) == len(everyone) and raw.event_id.is_unique
+    assert set(raw.event_id) == set(everyone.event_id)
+    # Bots stay in the lake, flagged; every simulated address is in its user's country.
+    flagged = raw.set_index("event_id").is_bot.sort_index()
+    assert flagged.tolist() == everyone.set_index("event_id").is_bot.sort_index().tolist()
+    assert 0 < flagged.sum() < len(flagged)
+    assert (raw.ip_country == raw.country).all()
+    assert raw.browser_family.notna().all() and raw.referrer_class.notna().all()
+    day = everyone[~everyone.is_bot]  # what the analytics count
 
     got = _read(spark, resources, "url_country_daily", DAY1).set_index(["url", "country"]).sort_index()
     views = day[day.event_type == "page_view"].sort_values(["session_id", "event_ts", "event_id"])
@@ -191,7 +206,7 @@ def test_indices_hold_exactly_the_lake_rows_and_reruns_replace_them(spark, pipel
         first[spec.name] = {h["_id"] for h in helpers.scan(client, index=index, _source=False)}
 
     events = expected_events()
-    day = events[events.event_date == DAY1]
+    day = events[(events.event_date == DAY1) & ~events.is_bot]
     url_country = URL_COUNTRY.with_prefix(prefix)
     assert client.count(index=url_country.alias)["count"] == day.groupby(["url", "country"]).ngroups
     home_us = client.get(index=url_country.index_for(DAY1),

@@ -4,6 +4,8 @@ with only Python and Java."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from spark.session import BASE_CONF
@@ -19,6 +21,8 @@ def spark():
     # in-process kind, so the mark is lifted while they run.
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("SPARK_CONNECT_MODE_ENABLED", raising=False)
+        # The enrichment UDFs' Python workers need this environment's packages.
+        patch.setenv("PYSPARK_PYTHON", sys.executable)
         builder = SparkSession.builder.master("local[2]").appName("clickstream-unit-tests")
         for key, value in {**BASE_CONF, "spark.sql.shuffle.partitions": "2",
                            "spark.ui.enabled": "false"}.items():

@@ -1,0 +1,70 @@
+"""Enrichment, once per event in the ingest: user agent, bots, IP country, referrer and campaign.
+
+`columns` gives the lake's enriched columns as expressions over a parsed event. The user agent and
+IP lookups are Python libraries, run as vectorized UDFs that parse each distinct value of a batch
+once (a site has few distinct agents, and a user keeps one address); the referrer rules are Spark
+expressions. See README "Enrichment" for the fields and what they cost.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from .geo import country_of
+from .referrers import UTM_PARAMETERS, referrer_class, utm
+from .user_agents import UserAgent, describe
+
+# Types, not DDL text: a DDL string is parsed by a live session, and this module loads before one.
+USER_AGENT_SCHEMA = T.StructType([T.StructField(name, T.BooleanType() if name == "is_bot" else T.StringType())
+                                  for name in UserAgent._fields])
+BOT_BY_USER_AGENT = "user_agent"  # bot_reason of an agent on the crawler lists
+ENRICHED_COLUMNS = ["browser_family", "browser_version", "os_family", "os_version", "device_class",
+                    "is_bot", "bot_reason", "ip_country", "referrer_class"]
+
+
+@F.pandas_udf(USER_AGENT_SCHEMA)
+def user_agent_fields(agents: pd.Series) -> pd.DataFrame:
+    codes, distinct = pd.factorize(agents, use_na_sentinel=False)
+    described = pd.DataFrame([describe(a if isinstance(a, str) else None) for a in distinct],
+                             columns=list(UserAgent._fields))
+    return described.iloc[codes].reset_index(drop=True)
+
+
+@F.pandas_udf(T.StringType())
+def ip_country(addresses: pd.Series) -> pd.Series:
+    codes, distinct = pd.factorize(addresses, use_na_sentinel=False)
+    countries = pd.Series([country_of(a if isinstance(a, str) else None) for a in distinct],
+                          dtype="object")
+    return countries.iloc[codes].reset_index(drop=True)
+
+
+def with_enriched_columns(rows: DataFrame) -> DataFrame:
+    """`rows` with every enriched column, as typed nulls where a lake written before the
+    enrichment lacks one, so old and new rows union and compact alike."""
+    missing = {name: column for name, column in null_columns().items() if name not in rows.columns}
+    return rows.withColumns(missing) if missing else rows
+
+
+def null_columns() -> dict[str, Column]:
+    """The enriched columns as typed nulls (a function: a column needs a live session to exist)."""
+    return {name: F.lit(None).cast(T.BooleanType() if name == "is_bot" else T.StringType())
+            for name in ENRICHED_COLUMNS}
+
+
+def campaign(field: Column, url: Column, lake_column: str) -> Column:
+    """A campaign field as the event sent it, else from the url's UTM parameter."""
+    return F.coalesce(field, utm(url, UTM_PARAMETERS[lake_column]))
+
+
+def columns(user_agent: Column, ip: Column, url: Column, referrer: Column, medium: Column
+            ) -> dict[str, Column]:
+    """The enriched lake columns; `ip` is the address as sent, before anonymization."""
+    agent = user_agent_fields(user_agent)
+    enriched = {name: agent[name] for name in UserAgent._fields}
+    enriched["bot_reason"] = F.when(agent["is_bot"], F.lit(BOT_BY_USER_AGENT))
+    enriched["ip_country"] = ip_country(ip)
+    enriched["referrer_class"] = referrer_class(referrer, url, medium)
+    return {name: enriched[name] for name in ENRICHED_COLUMNS}
