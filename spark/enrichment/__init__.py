@@ -17,24 +17,24 @@ from .geo import country_of
 from .referrers import UTM_PARAMETERS, referrer_class, utm
 from .user_agents import UserAgent, describe
 
-# Types, not DDL text: a DDL string is parsed by a live session, and this module loads before one.
-USER_AGENT_SCHEMA = T.StructType([T.StructField(name, T.BooleanType() if name == "is_bot" else T.StringType())
-                                  for name in UserAgent._fields])
 BOT_BY_USER_AGENT = "user_agent"  # bot_reason of an agent on the crawler lists
 ENRICHED_COLUMNS = ["browser_family", "browser_version", "os_family", "os_version", "device_class",
                     "is_bot", "bot_reason", "ip_country", "referrer_class"]
+# Types, not DDL text: a DDL string is parsed by a live session, and this module loads before one.
+COLUMN_TYPES = {name: T.BooleanType() if name == "is_bot" else T.StringType() for name in ENRICHED_COLUMNS}
+USER_AGENT_SCHEMA = T.StructType([T.StructField(name, COLUMN_TYPES[name]) for name in UserAgent._fields])
 
 
-@F.pandas_udf(USER_AGENT_SCHEMA)
-def user_agent_fields(agents: pd.Series) -> pd.DataFrame:
+def describe_agents(agents: pd.Series) -> pd.DataFrame:
+    """A batch of user agents -> their fields; each distinct agent is described once."""
     codes, distinct = pd.factorize(agents, use_na_sentinel=False)
     described = pd.DataFrame([describe(a if isinstance(a, str) else None) for a in distinct],
                              columns=list(UserAgent._fields))
     return described.iloc[codes].reset_index(drop=True)
 
 
-@F.pandas_udf(T.StringType())
-def ip_country(addresses: pd.Series) -> pd.Series:
+def locate_addresses(addresses: pd.Series) -> pd.Series:
+    """A batch of IP addresses -> their countries; each distinct address is looked up once."""
     codes, distinct = pd.factorize(addresses, use_na_sentinel=False)
     countries = pd.Series([country_of(a if isinstance(a, str) else None) for a in distinct],
                           dtype="object")
@@ -50,8 +50,7 @@ def with_enriched_columns(rows: DataFrame) -> DataFrame:
 
 def null_columns() -> dict[str, Column]:
     """The enriched columns as typed nulls (a function: a column needs a live session to exist)."""
-    return {name: F.lit(None).cast(T.BooleanType() if name == "is_bot" else T.StringType())
-            for name in ENRICHED_COLUMNS}
+    return {name: F.lit(None).cast(COLUMN_TYPES[name]) for name in ENRICHED_COLUMNS}
 
 
 def campaign(field: Column, url: Column, lake_column: str) -> Column:
@@ -62,9 +61,11 @@ def campaign(field: Column, url: Column, lake_column: str) -> Column:
 def columns(user_agent: Column, ip: Column, url: Column, referrer: Column, medium: Column
             ) -> dict[str, Column]:
     """The enriched lake columns; `ip` is the address as sent, before anonymization."""
-    agent = user_agent_fields(user_agent)
+    # UDFs made per call, not at import: pyspark builds the in-process or the Connect kind
+    # depending on the session in use when they are made.
+    agent = F.pandas_udf(describe_agents, USER_AGENT_SCHEMA)(user_agent)
     enriched = {name: agent[name] for name in UserAgent._fields}
     enriched["bot_reason"] = F.when(agent["is_bot"], F.lit(BOT_BY_USER_AGENT))
-    enriched["ip_country"] = ip_country(ip)
+    enriched["ip_country"] = F.pandas_udf(locate_addresses, T.StringType())(ip)
     enriched["referrer_class"] = referrer_class(referrer, url, medium)
     return {name: enriched[name] for name in ENRICHED_COLUMNS}
