@@ -94,7 +94,9 @@ SESSIONS = IndexSpec(
     {"event_date": DATE, "session_id": KEYWORD, "user_id": KEYWORD, "session_start": DATE,
      "session_end": DATE, "duration_s": DOUBLE, "events": LONG, "page_views": LONG,
      "entry_page": KEYWORD, "exit_page": KEYWORD, "converted": {"type": "boolean"},
-     "device_type": KEYWORD, "country": KEYWORD},
+     "device_type": KEYWORD, "country": KEYWORD,
+     # First touch (the session's first event): channel is its referrer class.
+     "channel": KEYWORD, "campaign": KEYWORD, "browser": KEYWORD, "device_class": KEYWORD},
 )
 SERVED = [URL_COUNTRY, URL_POPULARITY, SESSIONS]
 

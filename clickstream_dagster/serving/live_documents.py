@@ -23,7 +23,7 @@ from typing import Any
 from datasketches import hll_sketch, tgt_hll_type
 from elasticsearch import Elasticsearch
 
-from spark.analytics.transform import HLL_LG_K, WINDOW_MINUTES
+from spark.analytics.transform import FIRST_TOUCH, HLL_LG_K, WINDOW_MINUTES
 
 from .indices import SESSIONS, URL_COUNTRY, URL_POPULARITY, IndexSpec, json_value
 
@@ -150,8 +150,8 @@ URL_COUNTRY_LIVE = Family(
 
 def _session_fold(state: State | None, row: Row, dwell: float | None) -> State:
     ts = micros(row["event_ts"])
-    # Events order as Spark's struct(event_ts, event_id, url_path) does.
-    event = [ts, row["event_id"], row["url_path"]]
+    # Events order as Spark's struct(event_ts, event_id, url_path, first-touch fields) does.
+    event = [ts, row["event_id"], row["url_path"], *(row.get(c) for c in FIRST_TOUCH.values())]
     view = event if row["event_type"] == "page_view" else None
     if state is None:
         return {"user_id": row["user_id"], "start": ts, "end": ts, "events": 1,
@@ -178,7 +178,13 @@ def _session_serve(state: State) -> dict:
             "duration_s": _seconds(state["start"], state["end"]), "events": state["events"],
             "page_views": state["page_views"], "entry_page": state["first"][2],
             "exit_page": exit_view[2], "converted": state["converted"],
-            "device_type": state["device_type"], "country": state["country"]}
+            "device_type": state["device_type"], "country": state["country"],
+            **_first_touch(state["first"])}
+
+
+def _first_touch(first: list) -> dict:
+    """The session's first-touch fields; a state kept before they existed has none (null)."""
+    return {name: first[3 + i] if len(first) > 3 + i else None for i, name in enumerate(FIRST_TOUCH)}
 
 
 SESSIONS_LIVE = Family(
@@ -198,7 +204,7 @@ SESSIONS_LIVE = Family(
 
 def _event(struct: dict | None) -> list | None:
     return None if struct is None else [micros(struct["event_ts"]), struct["event_id"],
-                                        struct["url_path"]]
+                                        struct["url_path"], *(struct[c] for c in FIRST_TOUCH.values())]
 
 FAMILIES = (URL_POPULARITY_LIVE, URL_COUNTRY_LIVE, SESSIONS_LIVE)
 

@@ -15,16 +15,18 @@ from pyspark.sql import functions as F
 
 from ..delta_lake import read_days
 from .transform import (
+    FIRST_TOUCH,
     analytics_rows,
     deduplicate_day,
     session_parts,
     url_country_parts,
     url_popularity_5m,
     window_start,
+    with_first_touch_columns,
 )
 
 ROW_COLUMNS = ["event_id", "event_type", "event_ts", "event_date", "user_id", "session_id",
-               "url_path", "country", "device_type"]
+               "url_path", "country", "device_type", *FIRST_TOUCH.values()]
 URL_POPULARITY = "url_popularity"
 URL_COUNTRY = "url_country"
 SESSIONS = "sessions"
@@ -39,8 +41,9 @@ def new_rows(spark: SparkSession, landing: str, after_version: int, through_vers
     feed = (spark.read.format("delta").option("readChangeFeed", "true")
             .option("startingVersion", after_version + 1)
             .option("endingVersion", through_version).load(landing))
-    return (analytics_rows(feed.where((F.col("_change_type") == "insert") & _on_days(days)),
-                           include_bots)
+    return (with_first_touch_columns(
+                analytics_rows(feed.where((F.col("_change_type") == "insert") & _on_days(days)),
+                               include_bots))
             .select(*ROW_COLUMNS, "_commit_version", window_start()))
 
 
@@ -48,7 +51,7 @@ def all_rows(spark: SparkSession, landing: str, days: list[str], version: int,
              include_bots: bool = False) -> DataFrame:
     """Every landing row of `days` as of landing version `version`, deduplicated."""
     rows = analytics_rows(read_days(spark, landing, days, version), include_bots)
-    return deduplicate_day(rows).select(*ROW_COLUMNS)
+    return with_first_touch_columns(deduplicate_day(rows)).select(*ROW_COLUMNS)
 
 
 def whole_day_states(rows: DataFrame) -> dict[str, DataFrame]:

@@ -108,10 +108,18 @@ def user_sessions(raw: DataFrame) -> DataFrame:
     return _session_rows(session_parts(raw))
 
 
+# What a session's first event says about the visit: first-touch attribution (its channel and
+# campaign) and the visitor's browser and device class, as the enrichment found them.
+FIRST_TOUCH = {"channel": "referrer_class", "campaign": "campaign_name", "browser": "browser_family",
+               "device_class": "device_class"}
+
+
 def session_parts(raw: DataFrame) -> DataFrame:
     """Whole sessions' measures per (event_date, session_id), before they are shaped into rows: the
     live documents keep these as their state, and merge them as serving/live_documents.py does."""
-    ordered = F.struct("event_ts", "event_id", "url_path")
+    raw = with_first_touch_columns(raw)
+    # Ordered by time then id (unique in a session): the smallest is the first event.
+    ordered = F.struct("event_ts", "event_id", "url_path", *FIRST_TOUCH.values())
     views = F.when(F.col("event_type") == "page_view", ordered)
     return raw.groupBy("event_date", "session_id").agg(
         F.min("user_id").alias("user_id"),
@@ -136,7 +144,14 @@ def _session_rows(sessions: DataFrame) -> DataFrame:
         F.col("_first.url_path").alias("entry_page"),
         F.coalesce(F.col("_last_view.url_path"), F.col("_last.url_path")).alias("exit_page"),
         F.col("_converted").cast("boolean").alias("converted"), "device_type", "country",
+        *[F.col(f"_first.{source}").alias(name) for name, source in FIRST_TOUCH.items()],
     )
+
+
+def with_first_touch_columns(rows: DataFrame) -> DataFrame:
+    """Rows of a lake from before the enrichment lack its columns: they read as null."""
+    missing = {c: F.lit(None).cast("string") for c in FIRST_TOUCH.values() if c not in rows.columns}
+    return rows.withColumns(missing) if missing else rows
 
 
 # The live documents' distinct counts (2^12 registers: about 1.6 % relative standard error). Their
@@ -196,6 +211,7 @@ COLUMN_SOURCES: dict[str, dict[str, list[str]]] = {
         "events": ["event_id"], "page_views": ["event_type"],
         "entry_page": ["url_path", "event_ts"], "exit_page": ["url_path", "event_ts", "event_type"],
         "converted": ["event_type"], "device_type": ["device_type"], "country": ["country"],
+        **{name: [source, "event_ts"] for name, source in FIRST_TOUCH.items()},
     },
 }
 

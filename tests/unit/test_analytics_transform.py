@@ -12,13 +12,24 @@ from spark.analytics import jobs, transform
 DAY = date(2026, 5, 4)
 T0 = datetime(2026, 5, 4, 10, 0, 0)
 COLUMNS = ["event_id", "event_type", "event_ts", "event_date", "user_id", "session_id", "url_path",
-           "country", "device_type", "kafka_timestamp", "kafka_partition", "kafka_offset"]
+           "country", "device_type", "kafka_timestamp", "kafka_partition", "kafka_offset",
+           "referrer_class", "campaign_name", "browser_family", "device_class"]
+# What the enrichment found per session: the first event's channel and campaign, then internal
+# clicks; the visitor's browser and device class.
+VISITS = {"s1": ("search", None, "Chrome Mobile", "mobile"),
+          "s2": ("paid", "black_friday", "Firefox", "desktop")}
 
 
 def _rows(*events):
     """(id, type, seconds after T0, user, session, path, country, device) -> raw rows."""
-    return [(i, kind, T0 + timedelta(seconds=s), DAY, u, sid, path, c, dev, T0, 0, n)
+    return [(i, kind, T0 + timedelta(seconds=s), DAY, u, sid, path, c, dev, T0, 0, n,
+             *_enriched(sid, first=n == 0 or events[n - 1][4] != sid))
             for n, (i, kind, s, u, sid, path, c, dev) in enumerate(events)]
+
+
+def _enriched(session: str, first: bool) -> tuple:
+    channel, campaign, browser, device_class = VISITS[session]
+    return (channel if first else "internal", campaign, browser, device_class)
 
 
 EVENTS = _rows(
@@ -38,10 +49,10 @@ def raw(spark):
     return spark.createDataFrame(EVENTS, COLUMNS)
 
 
-def test_deduplicate_day_keeps_the_first_delivered_copy(spark):
-    copies = [(("e1",) + EVENTS[0][1:9] + (T0 + timedelta(seconds=s), 0, off)) for s, off in
+def test_deduplicate_day_keeps_the_first_delivered_copy(spark, raw):
+    copies = [(("e1",) + EVENTS[0][1:9] + (T0 + timedelta(seconds=s), 0, off) + EVENTS[0][12:]) for s, off in
               ((7, 70), (3, 30), (3, 40))]
-    frame = spark.createDataFrame(copies + [EVENTS[1]], COLUMNS).withColumn("event_hour", F.lit("10"))
+    frame = spark.createDataFrame(copies + [EVENTS[1]], raw.schema).withColumn("event_hour", F.lit("10"))
     result = transform.deduplicate_day(frame).orderBy("event_id").collect()
     assert [r["event_id"] for r in result] == ["e1", "e2"]
     assert result[0]["kafka_offset"] == 30 and "event_hour" not in result[0]
@@ -73,6 +84,10 @@ def test_user_sessions(raw):
     s2 = sessions["s2"]
     assert (s2["duration_s"], s2["converted"]) == (300.0, False)
     assert (s2["country"], s2["device_type"]) == ("US", "desktop")
+    # First touch: the first event's channel and campaign, not the internal clicks after it.
+    assert (s1["channel"], s1["campaign"], s1["browser"], s1["device_class"]) == (
+        "search", None, "Chrome Mobile", "mobile")
+    assert (s2["channel"], s2["campaign"], s2["browser"]) == ("paid", "black_friday", "Firefox")
 
 
 def test_five_minute_windows(raw):
