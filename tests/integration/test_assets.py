@@ -49,7 +49,8 @@ def expected_events() -> pd.DataFrame:
         rows.append({"event_id": e["event_id"], "event_type": e["event_type"],
                      "event_ts": pd.Timestamp(e["event_ts"]), "user_id": e["user"]["user_id"],
                      "session_id": e["user"]["session_id"], "url": e["page"]["url"],
-                     "country": e["geo"]["country"], "user_agent": e["device"]["user_agent"]})
+                     "country": e["geo"]["country"], "user_agent": e["device"]["user_agent"],
+                     "campaign": (e["campaign"] or {}).get("name")})
     frame = pd.DataFrame(rows)
     frame["event_date"] = frame["event_ts"].dt.strftime("%Y-%m-%d")
     per_second = frame.groupby(["event_date", "user_id", frame.event_ts.dt.floor("s")]).event_id.nunique()
@@ -143,6 +144,11 @@ def test_partition_matches_an_independent_computation(spark, pipeline):
     sessions = _read(spark, resources, "user_sessions", DAY1)
     assert len(sessions) == day.session_id.nunique()
     assert sessions.events.sum() == len(day)
+    # First touch: each session's campaign is its first event's.
+    first = day.sort_values(["event_ts", "event_id"]).groupby("session_id").campaign.first()
+    got_campaign = sessions.set_index("session_id").campaign.sort_index()
+    assert got_campaign.fillna("-").tolist() == first.sort_index().fillna("-").tolist()
+    assert sessions.channel.notna().all() and sessions.browser.notna().all()
 
 
 def test_rematerializing_a_partition_gives_identical_output(spark, pipeline):
