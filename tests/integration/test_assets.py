@@ -145,7 +145,8 @@ def test_partition_matches_an_independent_computation(spark, pipeline):
     assert len(sessions) == day.session_id.nunique()
     assert sessions.events.sum() == len(day)
     # First touch: each session's campaign is its first event's.
-    first = day.sort_values(["event_ts", "event_id"]).groupby("session_id").campaign.first()
+    first = day.sort_values(["event_ts", "event_id"]).groupby("session_id").head(1) \
+        .set_index("session_id").campaign
     got_campaign = sessions.set_index("session_id").campaign.sort_index()
     assert got_campaign.fillna("-").tolist() == first.sort_index().fillna("-").tolist()
     assert sessions.channel.notna().all() and sessions.browser.notna().all()
