@@ -11,6 +11,7 @@ from clickstream_dagster.serving.indices import SESSIONS, URL_COUNTRY
 from clickstream_dagster.settings import Settings
 from simulator.producer import produce
 from simulator.timeline import GeneratorConfig
+from spark.delta_lake import read_days
 from stack import manager
 
 from .sandbox import Sandbox
@@ -37,8 +38,21 @@ def run_demo(settings: Settings, events: int, days: int = 3) -> str:
     first, last = start.date().isoformat(), (start + timedelta(days=days - 1)).date().isoformat()
     sandbox.daily(instance, first, last)
     print(f"   done in {time.monotonic() - started:.0f} s", flush=True)
-    print("3/3 report from Elasticsearch", flush=True)
-    return report(sandbox.resources()["elasticsearch"].client(), first, last)
+    print("3/3 report from Elasticsearch and the lake", flush=True)
+    resources = sandbox.resources()
+    every_day = [(start + timedelta(days=n)).date().isoformat() for n in range(days)]
+    return "\n".join([report(resources["elasticsearch"].client(), first, last),
+                      bot_report(resources["spark"].get_session(), resources["lake"].raw, every_day)])
+
+
+def bot_report(spark, raw: str, days: list[str]) -> str:
+    """Bots are in the lake only: their share of the days' events, by how they were found."""
+    rows = read_days(spark, raw, days).groupBy("bot_reason").count().collect()
+    counts = {row["bot_reason"]: row["count"] for row in rows}
+    total, people = sum(counts.values()), counts.pop(None, 0)
+    found = ", ".join(f"{n:,} by {reason.replace('_', ' ')}" for reason, n in sorted(counts.items()))
+    return (f"Bots: {total - people:,} of {total:,} events ({(total - people) / max(total, 1):.2%}; "
+            f"{found or 'none'}), in the lake only")
 
 
 def report(client, first: str, last: str) -> str:
@@ -63,7 +77,14 @@ def report(client, first: str, last: str) -> str:
     duration = stats["aggregations"]["duration"]["values"]
     per_day = ", ".join(f"{b['key_as_string'][:10]} {b['doc_count']:,}"
                         for b in stats["aggregations"]["per_day"]["buckets"])
+    channels = client.search(index=sessions, size=0, aggs={"channel": {
+        "terms": {"field": "channel", "size": 10},
+        "aggs": {"converted": {"filter": {"term": {"converted": True}}}}}})
+    by_channel = ", ".join(
+        f"{b['key']} {b['converted']['doc_count'] / b['doc_count']:.1%} of {b['doc_count']:,}"
+        for b in channels["aggregations"]["channel"]["buckets"])
     lines += [f"Sessions: {total:,} ({per_day})",
               f"Conversion: {converted:,} sessions purchased = {converted / max(total, 1):.2%}",
+              f"Conversion by first-touch channel: {by_channel}",
               f"Session duration: median {duration['50.0']:.0f} s, p95 {duration['95.0']:.0f} s"]
     return "\n".join(lines)
