@@ -13,10 +13,11 @@ from .metadata import OWNERS, asset_tags, code_version, days_result
 @dg.asset(partitions_def=daily_partitions, backfill_policy=SPARK_BACKFILL, deps=[clickstream_landing],
           group_name="lake", kinds={"spark", "delta"}, freshness_policy=FINAL_FRESHNESS,
           owners=OWNERS, tags=asset_tags("lake"),
-          code_version=code_version(jobs.compact_days, transform.deduplicate_day))
+          code_version=code_version(jobs.compact_days, transform.deduplicate_day,
+                                    transform.flag_fast_users))
 def raw_clickstream(context: dg.AssetExecutionContext, lake: LakeResource,
                     spark: SparkResource) -> dg.MaterializeResult:
-    """Valid events of the day, deduplicated by event_id over the whole day, in a compacted Delta table."""
+    """Valid events of the day, deduplicated over the whole day, bots flagged, in a compacted Delta table."""
     written = jobs.compact_days(spark.get_session(), lake.landing, lake.raw, context.partition_keys,
                                 lake.bot_events_per_second)
     return days_result(written, lake.raw)
