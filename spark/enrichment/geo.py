@@ -18,11 +18,6 @@ def country_of(ip: str | None) -> str | None:
     return code if code and len(code) == 2 and code != NOT_FOUND else None
 
 
-def database_source() -> str:
-    """Which data the lookups come from, for run metadata (`MAXMIND:GeoLite2-Country-...`)."""
-    return _database().get_database_info()["source_info"]
-
-
 @cache
 def _database():
     from geoip2fast import GeoIP2Fast

@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from simulator.population import COUNTRIES, CRAWLER_SHARE, CRAWLERS, DEVICES, build_population
 from spark.analytics.transform import analytics_rows, flag_fast_users
 from spark.enrichment.geo import country_of
-from spark.enrichment.referrers import referrer_class
+from spark.enrichment.referrers import REFERRER_CLASSES, referrer_class
 from spark.enrichment.user_agents import describe
 from spark.ingest.transform import flatten, parse_events, to_lake_rows
 from tests.unit.test_ingest_transform import EVENT, KAFKA
@@ -101,6 +101,7 @@ def test_referrers_are_classified_by_medium_then_host(spark):
     frame = spark.createDataFrame(rows, "referrer string, medium string, url string")
     classes = frame.select(referrer_class(F.col("referrer"), F.col("url"), F.col("medium")).alias("c"))
     assert [row.c for row in classes.collect()] == list(REFERRERS.values())
+    assert set(REFERRERS.values()) == set(REFERRER_CLASSES)  # every class is exercised
 
 
 def _lake_row(spark, **changes) -> dict:
