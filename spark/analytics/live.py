@@ -14,6 +14,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ..delta_lake import read_days
+from ..enrichment import with_enriched_columns
 from .transform import (
     FIRST_TOUCH,
     analytics_rows,
@@ -22,7 +23,6 @@ from .transform import (
     url_country_parts,
     url_popularity_5m,
     window_start,
-    with_first_touch_columns,
 )
 
 ROW_COLUMNS = ["event_id", "event_type", "event_ts", "event_date", "user_id", "session_id",
@@ -41,7 +41,7 @@ def new_rows(spark: SparkSession, landing: str, after_version: int, through_vers
     feed = (spark.read.format("delta").option("readChangeFeed", "true")
             .option("startingVersion", after_version + 1)
             .option("endingVersion", through_version).load(landing))
-    return (with_first_touch_columns(
+    return (with_enriched_columns(
                 analytics_rows(feed.where((F.col("_change_type") == "insert") & _on_days(days)),
                                include_bots))
             .select(*ROW_COLUMNS, "_commit_version", window_start()))
@@ -51,7 +51,7 @@ def all_rows(spark: SparkSession, landing: str, days: list[str], version: int,
              include_bots: bool = False) -> DataFrame:
     """Every landing row of `days` as of landing version `version`, deduplicated."""
     rows = analytics_rows(read_days(spark, landing, days, version), include_bots)
-    return with_first_touch_columns(deduplicate_day(rows)).select(*ROW_COLUMNS)
+    return with_enriched_columns(deduplicate_day(rows)).select(*ROW_COLUMNS)
 
 
 def whole_day_states(rows: DataFrame) -> dict[str, DataFrame]:

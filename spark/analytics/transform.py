@@ -9,6 +9,8 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from ..enrichment import with_enriched_columns
+
 WINDOW_MINUTES = 5  # divides an hour: a window never spans two hours
 WINDOW = f"{WINDOW_MINUTES} minutes"
 BOT_BY_EVENT_RATE = "event_rate"  # bot_reason of a user flagged by flag_fast_users
@@ -117,7 +119,7 @@ FIRST_TOUCH = {"channel": "referrer_class", "campaign": "campaign_name", "browse
 def session_parts(raw: DataFrame) -> DataFrame:
     """Whole sessions' measures per (event_date, session_id), before they are shaped into rows: the
     live documents keep these as their state, and merge them as serving/live_documents.py does."""
-    raw = with_first_touch_columns(raw)
+    raw = with_enriched_columns(raw)  # a lake from before the enrichment: its fields read as null
     # Ordered by time then id (unique in a session): the smallest is the first event.
     ordered = F.struct("event_ts", "event_id", "url_path", *FIRST_TOUCH.values())
     views = F.when(F.col("event_type") == "page_view", ordered)
@@ -146,12 +148,6 @@ def _session_rows(sessions: DataFrame) -> DataFrame:
         F.col("_converted").cast("boolean").alias("converted"), "device_type", "country",
         *[F.col(f"_first.{source}").alias(name) for name, source in FIRST_TOUCH.items()],
     )
-
-
-def with_first_touch_columns(rows: DataFrame) -> DataFrame:
-    """Rows of a lake from before the enrichment lack its columns: they read as null."""
-    missing = {c: F.lit(None).cast("string") for c in FIRST_TOUCH.values() if c not in rows.columns}
-    return rows.withColumns(missing) if missing else rows
 
 
 # The live documents' distinct counts (2^12 registers: about 1.6 % relative standard error). Their

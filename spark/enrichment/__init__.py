@@ -27,18 +27,21 @@ USER_AGENT_SCHEMA = T.StructType([T.StructField(name, COLUMN_TYPES[name]) for na
 
 def describe_agents(agents: pd.Series) -> pd.DataFrame:
     """A batch of user agents -> their fields; each distinct agent is described once."""
-    codes, distinct = pd.factorize(agents, use_na_sentinel=False)
-    described = pd.DataFrame([describe(a if isinstance(a, str) else None) for a in distinct],
-                             columns=list(UserAgent._fields))
-    return described.iloc[codes].reset_index(drop=True)
+    codes, described = _per_distinct(agents, describe)
+    return pd.DataFrame(described, columns=list(UserAgent._fields)).iloc[codes].reset_index(drop=True)
 
 
 def locate_addresses(addresses: pd.Series) -> pd.Series:
     """A batch of IP addresses -> their countries; each distinct address is looked up once."""
-    codes, distinct = pd.factorize(addresses, use_na_sentinel=False)
-    countries = pd.Series([country_of(a if isinstance(a, str) else None) for a in distinct],
-                          dtype="object")
-    return countries.iloc[codes].reset_index(drop=True)
+    codes, countries = _per_distinct(addresses, country_of)
+    return pd.Series(countries, dtype="object").iloc[codes].reset_index(drop=True)
+
+
+def _per_distinct(values: pd.Series, lookup) -> tuple:
+    """Each row's index into the distinct values, and `lookup` of each distinct value (None for a
+    missing one)."""
+    codes, distinct = pd.factorize(values, use_na_sentinel=False)
+    return codes, [lookup(v if isinstance(v, str) else None) for v in distinct]
 
 
 def with_enriched_columns(rows: DataFrame) -> DataFrame:
