@@ -27,6 +27,7 @@ from cli.sandbox import Sandbox
 from clickstream_dagster.assets.analytics import ANALYTICS_ASSETS
 from clickstream_dagster.assets.lake import raw_clickstream
 from clickstream_dagster.assets.serving import SERVING_ASSETS
+from clickstream_dagster.checks.anomalies import ANOMALY_CHECKS
 from clickstream_dagster.checks.quality import QUALITY_CHECKS
 from clickstream_dagster.checks.serving import SERVING_CHECKS
 from clickstream_dagster.resources.spark import pipeline_spark
@@ -45,7 +46,7 @@ GIB = 1024**3
 DAILY_STAGES = {
     "compact": [raw_clickstream.node_def.name],
     "aggregate": [asset.node_def.name for asset in ANALYTICS_ASSETS],
-    "validate": [check.node_def.name for check in QUALITY_CHECKS],
+    "validate": [check.node_def.name for check in [*QUALITY_CHECKS, *ANOMALY_CHECKS]],
     # Loading, and reading each loaded day's count back through its alias.
     "index": [node.node_def.name for node in [*SERVING_ASSETS, *SERVING_CHECKS]],
 }

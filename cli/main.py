@@ -41,6 +41,7 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         GeneratorError,
         default_start,
         parse_duration,
+        parse_shift,
         produce,
         write_jsonl,
     )
@@ -58,6 +59,7 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
             events=args.events, seed=seed, start=start, days=args.days, users=args.users,
             duplicate_ratio=args.duplicate_ratio, late_ratio=args.late_ratio,
             max_lateness_s=parse_duration(args.max_lateness), malformed_ratio=args.malformed_ratio,
+            shifts=tuple(parse_shift(text, start) for text in args.shift),
         )
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
@@ -249,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--late-ratio", type=float, default=0.0,
                      help="share of messages delivered late, out of order")
     gen.add_argument("--max-lateness", default="10m", help="how late a late event can be (10m, 2h)")
+    gen.add_argument("--shift", action="append", default=[], metavar="HH:MM,DURATION,FACTOR",
+                     help="inject a traffic spike (factor > 1) or drop (< 1) on the first day, "
+                          "e.g. 14:00,15m,4 or 19:00,30m,0; repeatable")
     gen.add_argument("--malformed-ratio", type=float, default=0.0,
                      help="share of messages that break the contract (dead letters)")
     target = gen.add_mutually_exclusive_group()

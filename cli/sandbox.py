@@ -15,6 +15,7 @@ from clickstream_dagster.assets.analytics import ANALYTICS_ASSETS
 from clickstream_dagster.assets.ingest import clickstream_landing
 from clickstream_dagster.assets.lake import raw_clickstream
 from clickstream_dagster.assets.serving import SERVING_ASSETS
+from clickstream_dagster.checks.anomalies import ANOMALY_CHECKS
 from clickstream_dagster.checks.quality import QUALITY_CHECKS
 from clickstream_dagster.checks.serving import SERVING_CHECKS
 from clickstream_dagster.clients import elasticsearch_client, kafka_admin
@@ -24,7 +25,7 @@ from stack import kafka
 
 # Everything the daily job materializes after ingest, blocking checks included.
 DAILY_SELECTION = [raw_clickstream, *ANALYTICS_ASSETS, *SERVING_ASSETS, *QUALITY_CHECKS,
-                   *SERVING_CHECKS]
+                   *ANOMALY_CHECKS, *SERVING_CHECKS]
 
 
 class SandboxRunFailed(RuntimeError):

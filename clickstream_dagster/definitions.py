@@ -7,6 +7,7 @@ from .assets.ingest import clickstream_landing, clickstream_topic
 from .assets.lake import raw_clickstream
 from .assets.live import live_indices
 from .assets.serving import SERVING_ASSETS
+from .checks.anomalies import ANOMALY_CHECKS
 from .checks.quality import QUALITY_CHECKS
 from .checks.serving import SERVING_CHECKS
 from .jobs import JOBS
@@ -56,7 +57,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 defs = dg.Definitions(
     assets=[clickstream_topic, clickstream_landing, live_indices, raw_clickstream, *ANALYTICS_ASSETS,
             *SERVING_ASSETS],
-    asset_checks=[*QUALITY_CHECKS, *SERVING_CHECKS],
+    asset_checks=[*QUALITY_CHECKS, *ANOMALY_CHECKS, *SERVING_CHECKS],
     jobs=[*JOBS, retention_job],
     sensors=SENSORS,
     schedules=SCHEDULES,

@@ -4,10 +4,10 @@ The jobs they launch are in jobs.py, the close schedule in schedules.py."""
 
 import json
 import time
-import urllib.request
 
 import dagster as dg
 
+from .alerts import post_alert
 from .assets.ingest import IngestRunConfig, clickstream_landing, clickstream_topic
 from .jobs import daily_job, ingest_job
 from .partitions import FIRST_DAY, daily_partitions, day_is_closed
@@ -164,12 +164,7 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext) -> None:
     alert = {"run_id": context.dagster_run.run_id, "job": context.dagster_run.job_name,
              "error": context.failure_event.message, "tags": dict(context.dagster_run.tags)}
     context.log.error(f"ALERT: run {alert['run_id']} of {alert['job']} failed: {alert['error']}")
-    url = SETTINGS.alert_webhook_url
-    if url:
-        request = urllib.request.Request(url, data=json.dumps(alert).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10):
-            pass
+    post_alert({"kind": "run_failure", **alert})
 
 
 SENSORS = [kafka_ingest_sensor, landing_partitions_sensor, clickstream_topic_observation_sensor,

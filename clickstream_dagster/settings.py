@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlparse
 
+from spark.analytics.anomalies import DEFAULT_MIN_SESSIONS, DEFAULT_THRESHOLD
 from spark.analytics.jobs import DEFAULT_MAX_EVENTS_PER_SECOND
 from spark.ingest.config import IP_MODES, KAFKA_PROTOCOLS, SASL_MECHANISMS, IngestConfig, KafkaSecurity
 
@@ -72,6 +73,10 @@ class Settings:
     # analytics and indices leave them out unless include_bots.
     include_bots: bool = False
     bot_events_per_second: int = DEFAULT_MAX_EVENTS_PER_SECOND
+    # A 5-minute window is a traffic anomaly past this robust score, if its sessions changed by
+    # at least anomaly_min_sessions (spark/analytics/anomalies.py).
+    anomaly_threshold: float = DEFAULT_THRESHOLD
+    anomaly_min_sessions: int = DEFAULT_MIN_SESSIONS
     topic_partitions: int = 6
     elasticsearch_url: str = "http://127.0.0.1:9200"
     elasticsearch_api_key: str | None = field(default=None, repr=False)
@@ -141,6 +146,10 @@ class Settings:
             include_bots=_choice("CLICKSTREAM_INCLUDE_BOTS", "off", ("on", "off")) == "on",
             bot_events_per_second=int(_env("CLICKSTREAM_BOT_EVENTS_PER_SECOND",
                                            str(defaults.bot_events_per_second))),
+            anomaly_threshold=float(_env("CLICKSTREAM_ANOMALY_THRESHOLD",
+                                         str(defaults.anomaly_threshold))),
+            anomaly_min_sessions=int(_env("CLICKSTREAM_ANOMALY_MIN_SESSIONS",
+                                          str(defaults.anomaly_min_sessions))),
             topic_partitions=int(_env("CLICKSTREAM_TOPIC_PARTITIONS", str(defaults.topic_partitions))),
             elasticsearch_url=_env("ELASTICSEARCH_URL", defaults.elasticsearch_url).rstrip("/"),
             elasticsearch_api_key=os.environ.get("ELASTICSEARCH_API_KEY") or None,

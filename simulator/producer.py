@@ -21,6 +21,7 @@ from .timeline import (
     MALFORMED,
     SHARDS,
     GeneratorConfig,
+    TrafficShift,
     stream,
 )
 
@@ -305,6 +306,18 @@ def parse_duration(text: str) -> float:
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return seconds
+
+
+def parse_shift(text: str, day: datetime) -> TrafficShift:
+    """'14:00,15m,4' -> a shift of `day` at 14:00 UTC, 15 minutes long, four times the traffic."""
+    try:
+        at, duration, factor = (part.strip() for part in text.split(","))
+        hour, minute = (int(part) for part in at.split(":"))
+        start = day.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        return TrafficShift(start, parse_duration(duration) / 60, float(factor))
+    except ValueError as exc:
+        raise ValueError(f"--shift {text!r}: {exc}; use HH:MM,DURATION,FACTOR such as "
+                         "14:00,15m,4 (a spike) or 19:00,30m,0 (a drop)") from None
 
 
 def default_start(now: datetime | None = None) -> datetime:

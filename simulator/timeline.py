@@ -36,6 +36,28 @@ MALFORMED_REASONS = ("invalid_json", "missing_field", "wrong_type", "bad_timesta
                      "unknown_event_type")
 
 
+SHIFT_STEP_S = 300.0  # with traffic shifts, sessions are placed in 5-minute steps: a shift is exact
+
+
+@dataclass(frozen=True)
+class TrafficShift:
+    """New sessions start `factor` times as often as usual for `minutes` from `start`: above 1 a
+    spike (a campaign, a bot wave), below 1 a drop (an outage, a broken tracker). The day's total
+    stays the configured events; the rest of it is scaled to make room."""
+
+    start: datetime
+    minutes: float
+    factor: float
+
+    def __post_init__(self):
+        if self.minutes <= 0 or self.factor < 0 or self.start.tzinfo is None:
+            raise ValueError("a traffic shift needs minutes > 0, a factor >= 0 and a UTC start")
+
+    def overlap_ms(self, begin_ms: int, end_ms: int) -> int:
+        start_ms = int(self.start.timestamp() * 1000)
+        return max(0, min(end_ms, start_ms + int(self.minutes * 60_000)) - max(begin_ms, start_ms))
+
+
 @dataclass(frozen=True)
 class GeneratorConfig:
     events: int
@@ -49,6 +71,7 @@ class GeneratorConfig:
     malformed_ratio: float = 0.0
     diurnal: bool = True  # False spreads traffic evenly (real-time mode)
     bucket_s: float = 3600.0  # generation step; real-time mode uses seconds so sending starts at once
+    shifts: tuple[TrafficShift, ...] = ()  # injected spikes and drops, for anomaly detection
 
     def __post_init__(self):
         if self.events < 0 or self.days <= 0 or self.users < 1:
@@ -69,7 +92,13 @@ class GeneratorConfig:
 
     @property
     def bucket_ms(self) -> int:
-        return max(1000, int(self.bucket_s * 1000))
+        step_s = min(self.bucket_s, SHIFT_STEP_S) if self.shifts else self.bucket_s
+        return max(1000, int(step_s * 1000))
+
+    def shift_factor(self, begin_ms: int, end_ms: int) -> float:
+        """How much busier than usual [begin_ms, end_ms) is, by the shifts that overlap it."""
+        return 1.0 + sum((shift.factor - 1.0) * shift.overlap_ms(begin_ms, end_ms)
+                         for shift in self.shifts) / max(1, end_ms - begin_ms)
 
 
 class Message(NamedTuple):
@@ -95,8 +124,10 @@ def bucket_quotas(config: GeneratorConfig, total: int) -> list[int]:
     weights = []
     for b in range(buckets):
         hour = datetime.fromtimestamp((config.start_ms + b * size) / 1000, UTC).hour
-        span = min(size, config.end_ms - config.start_ms - b * size) / size
-        weights.append((DIURNAL[hour] if config.diurnal else 1.0) * span)
+        begin = config.start_ms + b * size
+        span = min(size, config.end_ms - begin) / size
+        shifted = config.shift_factor(begin, begin + size) if config.shifts else 1.0
+        weights.append((DIURNAL[hour] if config.diurnal else 1.0) * span * shifted)
     scale = total / sum(weights)
     raw = [w * scale for w in weights]
     quotas = [int(r) for r in raw]

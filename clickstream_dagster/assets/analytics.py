@@ -5,11 +5,13 @@ from collections.abc import Callable
 import dagster as dg
 from pyspark.sql import DataFrame
 
-from spark.analytics import transform
-from spark.analytics.jobs import build_days
+from spark.analytics import anomalies, transform
+from spark.analytics.jobs import build_days, rows_per_day
+from spark.delta_lake import read_days
 
 from ..partitions import FINAL_FRESHNESS, SPARK_BACKFILL, daily_partitions
 from ..resources import LakeResource, SparkResource
+from ..settings import Settings
 from .lake import raw_clickstream
 from .metadata import OWNERS, asset_tags, code_version, column_lineage, days_result
 
@@ -40,6 +42,46 @@ url_popularity_5m = analytics_asset(transform.url_popularity_5m)
 device_usage_5m = analytics_asset(transform.device_usage_5m)
 active_users_5m = analytics_asset(transform.active_users_5m)
 user_sessions = analytics_asset(transform.user_sessions)
+conversion_funnel = analytics_asset(transform.conversion_funnel)
+
+SETTINGS = Settings.from_env()
+
+
+class AnomalyConfig(dg.Config):
+    """How unusual a window must be to count as an anomaly; the defaults come from
+    CLICKSTREAM_ANOMALY_THRESHOLD and CLICKSTREAM_ANOMALY_MIN_SESSIONS."""
+
+    threshold: float = SETTINGS.anomaly_threshold  # robust score, in spreads from the baseline
+    min_sessions: int = SETTINGS.anomaly_min_sessions  # and a change of at least this many sessions
+
+
+ANOMALY_LINEAGE = column_lineage(anomalies.COLUMN_SOURCES, raw_clickstream.key)
+
+
+@dg.asset(partitions_def=daily_partitions, backfill_policy=SPARK_BACKFILL,
+          # A day is scored against its trailing days: their raw rows are inputs too.
+          deps=[dg.AssetDep(raw_clickstream, partition_mapping=dg.TimeWindowPartitionMapping(
+              start_offset=-anomalies.TRAILING_DAYS, allow_nonexistent_upstream_partitions=True))],
+          group_name="analytics", kinds={"spark", "delta"}, freshness_policy=FINAL_FRESHNESS,
+          owners=OWNERS, tags=asset_tags("analytics"), code_version=code_version(anomalies),
+          metadata={"dagster/column_lineage": ANOMALY_LINEAGE})
+def traffic_anomalies(context: dg.AssetExecutionContext, config: AnomalyConfig, lake: LakeResource,
+                      spark: SparkResource) -> dg.MaterializeResult:
+    """Sessions per 5-minute window, overall and per country, scored against the trailing days."""
+    days = context.partition_keys
+    written = build_days(
+        spark.get_session(), lake.raw, lake.analytics("traffic_anomalies"), days,
+        lambda rows: anomalies.score_windows(anomalies.window_sessions(rows), days,
+                                             config.threshold, config.min_sessions),
+        lake.include_bots, reads=anomalies.history_days(days))
+    table = lake.analytics("traffic_anomalies")
+    found = rows_per_day(read_days(spark.get_session(), table, days).where("is_anomaly"))
+    metadata = days_result(written, table, ANOMALY_LINEAGE).metadata
+    return dg.MaterializeResult(metadata={
+        **metadata, "anomalies": sum(found.values()),
+        "anomalies_per_day": dg.MetadataValue.json({day: found.get(day, 0) for day in days}),
+        "threshold": config.threshold, "min_sessions": config.min_sessions})
+
 
 ANALYTICS_ASSETS = [url_country_daily, url_popularity_5m, device_usage_5m, active_users_5m,
-                    user_sessions]
+                    user_sessions, conversion_funnel, traffic_anomalies]

@@ -98,7 +98,21 @@ SESSIONS = IndexSpec(
      # First touch (the session's first event): channel is its referrer class.
      "channel": KEYWORD, "campaign": KEYWORD, "browser": KEYWORD, "device_class": KEYWORD},
 )
-SERVED = [URL_COUNTRY, URL_POPULARITY, SESSIONS]
+# Final only: a closed day's funnel, per segment (the live path serves no funnel).
+FUNNEL = IndexSpec(
+    "clickstream-funnel", "conversion_funnel", ("event_date", "dimension", "segment", "step_number"),
+    {"event_date": DATE, "dimension": KEYWORD, "segment": KEYWORD, "step_number": LONG,
+     "step": KEYWORD, "sessions": LONG, "previous_step_sessions": LONG, "from_previous": DOUBLE,
+     "from_start": DOUBLE, "segment_sessions": LONG},
+)
+# Final only: every window of a closed day, overall and per country, scored; anomalies flagged.
+ANOMALIES = IndexSpec(
+    "clickstream-anomalies", "traffic_anomalies", ("window_start", "dimension", "segment"),
+    {"event_date": DATE, "window_start": DATE, "window_end": DATE, "dimension": KEYWORD,
+     "segment": KEYWORD, "sessions": LONG, "baseline": DOUBLE, "spread": DOUBLE, "score": DOUBLE,
+     "history_days": LONG, "is_anomaly": {"type": "boolean"}, "direction": KEYWORD},
+)
+SERVED = [URL_COUNTRY, URL_POPULARITY, SESSIONS, FUNNEL, ANOMALIES]
 
 
 class IndexingError(RuntimeError):

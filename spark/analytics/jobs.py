@@ -67,10 +67,13 @@ def rows_per_day(frame: DataFrame) -> dict[str, int]:
 
 
 def build_days(spark: SparkSession, raw: str, table: str, days: list[str],
-               transform: Callable[[DataFrame], DataFrame], include_bots: bool = False) -> dict[str, dict]:
+               transform: Callable[[DataFrame], DataFrame], include_bots: bool = False,
+               reads: list[str] | None = None) -> dict[str, dict]:
     """raw -> one analytics table for whole days, each replaced atomically; bots' rows left out
-    unless `include_bots`."""
-    result = transform(analytics_rows(read_days(spark, raw, days), include_bots)).cache()
+    unless `include_bots`. The transformation reads `reads` (default: the days themselves), and
+    must return rows of `days` only."""
+    rows = analytics_rows(read_days(spark, raw, reads or days), include_bots)
+    result = transform(rows).cache()
     try:
         per_day = rows_per_day(result)
         files = files_per_day(per_day, parallelism(spark))

@@ -150,6 +150,80 @@ def _session_rows(sessions: DataFrame) -> DataFrame:
     )
 
 
+# The conversion funnel: each step's name, the event type that marks it, and for page views the
+# path it starts with. A session reaches a step when it has passed every earlier step first, in
+# event time (ordered, as analysts read a funnel): one that lands on a product page has not yet
+# entered it.
+FUNNEL_STEPS = (("home", "page_view", "/"), ("category", "page_view", "/c/"),
+                ("product", "page_view", "/p/"), ("cart", "add_to_cart", None),
+                ("checkout", "checkout", None), ("purchase", "purchase", None))
+# The breakdowns, each a (dimension, segment) pair per session; "all" is the whole day.
+FUNNEL_DIMENSIONS = ("all", "country", "device_class", "campaign")
+NO_CAMPAIGN = "(none)"
+
+
+def funnel_step() -> Column:
+    """The funnel step (1..6) an event marks, null for any other event."""
+    step = F.lit(None).cast("int")
+    for number, (_, event_type, path) in reversed(list(enumerate(FUNNEL_STEPS, start=1))):
+        marks = F.col("event_type") == event_type
+        if path == "/":
+            marks &= F.col("url_path") == path
+        elif path:
+            marks &= F.col("url_path").startswith(path)
+        step = F.when(marks, F.lit(number)).otherwise(step)
+    return step
+
+
+def funnel_sessions(raw: DataFrame) -> DataFrame:
+    """Per (event_date, session_id): the furthest funnel step reached in order (0: never entered),
+    and the session's segments (its country, and its first event's device class and campaign)."""
+    raw = with_enriched_columns(raw).withColumn("_step", funnel_step())
+    marked = F.when(F.col("_step").isNotNull(), F.struct("event_ts", "event_id", "_step"))
+    # Steps in event order, folded left: each event of the next step moves the session one on.
+    in_order = F.array_sort(F.collect_list(marked))
+    reached = F.aggregate(in_order, F.lit(0),
+                          lambda at, event: F.when(event["_step"] == at + 1, at + 1).otherwise(at))
+    first = F.min(F.struct("event_ts", "event_id", "device_class", "campaign_name"))
+    sessions = raw.groupBy("event_date", "session_id").agg(
+        reached.alias("reached"), F.min("country").alias("country"), first.alias("_first"))
+    return sessions.select(
+        "event_date", "session_id", "reached", "country",
+        F.col("_first.device_class").alias("device_class"),
+        F.coalesce(F.col("_first.campaign_name"), F.lit(NO_CAMPAIGN)).alias("campaign"))
+
+
+def conversion_funnel(raw: DataFrame) -> DataFrame:
+    """Sessions reaching each funnel step, with conversion, per day and segment."""
+    segments = F.array(*[
+        F.struct(F.lit(dimension).alias("dimension"),
+                 (F.lit("all") if dimension == "all"
+                  else F.coalesce(F.col(dimension), F.lit("unknown"))).alias("segment"))
+        for dimension in FUNNEL_DIMENSIONS])
+    per_segment = (
+        funnel_sessions(raw)
+        .select("event_date", "reached", F.explode(segments).alias("_s"))
+        .groupBy("event_date", "_s.dimension", "_s.segment")
+        .agg(F.count(F.lit(1)).alias("segment_sessions"),
+             *[F.count_if(F.col("reached") >= n).alias(f"_at{n}")
+               for n in range(1, len(FUNNEL_STEPS) + 1)])
+    )
+    steps = F.array(*[
+        F.struct(F.lit(n).alias("step_number"), F.lit(name).alias("step"),
+                 F.col(f"_at{n}").alias("sessions"),
+                 F.col(f"_at{n - 1}" if n > 1 else "segment_sessions").alias("previous_step_sessions"))
+        for n, (name, _, _) in enumerate(FUNNEL_STEPS, start=1)])
+    rows = per_segment.select("event_date", "dimension", "segment", "segment_sessions", "_at1",
+                              F.inline(steps))
+    return rows.select(
+        "event_date", "dimension", "segment", "step_number", "step", "sessions",
+        "previous_step_sessions",
+        # Of the sessions at the previous step (at the first: of all the segment's sessions).
+        F.round(F.try_divide("sessions", "previous_step_sessions"), 4).alias("from_previous"),
+        F.round(F.try_divide("sessions", "_at1"), 4).alias("from_start"),
+        "segment_sessions")
+
+
 # The live documents' distinct counts (2^12 registers: about 1.6 % relative standard error). Their
 # sketches merge with clickstream_dagster/serving/live_documents.py's, which use the same settings.
 HLL_LG_K = 12
@@ -201,6 +275,16 @@ COLUMN_SOURCES: dict[str, dict[str, list[str]]] = {
     "url_popularity_5m": {**_WINDOW, "url": ["url_path"], "events": ["event_id"]},
     "device_usage_5m": {**_WINDOW, "device_type": ["device_type"], "events": ["event_id"]},
     "active_users_5m": {**_WINDOW, "active_users": ["user_id"], "events": ["event_id"]},
+    "conversion_funnel": {
+        "event_date": ["event_date"],
+        # A segment is a session's country, or its first event's device class or campaign.
+        **dict.fromkeys(("dimension", "segment"),
+                        ["country", "device_class", "campaign_name", "event_ts"]),
+        "step_number": ["event_type", "url_path"], "step": ["event_type", "url_path"],
+        **{name: ["session_id", "event_type", "url_path", "event_ts"]
+           for name in ("sessions", "previous_step_sessions", "from_previous", "from_start")},
+        "segment_sessions": ["session_id"],
+    },
     "user_sessions": {
         "event_date": ["event_date"], "session_id": ["session_id"], "user_id": ["user_id"],
         "session_start": ["event_ts"], "session_end": ["event_ts"], "duration_s": ["event_ts"],

@@ -17,7 +17,11 @@ COLUMNS = ["event_id", "event_type", "event_ts", "event_date", "user_id", "sessi
 # What the enrichment found per session: the first event's channel and campaign, then internal
 # clicks; the visitor's browser and device class.
 VISITS = {"s1": ("search", None, "Chrome Mobile", "mobile"),
-          "s2": ("paid", "black_friday", "Firefox", "desktop")}
+          "s2": ("paid", "black_friday", "Firefox", "desktop"),
+          "f1": ("direct", None, "Chrome Mobile", "mobile"),
+          "f2": ("paid", "black_friday", "Firefox", "desktop"),
+          "f3": ("direct", None, "Firefox", "desktop"),
+          "f4": ("search", None, "Safari", "tablet")}
 
 
 def _rows(*events):
@@ -118,3 +122,49 @@ def test_column_lineage_names_every_output_column_and_only_raw_columns(raw, tabl
     sources = transform.COLUMN_SOURCES[table]
     assert list(sources) == output.columns
     assert {column for inputs in sources.values() for column in inputs} <= set(raw.columns)
+
+
+# Four visits through the funnel's steps: all six in order; a product page before home (it enters
+# at home, then reaches category); a cart before home (only home counts); no step at all.
+FUNNEL_EVENTS = _rows(
+    ("a1", "page_view", 0, "u1", "f1", "/", "DE", "mobile"),
+    ("a2", "page_view", 10, "u1", "f1", "/c/shoes", "DE", "mobile"),
+    ("a3", "page_view", 20, "u1", "f1", "/p/00001", "DE", "mobile"),
+    ("a4", "add_to_cart", 30, "u1", "f1", "/p/00001", "DE", "mobile"),
+    ("a5", "checkout", 40, "u1", "f1", "/checkout", "DE", "mobile"),
+    ("a6", "purchase", 50, "u1", "f1", "/checkout/confirmation", "DE", "mobile"),
+    ("b1", "page_view", 0, "u2", "f2", "/p/00002", "US", "desktop"),
+    ("b2", "page_view", 10, "u2", "f2", "/", "US", "desktop"),
+    ("b3", "page_view", 20, "u2", "f2", "/c/hats", "US", "desktop"),
+    ("c1", "add_to_cart", 0, "u3", "f3", "/p/00003", "DE", "desktop"),
+    ("c2", "page_view", 10, "u3", "f3", "/", "DE", "desktop"),
+    ("c3", "page_view", 20, "u3", "f3", "/cart", "DE", "desktop"),
+    ("d1", "click", 0, "u4", "f4", "/search", "US", "tablet"),
+)
+
+
+def _funnel(spark) -> dict[tuple[str, str], list[tuple]]:
+    rows = transform.conversion_funnel(spark.createDataFrame(FUNNEL_EVENTS, COLUMNS)).collect()
+    by_segment: dict[tuple[str, str], list[tuple]] = {}
+    for r in sorted(rows, key=lambda r: (r["dimension"], r["segment"], r["step_number"])):
+        by_segment.setdefault((r["dimension"], r["segment"]), []).append(
+            (r["step"], r["sessions"], r["from_previous"], r["from_start"]))
+    return by_segment
+
+
+def test_the_funnel_counts_sessions_that_reach_each_step_in_order(spark):
+    funnel = _funnel(spark)
+    assert funnel[("all", "all")] == [
+        ("home", 3, 0.75, 1.0), ("category", 2, 0.6667, 0.6667), ("product", 1, 0.5, 0.3333),
+        ("cart", 1, 1.0, 0.3333), ("checkout", 1, 1.0, 0.3333), ("purchase", 1, 1.0, 0.3333)]
+    sessions = {segment: [step[1] for step in steps] for segment, steps in funnel.items()}
+    assert sessions[("country", "DE")] == [2, 1, 1, 1, 1, 1]
+    assert sessions[("country", "US")] == [1, 1, 0, 0, 0, 0]
+    assert sessions[("campaign", "black_friday")] == [1, 1, 0, 0, 0, 0]
+    assert sessions[("campaign", transform.NO_CAMPAIGN)] == [2, 1, 1, 1, 1, 1]
+    assert sessions[("device_class", "tablet")] == [0] * 6  # entered no step: counted, never reached
+    assert funnel[("device_class", "tablet")][0][3] is None  # no conversion from an empty start
+    # Every segment of every breakdown holds the same sessions as the whole day.
+    for dimension in transform.FUNNEL_DIMENSIONS:
+        assert [sum(c) for c in zip(*(v for (d, _), v in sessions.items() if d == dimension),
+                                    strict=True)] == sessions[("all", "all")]

@@ -12,7 +12,8 @@ EXPECTED_ASSETS = {
     "clickstream_topic", "clickstream_landing", "raw_clickstream", "url_country_daily",
     "url_popularity_5m", "device_usage_5m", "active_users_5m", "user_sessions",
     "clickstream_url_country_index", "clickstream_url_popularity_5m_index",
-    "clickstream_sessions_index",
+    "clickstream_sessions_index", "conversion_funnel", "traffic_anomalies",
+    "clickstream_funnel_index", "clickstream_anomalies_index",
 }
 
 

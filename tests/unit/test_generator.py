@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from contract import event_schema, event_types, max_event_bytes
-from simulator.producer import parse_duration
+from simulator.producer import parse_duration, parse_shift
 from simulator.timeline import (
     DUPLICATE,
     LATE,
@@ -18,6 +18,7 @@ from simulator.timeline import (
     MALFORMED_REASONS,
     VALID,
     GeneratorConfig,
+    TrafficShift,
     stream,
 )
 
@@ -166,3 +167,25 @@ def test_durations_parse_with_units():
     assert parse_duration("2h") == 7200
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration("soon")
+
+
+def test_a_shift_starts_sessions_that_many_times_as_often_for_its_minutes():
+    spike, drop = parse_shift("14:00,15m,4", START), parse_shift("19:00,30m,0", START)
+    assert spike == TrafficShift(START.replace(hour=14), 15, 4.0)
+    # Enough events per 5-minute step and shard for whole sessions, not one cut short.
+    shifted = _messages(events=100_000, shifts=(spike, drop))
+    assert len(shifted) == 100_000  # the day's total is kept
+
+    def first_events(messages, hour, minutes):  # sessions starting in [hour:00, hour:minutes)
+        begin = START.replace(hour=hour).timestamp() * 1000
+        starts = {}
+        for m in messages:
+            session = orjson.loads(m.value)["user"]["session_id"]
+            starts.setdefault(session, m.event_ts_ms)
+        return sum(begin <= ts < begin + minutes * 60_000 for ts in starts.values())
+
+    usual = _messages(events=100_000, bucket_s=300)  # the same 5-minute steps, without the shifts
+    assert first_events(shifted, 14, 15) > 3 * first_events(usual, 14, 15)
+    assert first_events(shifted, 19, 30) == 0 < first_events(usual, 19, 30)
+    with pytest.raises(ValueError, match="HH:MM,DURATION,FACTOR"):
+        parse_shift("14:00,4", START)

@@ -6,9 +6,11 @@ import pytest
 from clickstream_dagster.checks.gx_suites import check_names, suite_definition
 from clickstream_dagster.checks.quality import QUALITY_CHECKS, _parameters
 from contract import event_schema
+from spark.analytics.anomalies import TRAILING_DAYS
+from spark.analytics.transform import FUNNEL_DIMENSIONS, FUNNEL_STEPS
 
 SUITES = ["raw_clickstream", "url_country_daily", "url_popularity_5m", "device_usage_5m",
-          "active_users_5m", "user_sessions"]
+          "active_users_5m", "user_sessions", "conversion_funnel", "traffic_anomalies"]
 
 
 @pytest.mark.parametrize("suite", SUITES)
@@ -41,3 +43,17 @@ def test_volume_band_needs_history_then_follows_the_trailing_median(monkeypatch)
     enough = _parameters("2026-06-05", {"2026-06-05": 120}, history)
     assert (enough["volume_min"], enough["volume_max"]) == (84, 127)  # median 105 +- 20 %
     assert enough["raw_rows"] == 120
+
+
+def test_the_funnel_suite_knows_every_step_and_breakdown():
+    allowed = {e["kwargs"]["column"]: e["kwargs"]["value_set"]
+               for e in suite_definition("conversion_funnel")["expectations"]
+               if e["type"] == "expect_column_values_to_be_in_set"}
+    assert allowed == {"step": [name for name, _, _ in FUNNEL_STEPS],
+                       "dimension": list(FUNNEL_DIMENSIONS)}
+
+
+def test_the_anomaly_suite_allows_the_trailing_days_it_scores_against():
+    (history,) = [e for e in suite_definition("traffic_anomalies")["expectations"]
+                  if e["kwargs"].get("column") == "history_days"]
+    assert history["kwargs"]["max_value"] == TRAILING_DAYS
