@@ -16,8 +16,10 @@ from .lake import raw_clickstream
 from .metadata import OWNERS, asset_tags, code_version, column_lineage, days_result
 
 
-def analytics_asset(transformation: Callable[[DataFrame], DataFrame]) -> dg.AssetsDefinition:
-    """A daily asset that applies one pure transformation to raw_clickstream's days."""
+def analytics_asset(transformation: Callable[[DataFrame], DataFrame],
+                    every_row: bool = False) -> dg.AssetsDefinition:
+    """A daily asset that applies one pure transformation to raw_clickstream's days: the people's
+    rows (CLICKSTREAM_INCLUDE_BOTS), or with `every_row` the bots' too."""
     name = transformation.__name__
     lineage = column_lineage(transform.COLUMN_SOURCES[name], raw_clickstream.key)
 
@@ -31,7 +33,8 @@ def analytics_asset(transformation: Callable[[DataFrame], DataFrame]) -> dg.Asse
     def _asset(context: dg.AssetExecutionContext, lake: LakeResource,
                spark: SparkResource) -> dg.MaterializeResult:
         written = build_days(spark.get_session(), lake.raw, lake.analytics(name),
-                             context.partition_keys, transformation, lake.include_bots)
+                             context.partition_keys, transformation,
+                             include_bots=every_row or lake.include_bots)
         return days_result(written, lake.analytics(name), lineage)
 
     return _asset
@@ -43,6 +46,7 @@ device_usage_5m = analytics_asset(transform.device_usage_5m)
 active_users_5m = analytics_asset(transform.active_users_5m)
 user_sessions = analytics_asset(transform.user_sessions)
 conversion_funnel = analytics_asset(transform.conversion_funnel)
+bot_traffic = analytics_asset(transform.bot_traffic, every_row=True)
 
 SETTINGS = Settings.from_env()
 
@@ -84,4 +88,4 @@ def traffic_anomalies(context: dg.AssetExecutionContext, config: AnomalyConfig, 
 
 
 ANALYTICS_ASSETS = [url_country_daily, url_popularity_5m, device_usage_5m, active_users_5m,
-                    user_sessions, conversion_funnel, traffic_anomalies]
+                    user_sessions, conversion_funnel, bot_traffic, traffic_anomalies]

@@ -105,6 +105,12 @@ FUNNEL = IndexSpec(
      "step": KEYWORD, "sessions": LONG, "previous_step_sessions": LONG, "from_previous": DOUBLE,
      "from_start": DOUBLE, "segment_sessions": LONG},
 )
+# Final only: the day's people and bots (the one served table that counts bots).
+BOTS = IndexSpec(
+    "clickstream-bots", "bot_traffic", ("event_date", "visitor", "bot_reason", "browser"),
+    {"event_date": DATE, "visitor": KEYWORD, "bot_reason": KEYWORD, "browser": KEYWORD,
+     "events": LONG, "users": LONG, "sessions": LONG},
+)
 # Final only: every window of a closed day, overall and per country, scored; anomalies flagged.
 ANOMALIES = IndexSpec(
     "clickstream-anomalies", "traffic_anomalies", ("window_start", "dimension", "segment"),
@@ -112,7 +118,7 @@ ANOMALIES = IndexSpec(
      "segment": KEYWORD, "sessions": LONG, "baseline": DOUBLE, "spread": DOUBLE, "score": DOUBLE,
      "history_days": LONG, "is_anomaly": {"type": "boolean"}, "direction": KEYWORD},
 )
-SERVED = [URL_COUNTRY, URL_POPULARITY, SESSIONS, FUNNEL, ANOMALIES]
+SERVED = [URL_COUNTRY, URL_POPULARITY, SESSIONS, FUNNEL, BOTS, ANOMALIES]
 
 
 class IndexingError(RuntimeError):

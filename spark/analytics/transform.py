@@ -164,13 +164,15 @@ NO_CAMPAIGN = "(none)"
 
 def funnel_step() -> Column:
     """The funnel step (1..6) an event marks, null for any other event."""
+    # url_path is the whole url without its query: the step reads the path part of it.
+    page = F.coalesce(F.call_function("try_parse_url", F.col("url_path"), F.lit("PATH")), F.lit(""))
     step = F.lit(None).cast("int")
     for number, (_, event_type, path) in reversed(list(enumerate(FUNNEL_STEPS, start=1))):
         marks = F.col("event_type") == event_type
         if path == "/":
-            marks &= F.col("url_path") == path
+            marks &= page == path
         elif path:
-            marks &= F.col("url_path").startswith(path)
+            marks &= page.startswith(path)
         step = F.when(marks, F.lit(number)).otherwise(step)
     return step
 
@@ -222,6 +224,19 @@ def conversion_funnel(raw: DataFrame) -> DataFrame:
         F.round(F.try_divide("sessions", "previous_step_sessions"), 4).alias("from_previous"),
         F.round(F.try_divide("sessions", "_at1"), 4).alias("from_start"),
         "segment_sessions")
+
+
+def bot_traffic(raw: DataFrame) -> DataFrame:
+    """Events, users and sessions of people and of bots, by how each bot was found and its browser;
+    the one table that reads the bots' rows too."""
+    raw = with_enriched_columns(raw)
+    return raw.groupBy(
+        "event_date",
+        F.when(is_person(), F.lit("person")).otherwise(F.lit("bot")).alias("visitor"),
+        F.coalesce("bot_reason", F.lit("none")).alias("bot_reason"),
+        F.coalesce("browser_family", F.lit("unknown")).alias("browser"),
+    ).agg(F.count(F.lit(1)).alias("events"), F.count_distinct("user_id").alias("users"),
+          F.count_distinct("session_id").alias("sessions"))
 
 
 # The live documents' distinct counts (2^12 registers: about 1.6 % relative standard error). Their
@@ -284,6 +299,11 @@ COLUMN_SOURCES: dict[str, dict[str, list[str]]] = {
         **{name: ["session_id", "event_type", "url_path", "event_ts"]
            for name in ("sessions", "previous_step_sessions", "from_previous", "from_start")},
         "segment_sessions": ["session_id"],
+    },
+    "bot_traffic": {
+        "event_date": ["event_date"], "visitor": ["is_bot"], "bot_reason": ["bot_reason"],
+        "browser": ["browser_family"], "events": ["event_id"], "users": ["user_id"],
+        "sessions": ["session_id"],
     },
     "user_sessions": {
         "event_date": ["event_date"], "session_id": ["session_id"], "user_id": ["user_id"],

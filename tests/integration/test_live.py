@@ -27,6 +27,9 @@ from clickstream_dagster.definitions import build_resources
 from clickstream_dagster.resources import ElasticsearchResource
 from clickstream_dagster.sensors import landing_partitions_sensor
 from clickstream_dagster.serving.indices import (
+    ANOMALIES,
+    BOTS,
+    FUNNEL,
     SERVED,
     SESSIONS,
     URL_COUNTRY,
@@ -35,7 +38,7 @@ from clickstream_dagster.serving.indices import (
 )
 from simulator.population import CRAWLERS
 from simulator.timeline import GeneratorConfig, stream
-from spark.analytics import transform
+from spark.analytics import anomalies, transform
 from spark.analytics.jobs import DEFAULT_MAX_EVENTS_PER_SECOND
 from spark.delta_lake import read_days, table_created_s
 from tests.helpers import create_topics, delete_topics, isolated_topics, remove_indices
@@ -90,10 +93,16 @@ def _recompute(spark, resources, final: bool = False) -> dict[str, pd.DataFrame]
     day = transform.deduplicate_day(landing)
     if final:
         day = transform.flag_fast_users(day, landing, DEFAULT_MAX_EVENTS_PER_SECOND)
-    day = transform.analytics_rows(day)
-    return {URL_POPULARITY.name: transform.url_popularity_5m(day).toPandas(),
-            URL_COUNTRY.name: transform.url_country_daily(day).toPandas(),
-            SESSIONS.name: transform.user_sessions(day).toPandas()}
+    every_row, day = day, transform.analytics_rows(day)
+    served = {URL_POPULARITY.name: transform.url_popularity_5m(day).toPandas(),
+              URL_COUNTRY.name: transform.url_country_daily(day).toPandas(),
+              SESSIONS.name: transform.user_sessions(day).toPandas()}
+    if final:  # the live path serves none of these; a lake of one day has no trailing days
+        served[FUNNEL.name] = transform.conversion_funnel(day).toPandas()
+        served[BOTS.name] = transform.bot_traffic(every_row).toPandas()
+        served[ANOMALIES.name] = anomalies.score_windows(anomalies.window_sessions(day),
+                                                         [TODAY]).toPandas()
+    return served
 
 
 def _served(resources, spec) -> pd.DataFrame:
@@ -113,6 +122,8 @@ def _aligned(served: pd.DataFrame, expected: pd.DataFrame, spec) -> tuple[pd.Dat
         if pd.api.types.is_datetime64_any_dtype(expected[column]):
             served[column] = pd.to_datetime(served[column], format="ISO8601", utc=True)
             expected[column] = pd.to_datetime(expected[column], utc=True)
+        else:  # a served null is None; in the lake's float and string columns it reads as NaN
+            served[column] = served[column].astype(expected[column].dtype)
     return (served.sort_values(keys).reset_index(drop=True),
             expected.sort_values(keys).reset_index(drop=True))
 

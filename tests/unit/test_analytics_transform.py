@@ -11,9 +11,11 @@ from spark.analytics import jobs, transform
 
 DAY = date(2026, 5, 4)
 T0 = datetime(2026, 5, 4, 10, 0, 0)
-COLUMNS = ["event_id", "event_type", "event_ts", "event_date", "user_id", "session_id", "url_path",
-           "country", "device_type", "kafka_timestamp", "kafka_partition", "kafka_offset",
-           "referrer_class", "campaign_name", "browser_family", "device_class"]
+COLUMNS = ("event_id string, event_type string, event_ts timestamp, event_date date, user_id string, "
+           "session_id string, url_path string, country string, device_type string, "
+           "kafka_timestamp timestamp, kafka_partition long, kafka_offset long, "
+           "referrer_class string, campaign_name string, browser_family string, "
+           "device_class string, is_bot boolean, bot_reason string")
 # What the enrichment found per session: the first event's channel and campaign, then internal
 # clicks; the visitor's browser and device class.
 VISITS = {"s1": ("search", None, "Chrome Mobile", "mobile"),
@@ -33,7 +35,7 @@ def _rows(*events):
 
 def _enriched(session: str, first: bool) -> tuple:
     channel, campaign, browser, device_class = VISITS[session]
-    return (channel if first else "internal", campaign, browser, device_class)
+    return (channel if first else "internal", campaign, browser, device_class, False, None)
 
 
 EVENTS = _rows(
@@ -124,22 +126,23 @@ def test_column_lineage_names_every_output_column_and_only_raw_columns(raw, tabl
     assert {column for inputs in sources.values() for column in inputs} <= set(raw.columns)
 
 
+SITE = "https://shop.example.com"  # the lake's url_path: the url without its query
 # Four visits through the funnel's steps: all six in order; a product page before home (it enters
 # at home, then reaches category); a cart before home (only home counts); no step at all.
 FUNNEL_EVENTS = _rows(
-    ("a1", "page_view", 0, "u1", "f1", "/", "DE", "mobile"),
-    ("a2", "page_view", 10, "u1", "f1", "/c/shoes", "DE", "mobile"),
-    ("a3", "page_view", 20, "u1", "f1", "/p/00001", "DE", "mobile"),
-    ("a4", "add_to_cart", 30, "u1", "f1", "/p/00001", "DE", "mobile"),
-    ("a5", "checkout", 40, "u1", "f1", "/checkout", "DE", "mobile"),
-    ("a6", "purchase", 50, "u1", "f1", "/checkout/confirmation", "DE", "mobile"),
-    ("b1", "page_view", 0, "u2", "f2", "/p/00002", "US", "desktop"),
-    ("b2", "page_view", 10, "u2", "f2", "/", "US", "desktop"),
-    ("b3", "page_view", 20, "u2", "f2", "/c/hats", "US", "desktop"),
-    ("c1", "add_to_cart", 0, "u3", "f3", "/p/00003", "DE", "desktop"),
-    ("c2", "page_view", 10, "u3", "f3", "/", "DE", "desktop"),
-    ("c3", "page_view", 20, "u3", "f3", "/cart", "DE", "desktop"),
-    ("d1", "click", 0, "u4", "f4", "/search", "US", "tablet"),
+    ("a1", "page_view", 0, "u1", "f1", SITE + "/", "DE", "mobile"),
+    ("a2", "page_view", 10, "u1", "f1", SITE + "/c/shoes", "DE", "mobile"),
+    ("a3", "page_view", 20, "u1", "f1", SITE + "/p/00001", "DE", "mobile"),
+    ("a4", "add_to_cart", 30, "u1", "f1", SITE + "/p/00001", "DE", "mobile"),
+    ("a5", "checkout", 40, "u1", "f1", SITE + "/checkout", "DE", "mobile"),
+    ("a6", "purchase", 50, "u1", "f1", SITE + "/checkout/confirmation", "DE", "mobile"),
+    ("b1", "page_view", 0, "u2", "f2", SITE + "/p/00002", "US", "desktop"),
+    ("b2", "page_view", 10, "u2", "f2", SITE + "/", "US", "desktop"),
+    ("b3", "page_view", 20, "u2", "f2", SITE + "/c/hats", "US", "desktop"),
+    ("c1", "add_to_cart", 0, "u3", "f3", SITE + "/p/00003", "DE", "desktop"),
+    ("c2", "page_view", 10, "u3", "f3", SITE + "/", "DE", "desktop"),
+    ("c3", "page_view", 20, "u3", "f3", SITE + "/cart", "DE", "desktop"),
+    ("d1", "click", 0, "u4", "f4", SITE + "/search", "US", "tablet"),
 )
 
 

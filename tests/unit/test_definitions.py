@@ -13,7 +13,8 @@ EXPECTED_ASSETS = {
     "url_popularity_5m", "device_usage_5m", "active_users_5m", "user_sessions",
     "clickstream_url_country_index", "clickstream_url_popularity_5m_index",
     "clickstream_sessions_index", "conversion_funnel", "traffic_anomalies",
-    "clickstream_funnel_index", "clickstream_anomalies_index",
+    "clickstream_funnel_index", "clickstream_anomalies_index", "bot_traffic",
+    "clickstream_bots_index",
 }
 
 

@@ -10,7 +10,8 @@ from spark.analytics.anomalies import TRAILING_DAYS
 from spark.analytics.transform import FUNNEL_DIMENSIONS, FUNNEL_STEPS
 
 SUITES = ["raw_clickstream", "url_country_daily", "url_popularity_5m", "device_usage_5m",
-          "active_users_5m", "user_sessions", "conversion_funnel", "traffic_anomalies"]
+          "active_users_5m", "user_sessions", "conversion_funnel", "bot_traffic",
+          "traffic_anomalies"]
 
 
 @pytest.mark.parametrize("suite", SUITES)
