@@ -8,7 +8,7 @@ export TZ := UTC
 export DAGSTER_HOME ?= $(HOME)/.local/share/clickstream/dagster
 PYTEST_ARGS ?=
 
-.PHONY: install up down status run demo test unit lint validate browser bench bench-live bench-profile clean
+.PHONY: install up down status run demo dashboard test unit lint validate browser bench bench-live bench-profile clean
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 1; }
@@ -33,10 +33,15 @@ RATE ?= 100
 run: install
 	$(BIN)/clickstream run --rate $(RATE)
 
-# A bounded end-to-end run on three generated days, then a report from Elasticsearch.
+# A bounded end-to-end run on four generated days, then a report from Elasticsearch.
 demo: install
 	@mkdir -p "$(DAGSTER_HOME)"
 	$(BIN)/clickstream demo
+
+# The dashboard page on its own (make run serves it too); PREFIX=clickstream-demo shows the demo's.
+PREFIX ?=
+dashboard: install
+	$(BIN)/clickstream dashboard $(if $(PREFIX),--index-prefix $(PREFIX))
 
 lint: install
 	$(BIN)/ruff check .

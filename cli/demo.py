@@ -1,15 +1,17 @@
-"""`clickstream demo`: the whole pipeline, bounded, on three days of generated traffic, then a
-short report read back from Elasticsearch. It uses topics, a lake and indices of its own, so it
-never mixes with `make run`'s live data, and every run starts from scratch."""
+"""`clickstream demo`: the whole pipeline, bounded, on four days of generated traffic, then a
+short report read back from Elasticsearch. The last day has a traffic spike and a drop, which the
+anomaly detection finds against the days before it. The demo uses topics, a lake and indices of
+its own, so it never mixes with `make run`'s live data, and every run starts from scratch;
+`clickstream dashboard --index-prefix clickstream-demo` shows its indices."""
 
 import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from clickstream_dagster.serving.indices import SESSIONS, URL_COUNTRY
+from clickstream_dagster.serving.indices import ANOMALIES, FUNNEL, SESSIONS, URL_COUNTRY
 from clickstream_dagster.settings import Settings
-from simulator.producer import produce
+from simulator.producer import parse_shift, produce
 from simulator.timeline import GeneratorConfig
 from spark.delta_lake import read_days
 from stack import manager
@@ -17,17 +19,23 @@ from stack import manager
 from .sandbox import Sandbox
 
 DEMO = "clickstream-demo"
+# The last day's injected anomalies: four times the sessions for 15 minutes, then none for 30.
+SHIFTS = ("14:00,15m,4", "19:00,30m,0")
 
 
-def run_demo(settings: Settings, events: int, days: int = 3) -> str:
+def run_demo(settings: Settings, events: int, days: int = 4, name: str = DEMO) -> str:
+    """Generate, ingest and process the days in the sandbox `name`; returns the report."""
     manager.up(settings)
-    sandbox = Sandbox(DEMO, settings)
+    sandbox = Sandbox(name, settings)
     sandbox.reset()
     start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days)
+    last = start + timedelta(days=days - 1)
     config = GeneratorConfig(events=events, seed=2026, start=start, days=days,
                              duplicate_ratio=0.01, late_ratio=0.01, max_lateness_s=3 * 3600,
-                             malformed_ratio=0.005)
-    print(f"1/3 generating {events:,} events over {days} days from {start:%Y-%m-%d}", flush=True)
+                             malformed_ratio=0.005,
+                             shifts=tuple(parse_shift(shift, last) for shift in SHIFTS))
+    print(f"1/3 generating {events:,} events over {days} days from {start:%Y-%m-%d}; on "
+          f"{last:%Y-%m-%d} a spike and a drop ({', '.join(SHIFTS)})", flush=True)
     summary = produce(config, sandbox.settings, workers=2, progress=True)
     print(summary.render(), flush=True)
 
@@ -41,8 +49,32 @@ def run_demo(settings: Settings, events: int, days: int = 3) -> str:
     print("3/3 report from Elasticsearch and the lake", flush=True)
     resources = sandbox.resources()
     every_day = [(start + timedelta(days=n)).date().isoformat() for n in range(days)]
-    return "\n".join([report(resources["elasticsearch"].client(), first, last),
-                      bot_report(resources["spark"].get_session(), resources["lake"].raw, every_day)])
+    client = resources["elasticsearch"].client()
+    return "\n".join([report(client, first, last, name),
+                      bot_report(resources["spark"].get_session(), resources["lake"].raw, every_day),
+                      funnel_report(client, last, name), anomaly_report(client, last, name),
+                      f"Dashboard of these days: make dashboard PREFIX={name}"])
+
+
+def funnel_report(client, day: str, prefix: str = DEMO) -> str:
+    found = client.search(index=FUNNEL.with_prefix(prefix).alias, size=10, sort=["step_number"],
+                          query={"bool": {"filter": [{"term": {"event_date": day}},
+                                                     {"term": {"dimension": "all"}}]}})
+    steps = " -> ".join(
+        f"{s['step']} {s['sessions']:,}"
+        + (f" ({s['from_previous']:.0%})" if s["from_previous"] is not None else "")
+        for s in (hit["_source"] for hit in found["hits"]["hits"]))
+    return f"Funnel on {day} (sessions, share of the step before): {steps}"
+
+
+def anomaly_report(client, day: str, prefix: str = DEMO) -> str:
+    found = client.search(index=ANOMALIES.with_prefix(prefix).alias, size=100, sort=["window_start"],
+                          query={"bool": {"filter": [{"term": {"event_date": day}},
+                                                     {"term": {"is_anomaly": True}}]}})
+    windows = [hit["_source"] for hit in found["hits"]["hits"]]
+    listed = ", ".join(f"{w['direction']} {w['segment']} {w['window_start'][11:16]} "
+                       f"({w['sessions']} vs {w['baseline']:g})" for w in windows)
+    return f"Anomalies on {day}: {len(windows)} windows: {listed or 'none'}"
 
 
 def bot_report(spark, raw: str, days: list[str]) -> str:
@@ -55,9 +87,9 @@ def bot_report(spark, raw: str, days: list[str]) -> str:
             f"{found or 'none'}), in the lake only")
 
 
-def report(client, first: str, last: str) -> str:
-    url_country = URL_COUNTRY.with_prefix(DEMO).alias
-    sessions = SESSIONS.with_prefix(DEMO).alias
+def report(client, first: str, last: str, prefix: str = DEMO) -> str:
+    url_country = URL_COUNTRY.with_prefix(prefix).alias
+    sessions = SESSIONS.with_prefix(prefix).alias
     top = client.search(index=url_country, size=0, aggs={"country": {
         "terms": {"field": "country", "size": 5, "order": {"events": "desc"}},
         "aggs": {"events": {"sum": {"field": "events"}},

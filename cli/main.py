@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from clickstream_dagster.settings import DEFAULT_DAGSTER_HOME, Settings, child_env, use_utc
+from dashboard import DEFAULT_PORT as DASHBOARD_PORT
 from spark.ingest.config import IngestConfig
 from stack.errors import StackError
 
@@ -135,12 +136,17 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     generator = subprocess.Popen(
         [sys.executable, "-m", "cli", "generate", "--events", "0",
          "--rate", str(args.rate), "--quiet"], stdout=generator_log, stderr=subprocess.STDOUT)
+    dashboard_log = open(logs / "dashboard.log", "ab")  # noqa: SIM115 (lives as long as the child)
+    dashboard = subprocess.Popen(
+        [sys.executable, "-m", "cli", "dashboard", "--host", args.host, "--port",
+         str(args.dashboard_port)], stdout=dashboard_log, stderr=subprocess.STDOUT)
     root = Path(__file__).resolve().parent.parent
     dagster = subprocess.Popen(
         [str(Path(sys.executable).with_name("dagster")), "dev", "-w", str(root / "workspace.yaml"),
          "-h", args.host, "-p", str(args.port)], cwd=root,
         env=child_env(DAGSTER_HOME=str(dagster_home)))
     print(f"\nDagster UI: http://{args.host}:{args.port}\n"
+          f"  dashboard: http://{args.host}:{args.dashboard_port} (log: {logs / 'dashboard.log'})\n"
           f"  live traffic: {args.rate:g} events/s into {settings.topic} (log: {logs / 'generator.log'})\n"
           f"  sensors look every {settings.sensor_interval_s} s: an ingest run when the topic has new "
           f"records, then the days it touched.\n"
@@ -152,7 +158,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return 130
     finally:
         # The generator first, so it flushes what it produced; then Dagster.
-        for child in (generator, dagster):
+        for child in (generator, dashboard, dagster):
             _stop(child)
 
 
@@ -168,6 +174,17 @@ def _stop(child, grace_s: float = 30) -> None:
             child.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             continue
+
+
+def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
+    from clickstream_dagster.clients import elasticsearch_client
+    from dashboard.app import serve
+    from dashboard.queries import Indices
+
+    prefix = args.index_prefix or settings.elasticsearch_index_prefix
+    print(f"dashboard of {prefix}-* at http://{args.host}:{args.port}", flush=True)
+    serve(Indices(elasticsearch_client(settings), prefix), args.host, args.port)
+    return 0
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -282,12 +299,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rate", type=float, default=100, help="live traffic, events/s")
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=3000)
+    run.add_argument("--dashboard-port", type=int, default=DASHBOARD_PORT)
     run.set_defaults(handler=_run)
 
     demo = commands.add_parser("demo", help="bounded end-to-end run on generated days, then a report")
-    demo.add_argument("--events", type=int, default=300_000)
-    demo.add_argument("--days", type=int, default=3)
+    demo.add_argument("--events", type=int, default=400_000)
+    demo.add_argument("--days", type=int, default=4,
+                      help="days of traffic; the last has a spike and a drop, judged against the "
+                           "days before it (3 or more needed)")
     demo.set_defaults(handler=_demo)
+
+    dashboard = commands.add_parser("dashboard", help="serve the dashboard page (make run does too)")
+    dashboard.add_argument("--host", default="127.0.0.1")
+    dashboard.add_argument("--port", type=int, default=DASHBOARD_PORT)
+    dashboard.add_argument("--index-prefix", help="the indices to show (default: "
+                                                  "CLICKSTREAM_ES_INDEX_PREFIX; the demo's: "
+                                                  "clickstream-demo)")
+    dashboard.set_defaults(handler=_dashboard)
 
     bench = commands.add_parser("bench", help="time every stage on one generated day, then end to "
                                              "end; `bench live` measures the live path instead, "

@@ -64,3 +64,23 @@ def fresh_topics(stack: Settings) -> Settings:
     yield isolated
     delete_topics(stack, [isolated.topic, isolated.dlq_topic])
 
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium, driven through Debian's chromedriver (`make browser` installs both)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--window-size=1600,1000"):
+        options.add_argument(flag)
+    options.binary_location = "/usr/bin/chromium"
+    # Named explicitly: nothing is looked up or downloaded.
+    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    driver.implicitly_wait(10)
+    yield driver
+    driver.quit()

@@ -2,6 +2,8 @@
 
 import re
 import socket
+import time
+import urllib.request
 from pathlib import Path
 
 from stack.kafka import create_topics, delete_topics  # noqa: F401 (re-exported)
@@ -139,3 +141,21 @@ def set_field(event: dict, path: list[str], value) -> dict:
     else:
         node[leaf] = value
     return event
+
+
+def answers(url: str) -> bool:
+    """True once an HTTP server answers at `url`."""
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(condition, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(2)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")

@@ -10,15 +10,11 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
@@ -28,7 +24,15 @@ from clickstream_dagster.settings import child_env
 from simulator.producer import produce
 from simulator.timeline import GeneratorConfig
 from spark.delta_lake import read_days
-from tests.helpers import create_topics, delete_topics, free_port, isolated_topics, remove_indices
+from tests.helpers import (
+    answers,
+    create_topics,
+    delete_topics,
+    free_port,
+    isolated_topics,
+    remove_indices,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "ui"
@@ -60,7 +64,7 @@ def dagster_ui(stack, tmp_path_factory):
          "-h", "127.0.0.1", "-p", str(port)],
         env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    _wait(lambda: _answers(f"{url}/server_info"), 180, "dagster dev to answer")
+    wait_until(lambda: answers(f"{url}/server_info"), 180, "dagster dev to answer")
     yield url, home, settings, prefix
     os.killpg(server.pid, signal.SIGTERM)
     try:
@@ -76,24 +80,9 @@ def dagster_ui(stack, tmp_path_factory):
     remove_indices(client, prefix, [spec.with_prefix(prefix).name for spec in SERVED])
 
 
-@pytest.fixture(scope="module")
-def browser():
-    options = Options()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--window-size=1600,1000"):
-        options.add_argument(flag)
-    options.binary_location = "/usr/bin/chromium"
-    # Debian's chromedriver, named explicitly: nothing is looked up or downloaded.
-    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
-    driver.implicitly_wait(10)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    yield driver
-    driver.quit()
-
-
 def test_materialize_and_backfill_from_the_ui_fill_the_indices(dagster_ui, browser, spark):
     url, home, settings, prefix = dagster_ui
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.get(f"{url}/asset-groups")
     _dismiss_welcome(browser)
     browser.find_element(By.XPATH, "//*[contains(text(), 'serving')]")  # the graph has rendered
@@ -141,7 +130,7 @@ def _wait_for(home: Path, runs: int, backfills: int, timeout_s: float = 600) -> 
                     and len(fills) >= backfills
                     and all(f in ("COMPLETED", "COMPLETED_SUCCESS") for f in fills))
 
-        _wait(done, timeout_s, f"{runs} run(s) and {backfills} backfill(s) to succeed")
+        wait_until(done, timeout_s, f"{runs} run(s) and {backfills} backfill(s) to succeed")
         return instance.get_backfills()[0].backfill_id if backfills else None
 
 
@@ -149,20 +138,3 @@ def _dismiss_welcome(browser) -> None:
     time.sleep(3)
     for button in browser.find_elements(By.XPATH, "//button[normalize-space(.)='Skip']"):
         button.click()
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def _wait(condition, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(2)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
