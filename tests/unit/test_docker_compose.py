@@ -19,7 +19,7 @@ DEFAULTS = Settings()
 
 def test_services_are_the_documented_stack():
     assert set(SERVICES) == {
-        "kafka", "kafka-topics", "elasticsearch", "kibana", "postgres", "spark-connect",
+        "kafka", "kafka-topics", "elasticsearch", "kibana", "kibana-setup", "postgres", "spark-connect",
         "user-code", "dagster-webserver", "dagster-daemon",
     }
 
@@ -28,6 +28,7 @@ def test_images_match_the_local_stack_versions():
     assert SERVICES["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"
     assert SERVICES["elasticsearch"]["image"].endswith(f":{ELASTICSEARCH_VERSION}")
     assert SERVICES["kibana"]["image"].endswith(f":{ELASTICSEARCH_VERSION}")
+    assert SERVICES["kibana-setup"]["image"] == SERVICES["kibana"]["image"]
 
 
 def test_ports_are_published_on_loopback_at_the_default_ports():
@@ -67,9 +68,10 @@ def test_pipeline_environment_uses_the_documented_names_and_defaults():
 
 def test_long_running_services_have_healthchecks_and_wait_for_dependencies():
     for name, svc in SERVICES.items():
-        if name not in ("kafka-topics", "dagster-daemon"):
+        if name not in ("kafka-topics", "kibana-setup", "dagster-daemon"):
             assert "healthcheck" in svc, name
     assert SERVICES["kafka-topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert SERVICES["kibana-setup"]["depends_on"]["kibana"]["condition"] == "service_healthy"
     daemon_deps = SERVICES["dagster-daemon"]["depends_on"]
     assert daemon_deps["postgres"]["condition"] == "service_healthy"
     assert daemon_deps["kafka-topics"]["condition"] == "service_completed_successfully"
