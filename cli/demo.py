@@ -72,9 +72,11 @@ def anomaly_report(client, day: str, prefix: str = DEMO) -> str:
                           query={"bool": {"filter": [{"term": {"event_date": day}},
                                                      {"term": {"is_anomaly": True}}]}})
     windows = [hit["_source"] for hit in found["hits"]["hits"]]
+    shown = 8
     listed = ", ".join(f"{w['direction']} {w['segment']} {w['window_start'][11:16]} "
-                       f"({w['sessions']} vs {w['baseline']:g})" for w in windows)
-    return f"Anomalies on {day}: {len(windows)} windows: {listed or 'none'}"
+                       f"({w['sessions']} sessions vs {w['baseline']:g})" for w in windows[:shown])
+    more = f" and {len(windows) - shown} more" if len(windows) > shown else ""
+    return f"Anomalies on {day}: {len(windows)} windows: {listed or 'none'}{more}"
 
 
 def bot_report(spark, raw: str, days: list[str]) -> str:
