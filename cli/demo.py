@@ -80,13 +80,16 @@ def anomaly_report(client, day: str, prefix: str = DEMO) -> str:
 
 
 def bot_report(spark, raw: str, days: list[str]) -> str:
-    """Bots are in the lake only: their share of the days' events, by how they were found."""
+    """Bots are in the lake only: their share of the days' events, by how they were found; and the
+    events whose IP address looks up to another country than they declare."""
     rows = read_days(spark, raw, days).groupBy("bot_reason").count().collect()
+    geo = read_days(spark, raw, days).where("ip_country != country").count()
     counts = {row["bot_reason"]: row["count"] for row in rows}
     total, people = sum(counts.values()), counts.pop(None, 0)
     found = ", ".join(f"{n:,} by {reason.replace('_', ' ')}" for reason, n in sorted(counts.items()))
     return (f"Bots: {total - people:,} of {total:,} events ({(total - people) / max(total, 1):.2%}; "
-            f"{found or 'none'}), in the lake only")
+            f"{found or 'none'}), in the lake only\n"
+            f"IP country against declared country: {geo:,} events differ")
 
 
 def report(client, first: str, last: str, prefix: str = DEMO) -> str:

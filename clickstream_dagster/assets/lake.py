@@ -20,4 +20,8 @@ def raw_clickstream(context: dg.AssetExecutionContext, lake: LakeResource,
     """Valid events of the day, deduplicated over the whole day, bots flagged, in a compacted Delta table."""
     written = jobs.compact_days(spark.get_session(), lake.landing, lake.raw, context.partition_keys,
                                 lake.bot_events_per_second)
-    return days_result(written, lake.raw)
+    metadata = days_result(written, lake.raw).metadata
+    return dg.MaterializeResult(metadata={
+        **metadata,
+        # Events whose IP address looks up to another country than the one they declare.
+        "ip_country_mismatches": dg.MetadataValue.json(written["ip_country_mismatches"])})

@@ -57,8 +57,16 @@ def compact_days(spark: SparkSession, landing: str, raw: str, days: list[str],
                                    max_events_per_second)
     written = replace_days(deduplicated.sortWithinPartitions(
         "event_date", "event_ts", "event_id", "event_type"), raw, days)
-    compacted = rows_per_day(read_days(spark, raw, days))
-    return {**written, "rows_per_day": {day: compacted.get(day, 0) for day in days}}
+    # The rows written, and how many of them an IP lookup places in another country than the
+    # event declares (a VPN, a proxy, a traveller, or a tracker that guesses its geo).
+    compacted = (read_days(spark, raw, days).groupBy("event_date")
+                 .agg(F.count(F.lit(1)).alias("rows"),
+                      F.count_if(F.col("ip_country") != F.col("country")).alias("mismatches"))
+                 .collect())
+    rows = {str(r["event_date"]): r["rows"] for r in compacted}
+    mismatches = {str(r["event_date"]): r["mismatches"] for r in compacted}
+    return {**written, "rows_per_day": {day: rows.get(day, 0) for day in days},
+            "ip_country_mismatches": {day: mismatches.get(day, 0) for day in days}}
 
 
 def rows_per_day(frame: DataFrame) -> dict[str, int]:

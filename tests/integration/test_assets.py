@@ -121,6 +121,8 @@ def test_partition_matches_an_independent_computation(spark, pipeline):
     assert flagged.tolist() == everyone.set_index("event_id").is_bot.sort_index().tolist()
     assert 0 < flagged.sum() < len(flagged)
     assert (raw.ip_country == raw.country).all()
+    (compacted,) = result.asset_materializations_for_node("raw_clickstream")
+    assert compacted.metadata["ip_country_mismatches"].value == {DAY1: 0}
     assert raw.browser_family.notna().all() and raw.referrer_class.notna().all()
     day = everyone[~everyone.is_bot]  # what the analytics count
 
