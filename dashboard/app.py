@@ -5,6 +5,7 @@ browsers, the funnel and the share of bots, read from Elasticsearch and refreshe
 from __future__ import annotations
 
 from dash import Dash, Input, Output, State, dcc, html
+from elasticsearch import ApiError, TransportError
 from plotly import graph_objects as go
 
 from . import DEFAULT_PORT, queries
@@ -33,17 +34,24 @@ def create_app(indices: Indices, refresh_s: int = REFRESH_S) -> Dash:
     @app.callback(Output("day", "options"), Output("day", "value"), Output("freshness", "children"),
                   Input("tick", "n_intervals"), State("day", "value"))
     def _days(_, chosen):
-        days = queries.served_days(indices)
-        # Keep the user's choice; otherwise follow the newest day as it arrives.
-        return days, chosen if chosen in days else (days[0] if days else None), \
-            queries.freshness(indices).describe()
+        try:
+            days = queries.served_days(indices)
+            fresh = queries.freshness(indices).describe()
+        except (ApiError, TransportError) as exc:  # the page stays up and says what is wrong
+            return [], None, f"Elasticsearch at {_address(indices)} cannot be read: {exc}"
+        # The day on show stays while it is served; the first load shows the newest.
+        shown = chosen if chosen in days else (days[0] if days else None)
+        return days, shown, fresh
 
     @app.callback(*[Output(name, "figure") for name in GRAPHS], Input("day", "value"),
                   Input("tick", "n_intervals"))
     def _figures(day, _):
         if not day:
             return [_empty(name, "no traffic served yet") for name in GRAPHS]
-        return figures(indices, day)
+        try:
+            return figures(indices, day)
+        except (ApiError, TransportError) as exc:
+            return [_empty(name, f"Elasticsearch cannot be read: {exc}") for name in GRAPHS]
 
     return app
 
@@ -116,6 +124,10 @@ def _empty(name: str, message: str) -> go.Figure:
         title=name.replace("-", " ").capitalize(), height=340, margin=_MARGIN,
         xaxis={"visible": False}, yaxis={"visible": False},
         annotations=[{"text": message, "showarrow": False, "font": {"size": 14}}])
+
+
+def _address(indices: Indices) -> str:
+    return ", ".join(str(node.base_url) for node in indices.client.transport.node_pool.all())
 
 
 def _row(*names: str) -> html.Div:

@@ -39,3 +39,17 @@ def test_freshness_says_how_old_the_newest_window_is():
         "Data as of 2026-05-04 14:00 UTC (42 s ago); final through 2026-05-03."
     assert "(3 min ago); no day final yet" in Freshness(T0, None).describe(T0 + timedelta(minutes=3))
     assert Freshness(None, None).describe() == "No traffic served yet."
+
+
+def test_an_unreachable_elasticsearch_is_said_on_the_page_not_raised():
+    from elasticsearch import Elasticsearch
+
+    from dashboard.app import create_app
+    from dashboard.queries import Indices
+    from tests.helpers import free_port
+
+    address = f"http://127.0.0.1:{free_port()}"
+    app = create_app(Indices(Elasticsearch(address, max_retries=0, request_timeout=2)))
+    days = app.callback_map["..day.options...day.value...freshness.children.."]["callback"]
+    options, shown, message = days.__wrapped__(0, None)
+    assert (options, shown) == ([], None) and message.startswith(f"Elasticsearch at {address}")
