@@ -1,9 +1,13 @@
 """Small helpers shared by tests."""
 
+import contextlib
+import json
 import re
 import socket
+import threading
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 from stack.kafka import create_topics, delete_topics  # noqa: F401 (re-exported)
@@ -159,3 +163,26 @@ def wait_until(condition, timeout_s: float, what: str) -> None:
             return
         time.sleep(2)
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+@contextlib.contextmanager
+def webhook_server():
+    """A local webhook for alert tests: yields its url and the JSON bodies POSTed to it."""
+    received: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (the handler's required name)
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/", received
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -5,10 +5,7 @@ index serves the scored windows."""
 from __future__ import annotations
 
 import dataclasses
-import json
-import threading
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import dagster as dg
 import orjson
@@ -26,7 +23,7 @@ from simulator.producer import parse_shift
 from simulator.timeline import VALID, GeneratorConfig, stream
 from spark.delta_lake import read_days, replace_days
 from spark.enrichment.user_agents import describe
-from tests.helpers import remove_indices
+from tests.helpers import remove_indices, webhook_server
 
 FIRST = datetime(2026, 3, 1, tzinfo=UTC)
 DAYS = [(FIRST + timedelta(days=n)).date().isoformat() for n in range(5)]
@@ -54,18 +51,6 @@ def _raw_day(day: str, seed: int, shifts: tuple = ()) -> pd.DataFrame:
         event_date=date.fromisoformat(day))
 
 
-class _Webhook(BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self):  # noqa: N802 (the handler's required name)
-        self.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def scored(stack, spark, tmp_path_factory):
     settings = dataclasses.replace(stack, lake_dir=str(tmp_path_factory.mktemp("lake")))
@@ -78,17 +63,14 @@ def scored(stack, spark, tmp_path_factory):
     # One chunk: a Spark Connect client sent only the first chunk of a chunked Arrow table.
     replace_days(spark.createDataFrame(pa.Table.from_pandas(days, preserve_index=False).combine_chunks()),
                  resources["lake"].raw, DAYS)
-    server = HTTPServer(("127.0.0.1", 0), _Webhook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CLICKSTREAM_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/")
+    with webhook_server() as (url, received), pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CLICKSTREAM_ALERT_WEBHOOK_URL", url)
         results = {day: dg.materialize([traffic_anomalies, ANOMALIES_INDEX, traffic_has_no_anomalies],
                                        partition_key=day, resources=resources)
                    for day in (NORMAL_JUDGED, SHIFTED)}
-    server.shutdown()
     table = read_days(spark, resources["lake"].analytics("traffic_anomalies"),
                       [NORMAL_JUDGED, SHIFTED]).toPandas()
-    yield results, table, resources, list(_Webhook.received)
+    yield results, table, resources, received
     remove_indices(resources["elasticsearch"].client(), prefix, [ANOMALIES.with_prefix(prefix).name])
 
 
