@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+from pyspark.sql import functions as F
 
 from clickstream_dagster.serving.indices import ANOMALIES, FUNNEL, SESSIONS, URL_COUNTRY
 from clickstream_dagster.settings import Settings
@@ -82,8 +83,10 @@ def anomaly_report(client, day: str, prefix: str = DEMO) -> str:
 def bot_report(spark, raw: str, days: list[str]) -> str:
     """Bots are in the lake only: their share of the days' events, by how they were found; and the
     events whose IP address looks up to another country than they declare."""
-    rows = read_days(spark, raw, days).groupBy("bot_reason").count().collect()
-    geo = read_days(spark, raw, days).where("ip_country != country").count()
+    rows = read_days(spark, raw, days).groupBy("bot_reason").agg(
+        F.count(F.lit(1)).alias("count"),
+        F.count_if(F.col("ip_country") != F.col("country")).alias("geo")).collect()
+    geo = sum(row["geo"] for row in rows)
     counts = {row["bot_reason"]: row["count"] for row in rows}
     total, people = sum(counts.values()), counts.pop(None, 0)
     found = ", ".join(f"{n:,} by {reason.replace('_', ' ')}" for reason, n in sorted(counts.items()))
