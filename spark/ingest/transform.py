@@ -211,8 +211,11 @@ def flatten(events: DataFrame, ip_mode: str = IP_TRUNCATE, enrich: bool = True) 
         "schema_version": F.col("event.schema_version").cast("int"),
         "ip": truncate_ip(ip) if ip_mode == IP_TRUNCATE else ip,
         **campaign,
-        # Enriched before the address is truncated: the lookup needs the host.
-        **(enrichment.columns(F.col("event.device.user_agent"), ip, url, F.col("event.page.referrer"),
+        # Enriched before the address is truncated: the lookup needs the host. Only valid events
+        # reach the lookups: ua-parser's rules backtrack on long agents (3,000 characters took
+        # 2.8 s), and a dead letter's agent is never read, so a bad record must not cost that.
+        **(enrichment.columns(F.when(~invalid, F.col("event.device.user_agent")),
+                              F.when(~invalid, ip), url, F.col("event.page.referrer"),
                               campaign["campaign_medium"]) if enrich else enrichment.null_columns()),
     }
     lake_columns = [

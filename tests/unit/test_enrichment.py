@@ -121,6 +121,19 @@ def test_an_event_is_enriched_before_its_address_is_truncated(spark):
     assert row["device_type"] == "mobile"  # what the client declared stays as sent
 
 
+def test_a_dead_letter_is_never_looked_up(spark):
+    # A crawler's agent and a GB address on an event that breaks the contract (its id is no uuid):
+    # the lookups must see neither, since a long hostile agent costs ua-parser seconds.
+    event = copy.deepcopy(EVENT)
+    event.update(event_id="not-a-uuid", geo={**event["geo"], "ip": "2.24.7.9"},
+                 device={**event["device"], "user_agent": next(iter(BOTS))})
+    kafka = spark.createDataFrame(
+        [(b"u", orjson.dumps(event), "clickstream", 0, 0, datetime(2026, 3, 3, 0, 0, 5))], KAFKA)
+    row = flatten(parse_events(kafka)).first()
+    assert row["error"].startswith("invalid_value: event_id")
+    assert (row["is_bot"], row["browser_family"], row["ip_country"]) == (False, "Other", None)
+
+
 def test_campaign_fields_come_from_utm_parameters_when_the_event_has_none(spark):
     url = "https://shop.example.com/?utm_source=newsletter&utm_medium=email&utm_campaign=weekly"
     row = _lake_row(spark, page={"url": url, "referrer": None}, campaign=None)
