@@ -26,6 +26,8 @@ BASE_CONF = {
     # This rule rewrites every field read of a from_json struct into its own pruned from_json, so
     # the ingest's ~30 contract checks parsed each event ~30 times (480k events: 40 s -> 2.5 s).
     "spark.sql.optimizer.enableJsonExpressionOptimization": "false",
+    # pyspark's Python worker daemon, less a per-task re-read of zip archives (see the module).
+    "spark.python.daemon.module": "spark.worker_daemon",
 }
 
 # The lake is Delta Lake: Parquet files plus a transaction log (atomic day swaps, idempotent

@@ -153,7 +153,8 @@ KILL_POINTS = {
 @pytest.mark.parametrize("kill_point", list(KILL_POINTS))
 def test_sigkill_mid_batch_then_restart_lands_every_event_exactly_once(stack, spark, fresh_topics,
                                                                        tmp_path, kill_point):
-    config = GeneratorConfig(events=30_000, seed=33, start=datetime(2026, 2, 20, tzinfo=UTC),
+    # Four micro-batches of 4,000: two to land before the kill, the killed one, one after it.
+    config = GeneratorConfig(events=16_000, seed=33, start=datetime(2026, 2, 20, tzinfo=UTC),
                              duplicate_ratio=0.02, malformed_ratio=0.01)
     summary = produce(config, fresh_topics, progress=False)
     lake = tmp_path / "lake"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import sys
 from datetime import datetime
 
 import orjson
@@ -119,6 +120,22 @@ def test_an_event_is_enriched_before_its_address_is_truncated(spark):
     assert (row["ip"], row["ip_country"]) == ("2.24.7.0", "GB")  # declared US, located GB
     assert (row["is_bot"], row["bot_reason"], row["device_class"]) == (True, "user_agent", "bot")
     assert row["device_type"] == "mobile"  # what the client declared stays as sent
+
+
+def test_the_lookups_run_in_workers_that_keep_zip_directories_across_tasks(spark):
+    # Each Python task calls importlib.invalidate_caches(); the pipeline's worker daemon keeps it
+    # from re-reading pyspark.zip's directory every time (spark/worker_daemon.py).
+    @F.udf("string")
+    def invalidation(_):
+        import sys
+        import zipimport
+
+        return f"{sys.argv[0]} {zipimport.zipimporter.invalidate_caches.__qualname__}"
+
+    (row,) = spark.range(1).select(invalidation("id").alias("seen")).collect()
+    daemon, method = row.seen.split()
+    assert daemon.endswith("spark/worker_daemon.py")
+    assert method == ("keep_directory" if sys.version_info < (3, 12) else "zipimporter.invalidate_caches")
 
 
 def test_a_dead_letter_is_never_looked_up(spark):
