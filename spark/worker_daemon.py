@@ -6,7 +6,8 @@ Every task that runs Python code (the ingest's enrichment UDFs) starts with
 archive's whole directory at once (CPython gh-103200, made lazy in 3.12). pyspark is imported from
 `pyspark.zip` in a worker, which leaves 16 zip importers behind, so each task spent about 350 ms
 re-reading that archive's 1,220 entries: 2 s of an ingest micro-batch, and two thirds of the
-Python workers' CPU at 100 events/s. The archives on a worker's path (pyspark's, py4j's and
+Python workers' samples in a profiled in-process ingest.
+The archives on a worker's path (pyspark's, py4j's and
 shipped --py-files) never change under a running worker, so here invalidating them does nothing,
 as on Python 3.9 and before. Set as `spark.python.daemon.module` (spark/session.py).
 """
