@@ -109,9 +109,13 @@ def _lake_row(spark, **changes) -> dict:
     event = copy.deepcopy(EVENT)
     for section, values in changes.items():
         event[section] = values if values is None else {**(event[section] or {}), **values}
-    kafka = spark.createDataFrame(
+    return to_lake_rows(flatten(parse_events(_kafka_rows(spark, event)))).first().asDict()
+
+
+def _kafka_rows(spark, event: dict):
+    """One Kafka source row carrying `event`."""
+    return spark.createDataFrame(
         [(b"u", orjson.dumps(event), "clickstream", 0, 0, datetime(2026, 3, 3, 0, 0, 5))], KAFKA)
-    return to_lake_rows(flatten(parse_events(kafka))).first().asDict()
 
 
 def test_an_event_is_enriched_before_its_address_is_truncated(spark):
@@ -144,9 +148,7 @@ def test_a_dead_letter_is_never_looked_up(spark):
     event = copy.deepcopy(EVENT)
     event.update(event_id="not-a-uuid", geo={**event["geo"], "ip": "2.24.7.9"},
                  device={**event["device"], "user_agent": next(iter(BOTS))})
-    kafka = spark.createDataFrame(
-        [(b"u", orjson.dumps(event), "clickstream", 0, 0, datetime(2026, 3, 3, 0, 0, 5))], KAFKA)
-    row = flatten(parse_events(kafka)).first()
+    row = flatten(parse_events(_kafka_rows(spark, event))).first()
     assert row["error"].startswith("invalid_value: event_id")
     assert (row["is_bot"], row["browser_family"], row["ip_country"]) == (False, "Other", None)
 
