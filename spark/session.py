@@ -53,15 +53,15 @@ STREAMING_CONF = {
 
 
 # A lake or checkpoint on local disk goes through Hadoop's local file system, which without
-# Hadoop's native library forks a `chmod` for every file it creates and a `readlink` for both
-# sides of every rename (and again for each file's .crc twin). Across its Delta commits, offset
-# and commit logs and state changelogs, a micro-batch made the server's JVM fork some sixty
-# processes. The raw local file system writes no .crc twins, and the ingest's checkpoint manager
-# on FileSystem renames without the link lookups (spark/ingest/checkpoint.py): about 27 forks, a
-# second less per micro-batch at 1,000 events/s. Both touch only `file:` paths; HDFS, s3a and the
-# rest keep Hadoop's and Spark's defaults.
+# Hadoop's native library forks a `chmod` for every file it creates and, through FileContext, a
+# `readlink` for both sides of every rename. Delta's commits rename through FileContext: its raw
+# local implementation skips the `.crc` twin's renames and their lookups, and the ingest's
+# checkpoint manager renames through FileSystem (spark/ingest/checkpoint.py). FileSystem itself
+# stays Hadoop's checksummed LocalFileSystem: RocksDB uploads its state snapshots with
+# `copyFromLocalFile`, which casts the local file system to that class, and with the raw one every
+# upload failed, so changelogs were never cleaned and each restart replayed all of them. Both
+# settings touch only `file:` paths; HDFS, s3a and the rest keep Hadoop's and Spark's defaults.
 LOCAL_DISK_CONF = {
-    "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
     "spark.hadoop.fs.AbstractFileSystem.file.impl": "org.apache.hadoop.fs.local.RawLocalFs",
 }
 

@@ -29,6 +29,9 @@ FAULTY = GeneratorConfig(
 )
 
 
+MIN_DELTAS_FOR_SNAPSHOT = "spark.sql.streaming.stateStore.minDeltasForSnapshot"
+
+
 def _expected(config: GeneratorConfig):
     messages = list(stream(config))
     unique = [m for m in messages if m.kind in (VALID, LATE)]
@@ -47,7 +50,13 @@ def faulty_run(stack, spark, tmp_path_factory):
     create_topics(stack, {settings.topic: 6, settings.dlq_topic: 1})
     summary = produce(FAULTY, settings, workers=2, progress=False)
     lake = tmp_path_factory.mktemp("lake")
-    config, batches = _ingest(spark, settings, lake)
+    # A state snapshot after every micro-batch, not every tenth, so the few batches here leave
+    # some for the server's state maintenance to upload (see the last test).
+    spark.conf.set(MIN_DELTAS_FOR_SNAPSHOT, "1")
+    try:
+        config, batches = _ingest(spark, settings, lake)
+    finally:
+        spark.conf.unset(MIN_DELTAS_FOR_SNAPSHOT)
     yield settings, summary, config, batches, lake
     delete_topics(stack, [settings.topic, settings.dlq_topic])
 
@@ -235,3 +244,17 @@ def test_days_committed_by_a_run_that_never_reported_are_recomputed(stack, tmp_p
         assert landing_metadata()["changed_partitions"] == []  # reported once, not again
     finally:
         delete_topics(stack, [settings.topic, settings.dlq_topic])
+
+
+def test_the_dedup_state_is_snapshotted_so_a_restart_replays_few_changelogs(faulty_run):
+    # Last in the module: the server's state maintenance, which runs once a minute, has had its turn.
+    _, _, config, _, _ = faulty_run
+    partitions = sorted(Path(config.checkpoint, "state", "0").glob("[0-9]*"))
+    assert len(partitions) == config.state_partitions
+    deadline = time.monotonic() + 150
+    missing = partitions
+    while missing and time.monotonic() < deadline:
+        missing = [p for p in partitions if not list(p.glob("*.zip"))]
+        time.sleep(1)
+    # Without a snapshot, changelogs are never cleaned and every restart replays all of them.
+    assert not missing, f"no RocksDB snapshot was uploaded for {missing}: see the server's log"
