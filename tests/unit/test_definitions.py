@@ -1,6 +1,10 @@
 """The definitions load, and every asset, job, sensor and schedule resolves by name."""
 
+import json
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 
@@ -99,3 +103,39 @@ def test_no_index_serves_an_ip_address():
     """Personal data stays in the lake, anonymized: nothing served carries an address."""
     for spec in SERVED:
         assert not {"ip", "client_ip", "ip_address"} & set(spec.properties), spec.name
+
+
+# CLICKSTREAM_FIRST_DAY is read once, when the definitions load, so they load in a process of
+# their own: a moved first day must reach every daily asset and the partition sensor alike.
+REPLAY_2024 = """
+import json
+import dagster as dg
+from clickstream_dagster.assets.ingest import clickstream_landing
+from clickstream_dagster.definitions import defs
+from clickstream_dagster.sensors import landing_partitions_sensor
+
+graph = defs.resolve_asset_graph()
+daily = [graph.get(key).partitions_def for key in graph.get_all_asset_keys()
+         if graph.get(key).partitions_def is not None]
+week = daily[0].get_partition_keys_in_range(dg.PartitionKeyRange("2024-03-04", "2024-03-10"))
+with dg.instance_for_test() as instance:
+    instance.report_runless_asset_event(dg.AssetMaterialization(
+        asset_key=clickstream_landing.key,
+        metadata={"changed_partitions": dg.MetadataValue.json(["2024-02-29", "2024-03-05"])}))
+    result = landing_partitions_sensor.evaluate_tick(
+        dg.build_sensor_context(instance=instance, definitions=defs))
+print(json.dumps({"first_days": sorted({p.get_first_partition_key() for p in daily}),
+                  "week": week, "requested": [r.partition_key for r in result.run_requests]}))
+"""
+
+
+def test_a_week_of_2024_can_be_replayed_once_the_first_day_moves_back(monkeypatch):
+    monkeypatch.setenv("CLICKSTREAM_FIRST_DAY", "2024-03-01")
+    loaded = subprocess.run([sys.executable, "-c", REPLAY_2024], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[2], timeout=120)
+    assert loaded.returncode == 0, loaded.stderr
+    replay = json.loads(loaded.stdout.strip().splitlines()[-1])
+    assert replay["first_days"] == ["2024-03-01"]
+    assert replay["week"] == [f"2024-03-{day:02d}" for day in range(4, 11)]
+    # A closed 2024 day with late data gets its daily run; a day before the first one never does.
+    assert replay["requested"] == ["2024-03-05"]
