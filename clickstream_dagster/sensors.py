@@ -36,6 +36,12 @@ STREAMING_RUN_LIMIT = ({"dagster/max_runtime": str(SETTINGS.ingest_stream_s + 90
                        if SETTINGS.ingest_stream_s else {})
 
 
+def changed_days(record: dg.EventLogRecord) -> list[str]:
+    """The daily partitions a `clickstream_landing` materialization says the ingest changed."""
+    metadata = record.asset_materialization.metadata
+    return metadata["changed_partitions"].value if "changed_partitions" in metadata else []
+
+
 @dg.sensor(job=ingest_job, minimum_interval_seconds=SENSOR_INTERVAL_S,
            default_status=AUTOMATION)
 def kafka_ingest_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource) -> dg.SensorResult:
@@ -89,8 +95,7 @@ def landing_partitions_sensor(context: dg.SensorEvaluationContext) -> dg.SensorR
         limit=100, ascending=True).records
     last_day = daily_partitions.get_last_partition_key()
     for record in records:
-        metadata = record.asset_materialization.metadata
-        for day in metadata["changed_partitions"].value if "changed_partitions" in metadata else []:
+        for day in changed_days(record):
             if FIRST_DAY <= day <= last_day and not day_is_closed(day):
                 live.append(day)
             elif FIRST_DAY <= day <= last_day:

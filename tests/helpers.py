@@ -104,6 +104,17 @@ def queue_run(instance, request, job_name: str = "daily_job"):
     return run
 
 
+def report_landing(instance, *days: str) -> None:
+    """What an ingest run records: the daily partitions it changed."""
+    import dagster as dg
+
+    from clickstream_dagster.assets.ingest import clickstream_landing
+
+    instance.report_runless_asset_event(dg.AssetMaterialization(
+        asset_key=clickstream_landing.key,
+        metadata={"changed_partitions": dg.MetadataValue.json(list(days))}))
+
+
 def finish(instance, run, status) -> None:
     """Move a run on as its process would: started, succeeded or failed."""
     import dagster as dg

@@ -11,6 +11,7 @@ import dagster as dg
 from clickstream_dagster.definitions import defs
 from clickstream_dagster.serving.indices import SERVED
 from spark.analytics.transform import COLUMN_SOURCES
+from tests.helpers import report_landing
 
 EXPECTED_ASSETS = {
     "clickstream_topic", "clickstream_landing", "raw_clickstream", "url_country_daily",
@@ -46,14 +47,28 @@ def test_jobs_and_sensors_resolve_by_name():
         assert defs.resolve_sensor_def(name).name == name
 
 
-def test_a_day_is_closed_after_the_lateness_window():
+def _close_tick(instance: dg.DagsterInstance):
     schedule = defs.resolve_schedule_def("daily_close_schedule")
-    context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2026, 11, 23, 2, 0, tzinfo=UTC),
-        repository_def=defs.get_repository_def())
-    (request,) = schedule.evaluate_tick(context).run_requests
+    return schedule.evaluate_tick(dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=datetime(2026, 11, 23, 2, 0, tzinfo=UTC),
+        repository_def=defs.get_repository_def()))
+
+
+def test_a_day_is_closed_after_the_lateness_window():
+    with dg.instance_for_test() as instance:
+        report_landing(instance, "2026-11-22", "2026-11-23")
+        (request,) = _close_tick(instance).run_requests
     assert request.partition_key == "2026-11-22"  # the day that just ended, not today
     assert request.tags["clickstream/day"] == "final"
+
+
+def test_a_day_no_ingest_landed_is_not_closed():
+    """The pipeline started after that day: a run would only fail its has_rows check."""
+    with dg.instance_for_test() as instance:
+        report_landing(instance, "2026-11-23")  # today's traffic only
+        result = _close_tick(instance)
+    assert not result.run_requests
+    assert "no ingest reported events dated 2026-11-22" in result.skip_message
 
 
 def _assets() -> dict[str, dg.AssetsDefinition]:
@@ -110,18 +125,16 @@ def test_no_index_serves_an_ip_address():
 REPLAY_2024 = """
 import json
 import dagster as dg
-from clickstream_dagster.assets.ingest import clickstream_landing
 from clickstream_dagster.definitions import defs
 from clickstream_dagster.sensors import landing_partitions_sensor
+from tests.helpers import report_landing
 
 graph = defs.resolve_asset_graph()
 daily = [graph.get(key).partitions_def for key in graph.get_all_asset_keys()
          if graph.get(key).partitions_def is not None]
 week = daily[0].get_partition_keys_in_range(dg.PartitionKeyRange("2024-03-04", "2024-03-10"))
 with dg.instance_for_test() as instance:
-    instance.report_runless_asset_event(dg.AssetMaterialization(
-        asset_key=clickstream_landing.key,
-        metadata={"changed_partitions": dg.MetadataValue.json(["2024-02-29", "2024-03-05"])}))
+    report_landing(instance, "2024-02-29", "2024-03-05")
     result = landing_partitions_sensor.evaluate_tick(
         dg.build_sensor_context(instance=instance, definitions=defs))
 print(json.dumps({"first_days": sorted({p.get_first_partition_key() for p in daily}),

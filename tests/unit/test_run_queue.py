@@ -12,11 +12,10 @@ import dagster as dg
 import pytest
 
 from clickstream_dagster import run_queue
-from clickstream_dagster.assets.ingest import clickstream_landing
 from clickstream_dagster.definitions import defs
 from clickstream_dagster.partitions import open_days
 from clickstream_dagster.sensors import DAILY_MAX_ATTEMPTS, landing_partitions_sensor
-from tests.helpers import finish, queue_run
+from tests.helpers import finish, queue_run, report_landing
 
 DAY = "2026-11-20"
 
@@ -27,20 +26,13 @@ def instance():
         yield test_instance
 
 
-def land(instance, *days: str) -> None:
-    """What an ingest run records: the daily partitions it changed."""
-    instance.report_runless_asset_event(dg.AssetMaterialization(
-        asset_key=clickstream_landing.key,
-        metadata={"changed_partitions": dg.MetadataValue.json(list(days))}))
-
-
 def tick(instance, cursor):
     context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
     return landing_partitions_sensor.evaluate_tick(context)
 
 
 def test_changes_join_a_queued_run_and_a_running_one_gets_one_follow_up(instance):
-    land(instance, DAY, "2026-11-19")
+    report_landing(instance, DAY, "2026-11-19")
     first = tick(instance, None)
     assert sorted(r.partition_key for r in first.run_requests) == ["2026-11-19", DAY]
     runs = {r.partition_key: queue_run(instance, r) for r in first.run_requests}
@@ -48,15 +40,15 @@ def test_changes_join_a_queued_run_and_a_running_one_gets_one_follow_up(instance
     # Three more ingests while the runs wait in the queue: nothing new is requested.
     cursor = first.cursor
     for _ in range(3):
-        land(instance, DAY)
+        report_landing(instance, DAY)
         result = tick(instance, cursor)
         assert not result.run_requests and DAY in result.skip_message
         cursor = result.cursor
 
     # Once a run has started it may have read the lake already: one follow-up, after it ends.
     finish(instance, runs[DAY], dg.DagsterRunStatus.STARTED)
-    land(instance, DAY)
-    land(instance, DAY)
+    report_landing(instance, DAY)
+    report_landing(instance, DAY)
     while_running = tick(instance, cursor)
     assert not while_running.run_requests
     finish(instance, runs[DAY], dg.DagsterRunStatus.SUCCESS)
@@ -71,7 +63,7 @@ def test_changes_join_a_queued_run_and_a_running_one_gets_one_follow_up(instance
 
 def test_a_failed_day_is_retried_with_backoff_then_left_for_new_data(instance, monkeypatch):
     monkeypatch.setattr(run_queue, "RETRY_BASE_S", 1)
-    land(instance, DAY)
+    report_landing(instance, DAY)
     result = tick(instance, None)
     keys = []
     for attempt in range(1, DAILY_MAX_ATTEMPTS + 1):
@@ -88,24 +80,24 @@ def test_a_failed_day_is_retried_with_backoff_then_left_for_new_data(instance, m
     assert len(set(keys)) == DAILY_MAX_ATTEMPTS  # every retry has a run key of its own
     # Given up until the day changes again.
     assert f"failed {DAILY_MAX_ATTEMPTS} times" in result.skip_message
-    land(instance, DAY)
+    report_landing(instance, DAY)
     time.sleep(2 ** DAILY_MAX_ATTEMPTS + 0.2)
     again = tick(instance, result.cursor)
     assert [r.partition_key for r in again.run_requests] == [DAY]
 
 
 def test_days_outside_the_partitions_are_never_requested(instance):
-    land(instance, "2999-01-01", "1999-12-31", DAY)
+    report_landing(instance, "2999-01-01", "1999-12-31", DAY)
     result = tick(instance, None)
     assert [r.partition_key for r in result.run_requests] == [DAY]
 
 
 def test_open_days_are_left_to_the_live_path(instance):
     today = datetime.now(UTC).date().isoformat()
-    land(instance, today, DAY)
+    report_landing(instance, today, DAY)
     result = tick(instance, None)
     assert [r.partition_key for r in result.run_requests] == [DAY]  # closed: late data
-    land(instance, today)
+    report_landing(instance, today)
     quiet = tick(instance, result.cursor)
     assert not quiet.run_requests and f"{today} still open" in quiet.skip_message
 
