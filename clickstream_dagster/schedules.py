@@ -23,8 +23,8 @@ CLOSE_HOUR_UTC = Settings.from_env().day_close_hour_utc
 def daily_close_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     """Recompute the day that just ended, once its lateness window has passed, as final."""
     day = (context.scheduled_execution_time - timedelta(days=1)).date().isoformat()
-    # A day before the pipeline's first ingest has nothing to make final, and its run would only
-    # fail the has_rows check and raise an alert the morning after every first `make run`.
+    # A day before the pipeline's first ingest has nothing to make final: its run would only fail
+    # the has_rows check and alert, as it did for a first `make run` started before the close hour.
     if not _ingest_landed(context.instance, day):
         return dg.SkipReason(f"no ingest reported events dated {day}, so there is nothing to make "
                              f"final; materialize the partition by hand to judge it anyway")
