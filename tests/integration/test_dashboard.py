@@ -110,7 +110,10 @@ def test_the_dashboard_shows_the_last_days_figures(demo, dashboard, browser, spa
     funnel = _figure(browser, "funnel")["data"][0]
     steps = sorted(hits(FUNNEL, [{"term": {"dimension": "all"}}]), key=lambda s: s["step_number"])
     assert funnel["y"] == [name for name, _, _ in FUNNEL_STEPS]
-    assert funnel["x"] == [s["sessions"] for s in steps] and funnel["x"][0] > funnel["x"][-1] > 0
+    assert funnel["x"] == [s["sessions"] for s in steps]
+    # Each step keeps at most the sessions of the one before. The demo's last day has a few dozen
+    # carts, so some days end in no purchase: that day's figures, not a broken chart.
+    assert funnel["x"] == sorted(funnel["x"], reverse=True) and funnel["x"][0] > funnel["x"][-1]
     # The share of bots against the lake's own rows of the day (bots included).
     raw = read_days(spark, lake_layout.raw(sandbox.settings.lake_dir), [last])
     total, bots = raw.count(), raw.where("is_bot").count()
