@@ -4,16 +4,16 @@ One generated backlog is read from its own topic several times, each time throug
 of the ingest's own code (spark/ingest/transform.py), and written to Spark's no-op sink, so each
 row prices only the reading and computing up to that layer:
 
-    read        the Kafka source, values as strings
-    json        + from_json into the contract's schema
-    contract    + every contract rule: the `error` column of parse_events
-    flatten     + the lake's typed columns (flatten), without the enrichment
+    read        the Kafka source's columns, as the ingest's Arrow pass receives them
+    pass        + the Arrow pass without the enrichment: decode, contract rules, lake columns
     enrich      + the enrichment: user agent, bots, IP country, referrer class, UTM
     dedup       + the dedup by event id (a batch dropDuplicates, not the streaming state store)
 
 Then the real ingest (IngestJob, available-now) lands the same backlog in a scratch lake, with its
 own phase timings. Before all that, the generator alone (no Kafka) runs on one core for a sample,
-beside the producer's delivered rate: the ceiling that Python generation puts on `produce`.
+beside the producer's delivered rate: the ceiling that Python generation puts on `produce`; and
+the Arrow pass alone runs on one core over the same sample, step by step, in microseconds per
+event: the ceiling it puts on the ingest, with Spark's share left out.
 The gap between a layer and the one before is that layer's cost; the gap between `dedup` and the
 ingest is the streaming machinery, the cache and the Delta writes.
 
@@ -32,34 +32,32 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from cli.sandbox import Sandbox
 from clickstream_dagster.resources.spark import pipeline_spark
 from clickstream_dagster.settings import Settings
-from contract.spark import spark_schema
+from contract.decoder import judge
 from simulator.producer import DEFAULT_WORKERS, produce
 from simulator.timeline import SHARDS, GeneratorConfig, stream
+from spark.ingest import event_pass
+from spark.ingest.event_pass import INPUT_COLUMNS, EventPass
 from spark.ingest.stream import INGEST_CONF, IngestJob
-from spark.ingest.transform import flatten, parse_events
+from spark.ingest.transform import flat_events
 from spark.session import stop_session
 
 from .report import file_stamp, machine, started_now
 
 PROFILE = "clickstream-profile"
 GENERATION_SAMPLE = 200_000
+ARROW_BATCH = 10_000  # Spark's spark.sql.execution.arrow.maxRecordsPerBatch
 
 
 def layers(kafka_rows: DataFrame, first_day: str | None) -> dict[str, DataFrame]:
     """Each layer of the ingest's transformation on top of the one before, in order."""
-    raw = F.col("value").cast("string")
-    parsed = parse_events(kafka_rows, first_day=first_day)
-    flat = flatten(parsed)
+    flat = flat_events(kafka_rows, first_day=first_day)
     return {
-        "read": kafka_rows.select(raw.alias("value")),
-        "json": kafka_rows.select(F.from_json(raw, spark_schema()).alias("event")),
-        "contract": parsed.select("event", "error"),
-        "flatten": flatten(parsed, enrich=False),
+        "read": kafka_rows.select(*[c for c in INPUT_COLUMNS if c in kafka_rows.columns]),
+        "pass": flat_events(kafka_rows, first_day=first_day, enrich=False),
         "enrich": flat,
         "dedup": flat.dropDuplicates(["dedup_key"]),
     }
@@ -75,6 +73,9 @@ def run_profile(base: Settings, events: int, *, repeats: int = 2, seed: int = 1,
     # The same faults as `clickstream bench`, so the dedup and the dead letters do real work.
     config = GeneratorConfig(events=events, seed=seed, duplicate_ratio=0.01, malformed_ratio=0.001)
     generation = _time_generation(config)
+    one_core = _time_pass(config, settings.first_day)
+    _say("pass      " + ", ".join(f"{k} {v} us" for k, v in one_core["us_per_event"].items())
+         + " per event on one core")
     summary = produce(config, settings, workers=DEFAULT_WORKERS, progress=progress)
     generation["produce_events_per_s"] = summary.to_dict()["events_per_s"]
     generation["produce_workers"] = DEFAULT_WORKERS
@@ -89,7 +90,8 @@ def run_profile(base: Settings, events: int, *, repeats: int = 2, seed: int = 1,
         stop_session(spark)
     _say(f"ingest    {timed['ingest']['seconds']:7.2f} s   phases {timed['ingest']['phase_seconds']}")
     return {"started_at": started_at, "machine": machine(), "events": summary.delivered,
-            "repeats": repeats, "generation": generation, "stages": timed}
+            "repeats": repeats, "generation": generation, "pass_on_one_core": one_core,
+            "stages": timed}
 
 
 def _time_generation(config: GeneratorConfig) -> dict:
@@ -102,6 +104,48 @@ def _time_generation(config: GeneratorConfig) -> dict:
     seconds = time.perf_counter() - started
     return {"events": generated, "seconds": round(seconds, 2),
             "events_per_s_per_core": round(generated / seconds)}
+
+
+def _time_pass(config: GeneratorConfig, first_day: str | None) -> dict:
+    """The Arrow pass alone in this process (one core), on a sample of the backlog in batches of
+    Spark's Arrow size: microseconds per event for each step, and for the whole pass."""
+    import pyarrow as pa
+
+    sample = dataclasses.replace(config, events=GENERATION_SAMPLE)
+    values = [message.value for message in stream(sample)]
+    now = pa.array([time.time() * 1e6] * ARROW_BATCH, pa.int64()).cast(event_pass.TIMESTAMP)
+    batches = []
+    for start in range(0, len(values), ARROW_BATCH):
+        chunk = values[start:start + ARROW_BATCH]
+        n = len(chunk)
+        batches.append(pa.RecordBatch.from_arrays(
+            [pa.array([b"k"] * n, pa.binary()), pa.array(chunk, pa.binary()), pa.array(["t"] * n),
+             pa.array([0] * n, pa.int32()), pa.array(range(start, start + n), pa.int64()),
+             now[:n], now[:n]], names=INPUT_COLUMNS))
+    spent = dict.fromkeys(["decode", "columns", "rules", "judge", "flatten+enrich", "whole pass"], 0.0)
+    full = EventPass(first_day=first_day)
+    for batch in batches:
+        chunk = batch.column("value").to_pylist()
+        started = time.perf_counter()
+        events, positions = event_pass._decode(chunk, full.max_bytes)
+        spent["decode"] += time.perf_counter() - started
+        started = time.perf_counter()
+        fields = event_pass._fields(events)
+        spent["columns"] += time.perf_counter() - started
+        started = time.perf_counter()
+        passed = event_pass._passes_checks(fields)
+        spent["rules"] += time.perf_counter() - started
+        started = time.perf_counter()
+        for position in set(range(len(chunk))) - set(positions[passed].tolist()):
+            judge(chunk[position])
+        spent["judge"] += time.perf_counter() - started
+        started = time.perf_counter()
+        full.process(batch)
+        spent["whole pass"] += time.perf_counter() - started
+    named = ("decode", "columns", "rules", "judge")
+    spent["flatten+enrich"] = max(0.0, spent["whole pass"] - sum(spent[k] for k in named))
+    return {"events": len(values), "us_per_event": {
+        name: round(seconds * 1e6 / len(values), 2) for name, seconds in spent.items()}}
 
 
 def _time_layers(spark: SparkSession, settings: Settings, events: int, repeats: int
@@ -142,9 +186,12 @@ def _real_ingest(spark: SparkSession, settings: Settings, events: int) -> dict:
 
 def markdown(results: dict) -> str:
     gen = results["generation"]
+    one_core = results.get("pass_on_one_core", {}).get("us_per_event", {})
     lines = [f"generator alone: {gen['events_per_s_per_core']:,} events/s on one core; "
              f"produce: {gen['produce_events_per_s']:,} events/s with {gen['produce_workers']} "
              f"workers", "",
+             "Arrow pass alone, one core, us per event: "
+             + (", ".join(f"{k} {v}" for k, v in one_core.items()) or "not measured"), "",
              f"{results['events']:,} events, fastest of {results['repeats']} per layer",
              "", "| layer | seconds | events/s | this layer, s |", "| --- | ---: | ---: | ---: |"]
     for name, stage in results["stages"].items():

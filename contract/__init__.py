@@ -1,4 +1,5 @@
-"""The event contract: the versioned JSON Schema, and the Spark schema derived from it."""
+"""The event contract: the versioned JSON Schema, with the rules (rules.py) and the decoder
+(decoder.py) derived from it."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from ..session import scoped_conf
 from . import checkpoint, consumer_group
 from .batch_log import BATCH_LOG_SCHEMA, BatchStats, batch_log_rows, newest_batch
 from .config import AVAILABLE_NOW, CONTINUOUS, IngestConfig
-from .transform import flatten, parse_events, to_bad_rows, to_dead_letter_messages, to_lake_rows
+from .transform import flat_events, to_bad_rows, to_dead_letter_messages, to_lake_rows
 
 # The landing zone is transient (compaction rewrites each day with zstd), so it favours write
 # speed: lz4 wrote 2x faster than zstd here, and without dictionaries (most columns are nearly
@@ -187,9 +187,8 @@ class IngestJob:
         # Flatten before the dedup shuffle: only narrow typed rows (and raw bytes of dead letters)
         # cross it, not each record's raw bytes plus its parsed struct.
         return (
-            flatten(parse_events(kafka_rows, first_day=self.config.first_day,
-                                 future_days=self.config.future_days),
-                    ip_mode=self.config.ip_anonymization)
+            flat_events(kafka_rows, first_day=self.config.first_day,
+                        future_days=self.config.future_days, ip_mode=self.config.ip_anonymization)
             .withWatermark("ingested_at", self.config.dedup_watermark)
             .dropDuplicatesWithinWatermark(["dedup_key"])
         )

@@ -1,44 +1,17 @@
-"""The Spark side of the contract, derived from the JSON Schema so the two cannot drift apart."""
+"""The contract's rules as data: requiredness, enums, patterns, constants and lengths of every
+field, derived from the JSON Schema. Free of Spark and of any decoder, so every reader of the
+contract (the ingest's decoder, its dead-letter reasons, the fuzz tests) walks the same list."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark.sql import types as T
-
 from . import event_schema
 
-_SCALARS = {
-    "string": T.StringType(),
-    "integer": T.LongType(),
-    "number": T.DoubleType(),
-    "boolean": T.BooleanType(),
-}
-CORRUPT_RECORD = "_corrupt_record"
 
-
-def _types(node: dict) -> list[str]:
+def json_types(node: dict) -> list[str]:
     kind = node.get("type", "string")
     return [kind] if isinstance(kind, str) else list(kind)
-
-
-def _spark_type(node: dict) -> T.DataType:
-    kinds = [k for k in _types(node) if k != "null"]
-    if kinds == ["object"]:
-        if "properties" not in node:  # free-form: keep every value, as text
-            return T.MapType(T.StringType(), T.StringType())
-        return T.StructType([T.StructField(name, _spark_type(sub), True)
-                             for name, sub in node["properties"].items()])
-    return _SCALARS[kinds[0]]
-
-
-def spark_schema(with_corrupt_record: bool = True) -> T.StructType:
-    """The event as Spark parses it. Every field is nullable: requiredness is checked explicitly,
-    so a missing field becomes a dead letter with a reason instead of a silent null."""
-    schema = _spark_type(event_schema())
-    if with_corrupt_record:
-        schema = schema.add(T.StructField(CORRUPT_RECORD, T.StringType(), True))
-    return schema
 
 
 @dataclass(frozen=True)
@@ -62,12 +35,12 @@ def field_rules() -> list[FieldRule]:
         required = set(node.get("required", []))
         for name, sub in node.get("properties", {}).items():
             path = f"{prefix}{name}"
-            is_required = parent_required and name in required and "null" not in _types(sub)
+            is_required = parent_required and name in required and "null" not in json_types(sub)
             rules.append(FieldRule(path, is_required, tuple(sub["enum"]) if "enum" in sub else None,
                                    sub.get("pattern"), sub.get("const"), sub.get("minLength"),
                                    sub.get("maxLength"),
-                                   [k for k in _types(sub) if k != "null"] == ["string"],
-                                   "null" in _types(sub)))
+                                   [k for k in json_types(sub) if k != "null"] == ["string"],
+                                   "null" in json_types(sub)))
             if "properties" in sub:
                 walk(sub, path + ".", is_required)
 
