@@ -18,7 +18,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from ..delta_lake import CHANGE_FEED, append_batch
+from ..delta_lake import LANDING_PROPERTIES, LANDING_STATISTICS, append_batch, set_missing_properties
 from ..session import scoped_conf
 from . import checkpoint, consumer_group
 from .batch_log import BATCH_LOG_SCHEMA, BatchStats, batch_log_rows, newest_batch
@@ -127,6 +127,8 @@ class IngestJob:
         # A no-data micro-batch only advances the dedup watermark; it cost a trigger and a
         # batch-log commit after every batch with data, and the next batch with data does it.
         overrides["spark.sql.streaming.noDataMicroBatches.enabled"] = "false"
+        # The change feed stays as the live path set it: it is not turned on behind its back.
+        set_missing_properties(self.spark, self.config.landing, LANDING_STATISTICS)
         with scoped_conf(self.spark, overrides):
             self.query = self._write(self._transform(self._read()))
         return self.query
@@ -240,7 +242,7 @@ class BatchWriter:
             # (0.3 s, more under load) on the live path's critical path, for figures no reader used.
             if per_date:
                 append_batch(to_lake_rows(events), self.config.landing, app_id, batch_id,
-                             ["event_date", "event_hour"], CHANGE_FEED)
+                             ["event_date", "event_hour"], LANDING_PROPERTIES)
             phases["landing"] = time.monotonic() - started - sum(phases.values())
             landed_at = datetime.now(UTC).isoformat(timespec="milliseconds")
             if per_reason:

@@ -19,6 +19,7 @@ import pytest
 from clickstream_dagster.settings import child_env
 from simulator.producer import produce
 from simulator.timeline import LATE, VALID, GeneratorConfig, stream
+from spark.delta_lake import LANDING_STATISTICS, set_missing_properties, table_properties
 from spark.ingest.batch_log import read_batch_log
 from spark.ingest.stream import IngestJob
 from tests.helpers import consume_all, create_topics, delete_topics, isolated_topics
@@ -118,6 +119,23 @@ def test_days_land_in_their_own_partitions_and_late_events_in_their_event_day(sp
     found = lake.where(lake.event_id.isin(late_ids)).select("event_date", "event_ts").collect()
     assert len(found) == len(crossed)
     assert all(str(r["event_date"]) == r["event_ts"].date().isoformat() for r in found)
+
+
+def test_the_landing_keeps_statistics_only_on_its_times_and_a_change_feed(spark, faulty_run):
+    _, _, config, _, _ = faulty_run
+    properties = table_properties(spark, config.landing)
+    assert properties["delta.dataSkippingStatsColumns"] == "event_ts,ingested_at"
+    assert properties["delta.enableChangeDataFeed"] == "true"
+    added = [json.loads(line)["add"] for log in Path(config.landing, "_delta_log").glob("*.json")
+             for line in log.read_text().splitlines() if '"add"' in line]
+    assert added and all(set(json.loads(a["stats"])["minValues"]) == {"event_ts", "ingested_at"}
+                         for a in added)
+    # A lake created before: the next run sets what it lacks, and nothing when nothing is missing.
+    spark.sql(f"ALTER TABLE delta.`{config.landing}` UNSET TBLPROPERTIES "
+              "('delta.dataSkippingStatsColumns')")
+    assert set_missing_properties(spark, config.landing, LANDING_STATISTICS) == \
+        ["delta.dataSkippingStatsColumns"]
+    assert set_missing_properties(spark, config.landing, LANDING_STATISTICS) == []
 
 
 def test_a_restart_with_nothing_new_writes_nothing(spark, faulty_run):
