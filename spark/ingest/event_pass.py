@@ -218,8 +218,7 @@ def _fields(events: list) -> dict[str, pa.Array]:
         fields[path] = pa.array([None if (o := get(e)) is None else getattr(o, leaf) for e in events],
                                 _TEXT)
     fields[EVENT_TIME] = _timestamps(fields["event_ts"])
-    fields["properties"] = pa.array([_properties(e.properties) for e in events],
-                                    LAKE_TYPES["properties"])
+    fields["properties"] = _property_maps([event.properties for event in events])
     return fields
 
 
@@ -248,11 +247,22 @@ def _timestamp(text: str | None):
         return None
 
 
-def _properties(properties: dict | None) -> list | None:
-    if properties is None:
-        return None
-    return [(key, value if value is None or value.__class__ is str else spark_text(value))
-            for key, value in properties.items()]
+def _property_maps(all_properties: list) -> pa.Array:
+    """Each event's free-form properties as a map of text, built from flat key and value lists."""
+    keys: list[str] = []
+    values: list = []
+    offsets = [0]
+    absent = []
+    for properties in all_properties:
+        if properties:
+            keys.extend(properties)
+            values.extend(properties.values())
+        offsets.append(len(keys))
+        absent.append(properties is None)
+    texts = [value if value is None or value.__class__ is str else spark_text(value) for value in values]
+    return pa.MapArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(keys, _TEXT),
+                                   pa.array(texts, _TEXT), type=LAKE_TYPES["properties"],
+                                   mask=pa.array(absent, pa.bool_()) if any(absent) else None)
 
 
 def _passes_checks(fields: dict[str, pa.Array]) -> np.ndarray:
