@@ -95,6 +95,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from clickstream_dagster.resources.spark import pipeline_spark
     from spark.ingest.config import AVAILABLE_NOW, CONTINUOUS
     from spark.ingest.stream import IngestJob
+    from spark.session import SparkServerUnavailable, naming_the_server
 
     mode = CONTINUOUS if args.continuous else AVAILABLE_NOW
     config = settings.ingest_config(mode=mode, max_offsets_per_trigger=args.max_offsets_per_trigger,
@@ -104,7 +105,11 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     spark = pipeline_spark(settings, "clickstream-ingest")
     totals = {"input_rows": 0, "landing_rows": 0, "dead_letters": 0, "duplicates_removed": 0}
     try:
-        batches = IngestJob(spark, config).run()
+        with naming_the_server(settings.spark_remote, settings.spark_retry_s):
+            batches = IngestJob(spark, config).run()
+    except SparkServerUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("stopped; the checkpoint keeps the position, so a restart resumes exactly there",
               file=sys.stderr)

@@ -50,7 +50,8 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "lake": LakeResource(root=settings.lake_dir, ip_anonymization=settings.ip_anonymization,
                              include_bots=settings.include_bots,
                              bot_events_per_second=settings.bot_events_per_second),
-        "spark": SparkResource(spark_config=spark_config(settings)),
+        "spark": SparkResource(spark_config=spark_config(settings),
+                               connect_retry_s=settings.spark_retry_s),
     }
 
 

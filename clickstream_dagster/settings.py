@@ -87,6 +87,9 @@ class Settings:
     lake_dir: str = str(Path.home() / ".local" / "share" / "clickstream" / "lake")
     # Runs are clients of this Spark Connect server; None runs Spark inside each process instead.
     spark_remote: str | None = "sc://127.0.0.1:15002"
+    # How long a Connect client retries a server that does not answer before its call fails:
+    # pyspark's default tolerates at least ten minutes per call, so a dead server hung runs.
+    spark_retry_s: float = 30.0
     spark_master: str = "local[*]"
     spark_driver_memory: str = "3g"
     spark_shuffle_partitions: int = 8
@@ -160,6 +163,7 @@ class Settings:
                                             defaults.elasticsearch_index_prefix),
             lake_dir=_expand_path_or_uri(_env("CLICKSTREAM_LAKE_DIR", defaults.lake_dir)),
             spark_remote=_remote(_env("CLICKSTREAM_SPARK_REMOTE", defaults.spark_remote)),
+            spark_retry_s=float(_env("CLICKSTREAM_SPARK_RETRY_S", str(defaults.spark_retry_s))),
             spark_master=_env("SPARK_MASTER", defaults.spark_master),
             spark_driver_memory=_env("SPARK_DRIVER_MEMORY", defaults.spark_driver_memory),
             spark_shuffle_partitions=int(_env("SPARK_SHUFFLE_PARTITIONS",

@@ -82,18 +82,65 @@ def pipeline_conf(master: str, shuffle_partitions: int) -> dict[str, str]:
     return conf
 
 
+def connect(remote: str, retry_s: float, *, shared: bool = False) -> SparkSession:
+    """A client of the Connect server at `remote` whose calls give up after about `retry_s` of
+    retries, so a dead server fails the work instead of hanging it. `shared`: the process's
+    default session (getOrCreate), else one of the caller's own."""
+    builder = SparkSession.builder.remote(remote)
+    session = builder.getOrCreate() if shared else builder.create()
+    session.client.set_retry_policies([retry_policy(retry_s)])
+    return session
+
+
+class SparkServerUnavailable(RuntimeError):
+    """The Spark Connect server did not answer within the client's retry budget."""
+
+
+@contextmanager
+def naming_the_server(remote: str | None, retry_s: float) -> Iterator[None]:
+    """A Connect call that ran out of retries fails with the server's address and what to do,
+    instead of pyspark's bare RETRIES_EXCEEDED."""
+    try:
+        yield
+    except Exception as exc:
+        error_class = getattr(exc, "getCondition", lambda: None)()
+        if not remote or error_class != "RETRIES_EXCEEDED":
+            raise
+        cause = str(exc.__cause__ or exc).split("details = ")[-1].split("\n")[0].strip('" ')
+        raise SparkServerUnavailable(
+            f"the Spark Connect server at {remote} did not answer for {retry_s:g} s ({cause}). "
+            f"Start it with `make up` (`clickstream stack up`), or point CLICKSTREAM_SPARK_REMOTE at "
+            f"one that runs; the lake's checkpoint keeps the position, so the next ingest resumes "
+            f"exactly there.") from exc
+
+
+def retry_policy(budget_s: float):
+    """pyspark's default retry policy (backoff from 50 ms, times 4, jitter), with as many retries
+    as fit in `budget_s` of waiting, each wait at most 5 s."""
+    from pyspark.sql.connect.client.retries import DefaultPolicy
+
+    longest_ms, wait_ms, waited_ms, retries = 5_000, 50, 0, 0
+    while waited_ms + min(wait_ms, longest_ms) <= budget_s * 1000:
+        waited_ms += min(wait_ms, longest_ms)
+        wait_ms *= 4
+        retries += 1
+    return DefaultPolicy(max_retries=retries, max_backoff=longest_ms)
+
+
 def build_session(
     app_name: str,
     *,
     remote: str | None = None,
+    retry_s: float = 30.0,
     master: str | None = None,
     driver_memory: str | None = None,
     jars: list[str] | None = None,
     conf: dict[str, str] | None = None,
 ) -> SparkSession:
-    """A client of the Connect server at `remote`, or else an in-process session."""
+    """A client of the Connect server at `remote` (giving up after `retry_s` of retries), or else
+    an in-process session."""
     if remote:
-        session = SparkSession.builder.remote(remote).getOrCreate()
+        session = connect(remote, retry_s, shared=True)
         for key, value in (conf or {}).items():
             session.conf.set(key, value)
         return session

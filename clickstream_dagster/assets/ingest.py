@@ -13,6 +13,7 @@ from spark.ingest import stream, transform
 from spark.ingest.batch_log import BatchStats
 from spark.ingest.config import AVAILABLE_NOW, CONTINUOUS, IngestConfig
 from spark.ingest.stream import IngestJob
+from spark.session import naming_the_server
 
 from ..partitions import FIRST_DAY, FUTURE_DAYS, LIVE_FRESHNESS
 from ..resources import ElasticsearchResource, KafkaResource, LakeResource, SparkResource
@@ -76,7 +77,8 @@ def clickstream_landing(context: dg.AssetExecutionContext, config: IngestRunConf
     session = spark.get_session()
     ingest = IngestJob(session, job_config)
     report = LandingReport(context, ingest, session, lake.landing)
-    with _explained_lake_errors(lake.root):
+    with (_explained_lake_errors(lake.root),
+          naming_the_server(spark.spark_config.get("spark.remote"), spark.connect_retry_s)):
         if config.stream_seconds:
             _stream(context, ingest, config, report, LiveRefresh(
                 context.log, context.run.run_id, context.instance, session, lake, elasticsearch))

@@ -5,7 +5,7 @@ from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import SparkSession
 
 from spark.jars import installed_jars
-from spark.session import build_session, pipeline_conf, stop_session
+from spark.session import build_session, connect, pipeline_conf, stop_session
 
 from ..settings import Settings
 
@@ -17,6 +17,8 @@ class SparkResource(LazyPySparkResource):
     run starts no JVM; without a server it holds an in-process Spark's whole configuration."""
 
     spark_config: dict[str, Any]
+    connect_retry_s: float = 30.0  # CLICKSTREAM_SPARK_RETRY_S
+
 
     def get_session(self) -> SparkSession:
         return self.spark_session
@@ -26,7 +28,7 @@ class SparkResource(LazyPySparkResource):
         if self._spark_session is None and remote:
             # A session of the run's own, not the process's default one that getOrCreate would hand
             # out and share: closing it at the end of the run closes nobody else's.
-            session = SparkSession.builder.remote(remote).create()
+            session = connect(remote, self.connect_retry_s)
             for key, value in self.spark_config.items():
                 if key != "spark.remote":
                     session.conf.set(key, value)
@@ -56,7 +58,8 @@ def pipeline_spark(settings: Settings, app_name: str, conf: dict[str, str] | Non
     (CLICKSTREAM_SPARK_REMOTE), or else an in-process Spark with the runs' settings; `conf` holds
     session settings on top (both kinds take them)."""
     if settings.spark_remote:
-        return build_session(app_name, remote=settings.spark_remote, conf=conf)
+        return build_session(app_name, remote=settings.spark_remote, retry_s=settings.spark_retry_s,
+                             conf=conf)
     return build_session(
         app_name, master=settings.spark_master, driver_memory=settings.spark_driver_memory,
         jars=installed_jars(settings.cache_dir), conf={**_in_process_conf(settings), **(conf or {})})

@@ -13,6 +13,13 @@ import pytest
 
 from clickstream_dagster.clients import elasticsearch_client, kafka_admin
 from clickstream_dagster.settings import child_env
+from spark.session import (
+    SparkServerUnavailable,
+    connect,
+    naming_the_server,
+    retry_policy,
+    stop_session,
+)
 from stack import kafka, manager
 from stack.errors import StackError
 from stack.process import port_is_open, read_pid_file
@@ -114,3 +121,26 @@ def test_unreachable_remote_service_starts_nothing(stack, tmp_path):
     with pytest.raises(StackError, match="only starts services on 127.0.0.1"):
         manager.up(remote)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.timeout(180)
+def test_a_client_of_a_dead_spark_server_fails_within_its_retry_budget(stack):
+    # pyspark's default policy would retry this call for at least ten minutes: past the timeout.
+    address = f"127.0.0.1:{free_port()}"
+    session = connect(f"sc://{address}", retry_s=5)
+    try:
+        with (pytest.raises(SparkServerUnavailable, match=f"sc://{address} did not answer for 5 s") as
+              failed, naming_the_server(f"sc://{address}", 5)):
+            session.range(1).collect()
+    finally:
+        stop_session(session)
+    assert "Connection refused" in str(failed.value) and "clickstream stack up" in str(failed.value)
+
+
+def test_the_retry_budget_bounds_the_waits_between_retries():
+    policy = retry_policy(30)
+    waits, wait = [], policy.initial_backoff
+    for _ in range(policy.max_retries):
+        waits.append(min(wait, policy.max_backoff))
+        wait *= policy.backoff_multiplier
+    assert 25_000 <= sum(waits) <= 30_000 and max(waits) == 5_000
