@@ -25,26 +25,17 @@ from .batch_log import BATCH_LOG_SCHEMA, BatchStats, batch_log_rows, newest_batc
 from .config import AVAILABLE_NOW, CONTINUOUS, IngestConfig
 from .transform import flat_events, to_bad_rows, to_dead_letter_messages, to_lake_rows
 
-# The landing zone is transient (compaction rewrites each day with zstd), so it favours write
-# speed: lz4 wrote 2x faster than zstd here, and without dictionaries (most columns are nearly
-# unique per batch, so building them was wasted work) a 1M-row batch landed in 9.7 s, not 16.8 s.
-# Concurrent writers skip the per-task sort by partition; the micro-batch is cached as plain
-# columns, because building compressed cache columns cost as much as the dedup itself. These are
-# session settings of the query, so they reach the Parquet writer under Delta and Connect alike.
-# Constraint propagation multiplies the contract's CASE WHEN through every alias of the plan: a
-# long-lived server's heap filled with those constraint sets (EqualNullSafe, ExpressionSet) while
-# planning a 1M-event batch. The ingest's filters gain nothing from inferred constraints.
-# HotSpot never compiles a method over 8,000 bytes of bytecode; it interprets it. The contract's
-# rules and the lake columns, generated as one whole-stage method, passed that size, and every
-# record ran through interpreted bytecode (`make bench-profile`, 1M events: flattening cost 39 s
-# on top of the rules' 18 s). At Spark's documented HotSpot value, a stage whose method would be
-# larger is generated per operator instead, and each of those is compiled.
-INGEST_CONF = {"spark.sql.codegen.hugeMethodLimit": "8000",
-               "spark.sql.maxConcurrentOutputFileWriters": "64",
-               "spark.sql.constraintPropagation.enabled": "false",
+# Session settings of the ingest's query (a clone of the session taken at its start, so they reach
+# its micro-batches and nobody else's). The landing zone is transient, rewritten per day with zstd
+# by compaction, so it favours write speed: lz4 and no dictionaries (most columns are nearly unique
+# per batch). Concurrent writers skip the per-task sort by partition, and the micro-batch is cached
+# as plain columns, which compressing cost as much as the dedup. README, "Where the ingest's time
+# goes", has the measurements.
+INGEST_CONF = {"spark.sql.maxConcurrentOutputFileWriters": "64",
                "spark.sql.inMemoryColumnarStorage.compressed": "false",
                "spark.sql.parquet.compression.codec": "lz4_raw",
                "parquet.enable.dictionary": "false"}
+
 
 class IngestJob:
     """run() = _read -> _transform -> _write; the trigger and checkpoint come from the config."""
