@@ -87,21 +87,8 @@ class EventPass:
         events, positions = _decode(values, self.max_bytes)
         fields = _fields(events)
         passed = _passes_checks(fields)
-        accepted = set(positions[passed].tolist())
-        reasons: dict[int, str] = {}
-        late_events, late_positions = [], []
-        for position in range(len(values)):
-            if position in accepted:
-                continue
-            reason, document = judge(values[position], self.max_bytes)
-            event = _as_event(document) if reason is None else None
-            if isinstance(event, str):
-                reason, event = event, None
-            if event is None:
-                reasons[position] = reason
-            else:
-                late_events.append(event)
-                late_positions.append(position)
+        reasons, late_positions, late_events = _judge_the_rest(
+            values, set(positions[passed].tolist()), self.max_bytes)
         fields = {path: column.filter(passed) for path, column in fields.items()}
         kept = positions[passed]
         if late_events:
@@ -289,12 +276,26 @@ def _passes_checks(fields: dict[str, pa.Array]) -> np.ndarray:
     return passed
 
 
-def _as_event(document: dict):
-    """A record `judge` found valid, as the decoder's event; a reason when it cannot be one."""
-    try:
-        return msgspec.convert(document, event_type())
-    except msgspec.ValidationError as error:
-        return f"invalid_value: {error}"
+def _judge_the_rest(values: list, accepted: set[int], max_bytes: int
+                    ) -> tuple[dict[int, str], list[int], list]:
+    """Every record the fast path did not accept, judged alone: the reasons of the bad ones by
+    position, and the positions and events of those the contract allows after all (a Java-style
+    line end before `$`, a big integer or an object among the properties)."""
+    reasons: dict[int, str] = {}
+    late_positions, late_events = [], []
+    for position, value in enumerate(values):
+        if position in accepted:
+            continue
+        reason, document = judge(value, max_bytes)
+        if reason is None:
+            try:
+                late_events.append(msgspec.convert(document, event_type()))
+                late_positions.append(position)
+                continue
+            except msgspec.ValidationError as error:  # judge and the Structs disagree: say so
+                reason = f"invalid_value: {error}"
+        reasons[position] = reason
+    return reasons, late_positions, late_events
 
 
 def _dead_letters(batch: pa.RecordBatch, reasons: dict[int, str]) -> pa.RecordBatch:
