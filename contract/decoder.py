@@ -144,12 +144,8 @@ def _compact_json(value: object) -> str:
     return "null" if value is None else spark_text(value)
 
 
-class _NotJson(ValueError):
-    pass
-
-
 def _reject_constant(name: str):
-    raise _NotJson(name)
+    raise ValueError(f"{name} is not JSON")
 
 
 def _parse(text: str) -> object:

@@ -29,8 +29,8 @@ from .transform import flat_events, to_bad_rows, to_dead_letter_messages, to_lak
 # its micro-batches and nobody else's). The landing zone is transient, rewritten per day with zstd
 # by compaction, so it favours write speed: lz4 and no dictionaries (most columns are nearly unique
 # per batch). Concurrent writers skip the per-task sort by partition, and the micro-batch is cached
-# as plain columns, which compressing cost as much as the dedup. README, "Where the ingest's time
-# goes", has the measurements.
+# as plain columns, which compressing cost as much as the dedup. docs/benchmarks.md has the
+# measurements.
 INGEST_CONF = {"spark.sql.maxConcurrentOutputFileWriters": "64",
                "spark.sql.inMemoryColumnarStorage.compressed": "false",
                "spark.sql.parquet.compression.codec": "lz4_raw",
