@@ -137,7 +137,7 @@ class EventPass:
                                    for value, url in zip(sent, urls, strict=True)], _TEXT)
         sent_ips = text["ip"].to_pylist()
         if self.ip_mode == IP_TRUNCATE:
-            text["ip"] = pa.array(_per_distinct(sent_ips, network_of), _TEXT)
+            text["ip"] = _per_distinct(sent_ips, network_of)
         columns = {
             **text,
             "event_ts": timestamps,
@@ -314,22 +314,30 @@ def _dead_letters(batch: pa.RecordBatch, reasons: dict[int, str]) -> pa.RecordBa
     return pa.RecordBatch.from_arrays(arrays, schema=OUTPUT_SCHEMA)
 
 
-def _per_distinct(values: list, lookup) -> list:
-    found = {value: lookup(value) for value in set(values)}
-    return [found[value] for value in values]
+def _factorized(values: list) -> tuple[pa.Array, list]:
+    """Each value's index into the distinct values, and the distinct values in first-seen order."""
+    index: dict = {}
+    codes = [index.setdefault(value, len(index)) for value in values]
+    return pa.array(codes, pa.int32()), list(index)
+
+
+def _per_distinct(values: list, lookup, kind: pa.DataType = _TEXT) -> pa.Array:
+    """`lookup` of every value, called once per distinct value."""
+    codes, distinct = _factorized(values)
+    return pa.array([lookup(value) for value in distinct], kind).take(codes)
 
 
 def _enriched(agents: list, ips: list, referrers: list, urls: list, media: list) -> dict[str, pa.Array]:
     """The enriched lake columns: user agent and crawler flag, IP country, referrer class."""
-    described = zip(*_per_distinct(agents, enrichment.describe), strict=True)
-    columns = {name: pa.array(values, enrichment.ARROW_TYPES[name])
-               for name, values in zip(enrichment.UserAgent._fields, described, strict=True)}
+    codes, distinct = _factorized(agents)
+    described = [enrichment.describe(agent) for agent in distinct]
+    columns = {name: pa.array([d[i] for d in described], enrichment.ARROW_TYPES[name]).take(codes)
+               for i, name in enumerate(enrichment.UserAgent._fields)}
     columns["bot_reason"] = pc.if_else(columns["is_bot"], enrichment.BOT_BY_USER_AGENT,
                                        pa.scalar(None, _TEXT))
-    columns["ip_country"] = pa.array(_per_distinct(ips, enrichment.country_of), _TEXT)
+    columns["ip_country"] = _per_distinct(ips, enrichment.country_of)
     keys = list(zip(referrers, map(host, urls), media, strict=True))
-    classes = {key: classify(*key) for key in set(keys)}
-    columns["referrer_class"] = pa.array([classes[key] for key in keys], _TEXT)
+    columns["referrer_class"] = _per_distinct(keys, lambda key: classify(*key))
     return columns
 
 
