@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import orjson
 
+from contract.decoder import text_fields
 from contract.rules import field_rules
 from simulator.timeline import GeneratorConfig, stream
 from tests.helpers import set_field
@@ -26,7 +27,7 @@ ALLOWED = {"deep_nesting": SHAPELESS | {"missing_field"}}
 OBJECT_FIELDS = ["user", "page", "geo", "device"]
 REQUIRED = [rule.path for rule in field_rules() if rule.required]
 # Free-text fields: neither a pattern nor an enum keeps a number or an object out of them.
-TEXT_FIELDS = [r.path for r in field_rules() if r.is_string and r.pattern is None and r.enum is None]
+TEXT_FIELDS = list(text_fields())
 
 
 @dataclasses.dataclass(frozen=True)
