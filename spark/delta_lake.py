@@ -31,12 +31,15 @@ LANDING_PROPERTIES = {**CHANGE_FEED, **LANDING_STATISTICS}
 
 
 def append_batch(frame: DataFrame, table: str, app_id: str, batch_id: int,
-                 partition_by: list[str], properties: dict[str, str] | None = None) -> None:
+                 partition_by: list[str], properties: dict[str, str] | None = None,
+                 max_rows_per_file: int | None = None) -> None:
     """Append one micro-batch exactly once: Delta skips a (app_id, batch_id) it has committed.
     `properties` become table properties if this append creates the table."""
     writer = (frame.write.format("delta").mode("append")
               .option("txnAppId", app_id).option("txnVersion", batch_id)
               .option("mergeSchema", "true"))  # see EVOLVING_SCHEMA
+    if max_rows_per_file:
+        writer = writer.option("maxRecordsPerFile", str(max_rows_per_file))
     for key, value in (properties or {}).items():
         writer = writer.option(key, value)
     writer.partitionBy(*partition_by).save(table)

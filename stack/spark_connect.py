@@ -67,7 +67,10 @@ def server_command(settings: Settings, bind: str = "127.0.0.1") -> tuple[list[st
     spark_home = Path(pyspark.__file__).parent
     conf = {
         **pipeline_conf(settings.spark_master, settings.spark_shuffle_partitions),
-        "spark.driver.extraJavaOptions": f"-Duser.timezone=UTC -Dlog4j2.configurationFile={log4j}",
+        # A heap that ran out leaves a JVM no work can trust: it exits, and the supervisor
+        # restarts it.
+        "spark.driver.extraJavaOptions": f"-Duser.timezone=UTC -Dlog4j2.configurationFile={log4j} "
+                                         f"-XX:+ExitOnOutOfMemoryError",
         "spark.local.dir": str(scratch),
         "spark.sql.warehouse.dir": str(home / "warehouse"),
         "spark.connect.grpc.binding.address": bind,

@@ -37,11 +37,12 @@ def stack(settings: Settings) -> Settings:
 def spark(stack: Settings):
     """A session of the stack's real Spark Connect server for the whole run: the same Spark, with
     Kafka's connector and Delta Lake, that every Dagster run is a client of."""
-    from pyspark.sql import SparkSession
+    from spark.session import connect
 
     # A session of its own (not the process's default one), so Dagster runs inside the tests can
-    # close theirs at the end of each run as they do in production.
-    session = SparkSession.builder.remote(stack.spark_remote).create()
+    # close theirs at the end of each run as they do in production. A dead server fails the test
+    # within the retry budget instead of hanging the suite.
+    session = connect(stack.spark_remote, retry_s=stack.spark_retry_s)
     session.conf.set("spark.sql.shuffle.partitions", "4")
     yield session
     session.stop()

@@ -9,6 +9,9 @@ fast path refuses is judged again, alone, by `contract.decoder.judge`, which nam
 it breaks in the order the ingest has always used.
 
 Output rows carry LAKE_COLUMNS, then `kafka_topic`, `error`, `dedup_key`, `kafka_key` and `raw`.
+An oversized record's key and bytes are held back (null): up to Kafka's 1 MB each, a few hundred of
+them filled the micro-batch's cache past the server's heap. The writer reads them back from the
+topic by offset (`HELD_BACK`, `transform.with_held_back_payloads`).
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ EVENT_FIELDS = {
     "campaign_medium": "campaign.medium", "campaign_name": "campaign.name",
 }
 EVENT_TIME = "event_ts parsed"  # the field holding event_ts as a timestamp, beside its text
+# Dead letters of this reason leave the pass without their key and bytes (see the module).
+HELD_BACK = "oversized:"
 _IPV4_NETWORK = re.compile(r"^(\d{1,3}\.\d{1,3}\.\d{1,3})\.\d{1,3}$", re.ASCII)
 _IPV6_NETWORK = re.compile(r"^([0-9a-f]{0,4}(:[0-9a-f]{1,4}){0,2})")
 
@@ -307,10 +312,13 @@ def _dead_letters(batch: pa.RecordBatch, reasons: dict[int, str]) -> pa.RecordBa
                "kafka_timestamp": bad.column("timestamp"), "ingested_at": bad.column("ingested_at")}
     arrays = [columns[name] if name in columns else pa.nulls(n, LAKE_TYPES[name])
               for name in LAKE_COLUMNS]
-    arrays += [bad.column("topic"), pa.array([reasons[p] for p in positions], _TEXT),
+    errors = [reasons[p] for p in positions]
+    held_back = pa.array([error.startswith(HELD_BACK) for error in errors])
+    arrays += [bad.column("topic"), pa.array(errors, _TEXT),
                pa.array([f"dead-letter:{p}:{o}" for p, o in zip(partitions, offsets, strict=True)],
                         _TEXT),
-               bad.column("key"), bad.column("value")]
+               *(pc.if_else(held_back, pa.scalar(None, pa.binary()), bad.column(name))
+                 for name in ("key", "value"))]
     return pa.RecordBatch.from_arrays(arrays, schema=OUTPUT_SCHEMA)
 
 

@@ -10,6 +10,7 @@ and reaches Spark only through the micro-batch's own session.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -23,7 +24,15 @@ from ..session import scoped_conf
 from . import checkpoint, consumer_group
 from .batch_log import BATCH_LOG_SCHEMA, BatchStats, batch_log_rows, newest_batch
 from .config import AVAILABLE_NOW, CONTINUOUS, IngestConfig
-from .transform import flat_events, to_bad_rows, to_dead_letter_messages, to_lake_rows
+from .event_pass import HELD_BACK
+from .transform import (
+    flat_events,
+    held_back,
+    to_bad_rows,
+    to_dead_letter_messages,
+    to_lake_rows,
+    with_held_back_payloads,
+)
 
 # Session settings of the ingest's query (a clone of the session taken at its start, so they reach
 # its micro-batches and nobody else's). The landing zone is transient, rewritten per day with zstd
@@ -32,9 +41,14 @@ from .transform import flat_events, to_bad_rows, to_dead_letter_messages, to_lak
 # as plain columns, which compressing cost as much as the dedup. docs/benchmarks.md has the
 # measurements.
 INGEST_CONF = {"spark.sql.maxConcurrentOutputFileWriters": "64",
+               # What a Python worker's Arrow batch may hold, whatever the records' sizes.
+               "spark.sql.execution.arrow.maxBytesPerBatch": str(64 * 1024**2),
                "spark.sql.inMemoryColumnarStorage.compressed": "false",
                "spark.sql.parquet.compression.codec": "lz4_raw",
                "parquet.enable.dictionary": "false"}
+
+# Bad-rows files of a micro-batch with held-back (oversized) records stay this short.
+HELD_BACK_ROWS_PER_FILE = 64
 
 
 class IngestJob:
@@ -237,8 +251,14 @@ class BatchWriter:
             phases["landing"] = time.monotonic() - started - sum(phases.values())
             landed_at = datetime.now(UTC).isoformat(timespec="milliseconds")
             if per_reason:
-                bad_rows = to_bad_rows(events)
-                append_batch(bad_rows, self.config.bad_rows, app_id, batch_id, ["ingest_date"])
+                bad_rows, rows_per_file = to_bad_rows(events), None
+                if per_reason.get(HELD_BACK.removesuffix(":")):
+                    bad_rows = with_held_back_payloads(bad_rows, self._records_at(held_back(bad_rows)))
+                    # A reader holds a file's rows a batch at a time: of these, no more than
+                    # Kafka's 1 MB limit times this.
+                    rows_per_file = HELD_BACK_ROWS_PER_FILE
+                append_batch(bad_rows, self.config.bad_rows, app_id, batch_id, ["ingest_date"],
+                             max_rows_per_file=rows_per_file)
                 self._send_dead_letters(to_dead_letter_messages(bad_rows))
             phases["dead_letters"] = time.monotonic() - started - sum(phases.values())
         finally:
@@ -271,6 +291,21 @@ class BatchWriter:
         if self._query_id is None:
             self._query_id = checkpoint.query_id(spark, self.config.checkpoint)
         return self._query_id
+
+    def _records_at(self, rows: DataFrame) -> DataFrame:
+        """The topic's records over the offsets of `rows`, read back by a batch query."""
+        ranges = rows.groupBy("kafka_partition").agg(F.min("kafka_offset").alias("first"),
+                                                     F.max("kafka_offset").alias("last")).collect()
+        topic = self.config.topic
+        return (rows.sparkSession.read.format("kafka")
+                .options(**self.config.spark_kafka_options)
+                .option("assign", json.dumps({topic: [r["kafka_partition"] for r in ranges]}))
+                .option("startingOffsets", json.dumps(
+                    {topic: {str(r["kafka_partition"]): r["first"] for r in ranges}}))
+                .option("endingOffsets", json.dumps(
+                    {topic: {str(r["kafka_partition"]): r["last"] + 1 for r in ranges}}))
+                .option("failOnDataLoss", "true")
+                .load())
 
     def _send_dead_letters(self, messages: DataFrame) -> None:
         (messages.write.format("kafka")

@@ -14,9 +14,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from .config import IP_TRUNCATE
-from .event_pass import INPUT_COLUMNS, LAKE_COLUMNS, OUTPUT_SCHEMA, EventPass
+from .event_pass import HELD_BACK, INPUT_COLUMNS, LAKE_COLUMNS, OUTPUT_SCHEMA, EventPass
 
-__all__ = ["LAKE_COLUMNS", "flat_events", "to_bad_rows", "to_dead_letter_messages", "to_lake_rows"]
+__all__ = ["LAKE_COLUMNS", "flat_events", "held_back", "to_bad_rows", "to_dead_letter_messages",
+           "to_lake_rows", "with_held_back_payloads"]
 
 
 def flat_events(kafka_rows: DataFrame, first_day: str | None = None, future_days: int = 1,
@@ -52,6 +53,24 @@ def to_bad_rows(flat: DataFrame) -> DataFrame:
         "ingested_at",
         F.to_date("ingested_at").alias("ingest_date"),
     )
+
+
+def held_back(bad_rows: DataFrame) -> DataFrame:
+    """Dead letters whose key and bytes the pass held back (oversized records)."""
+    return bad_rows.where(F.col("error").startswith(HELD_BACK))
+
+
+def with_held_back_payloads(bad_rows: DataFrame, kafka_rows: DataFrame) -> DataFrame:
+    """`bad_rows` with the held-back keys and bytes taken again from `kafka_rows` (the same
+    records, read back from the topic by offset): no row of either is ever cached."""
+    source = kafka_rows.select(F.col("partition").alias("kafka_partition"),
+                               F.col("offset").alias("kafka_offset"),
+                               F.col("key").alias("kafka_key"), F.col("value").alias("raw"))
+    # The held-back rows are few and narrow: broadcast, so the records stream past them.
+    refilled = source.join(F.broadcast(held_back(bad_rows).drop("kafka_key", "raw")),
+                           ["kafka_partition", "kafka_offset"])
+    kept = bad_rows.where(~F.col("error").startswith(HELD_BACK))
+    return kept.unionByName(refilled.select(*bad_rows.columns))
 
 
 def to_dead_letter_messages(bad_rows: DataFrame) -> DataFrame:

@@ -276,3 +276,46 @@ def test_the_dedup_state_is_snapshotted_so_a_restart_replays_few_changelogs(faul
         time.sleep(1)
     # Without a snapshot, changelogs are never cleaned and every restart replays all of them.
     assert not missing, f"no RocksDB snapshot was uploaded for {missing}: see the server's log"
+
+
+NEAR_LIMIT = 1_500  # records of 900 KB, in a row on one partition: 1.35 GB in one micro-batch
+
+
+@pytest.mark.timeout(600)
+def test_near_limit_records_are_dead_lettered_whole_and_the_server_survives(stack, spark,
+                                                                            fresh_topics, tmp_path):
+    # The micro-batch's cache once held these records' bytes, and ran the server's default heap
+    # out: OutOfMemoryError, and the server was gone.
+    from confluent_kafka import Producer
+
+    from stack.process import read_pid_file
+
+    server = read_pid_file(stack.state_dir, "spark-connect")
+    producer = Producer(fresh_topics.kafka_client_config(**{"linger.ms": "50"}))
+    originals = {}
+    for n in range(NEAR_LIMIT):
+        originals[n] = orjson.dumps({"event_id": f"near-limit-{n}", "padding": "x" * 900_000})
+        producer.produce(fresh_topics.topic, originals[n], key=b"k%d" % n, partition=0)
+        producer.poll(0)
+    valid = GeneratorConfig(events=2_000, seed=5, start=datetime(2026, 2, 10, tzinfo=UTC), days=1)
+    assert producer.flush(60) == 0
+    summary = produce(valid, fresh_topics, workers=1, progress=False)
+
+    config, batches = _ingest(spark, fresh_topics, tmp_path)
+
+    assert sum(b.landing_rows for b in batches) == summary.kinds["valid"]
+    assert sum(b.dead_letters for b in batches) == NEAR_LIMIT
+    messages = consume_all(fresh_topics.kafka_bootstrap_servers, fresh_topics.dlq_topic, NEAR_LIMIT,
+                           timeout_s=120)
+    assert len(messages) == NEAR_LIMIT
+    for message in messages:  # whole: the bytes and key as sent, with the reason
+        n = int(message.key()[1:])
+        assert message.value() == originals[n]
+        assert dict(message.headers())["error"].startswith(b"oversized: more than")
+    bad_rows = spark.read.format("delta").load(config.bad_rows)
+    assert bad_rows.where("kafka_key is null").count() == 0
+    assert bad_rows.selectExpr("count(*) rows", "sum(length(raw)) bytes").first() == \
+        (NEAR_LIMIT, sum(map(len, originals.values())))
+    if server is not None:  # the stack's own server: the same process, still answering
+        assert read_pid_file(stack.state_dir, "spark-connect").pid == server.pid
+    assert spark.range(3).count() == 3
