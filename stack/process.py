@@ -37,6 +37,11 @@ class ServiceProcess:
     def rss_bytes(self) -> int:
         return tree_rss_bytes(self.pid)
 
+    def own_rss_bytes(self) -> int:
+        """This process alone (the supervisor's services are its children, yet not its memory)."""
+        stat = _stat(self.pid)
+        return int(stat[21]) * PAGE_BYTES if stat else 0
+
 
 def tree_rss_bytes(pid: int) -> int:
     """Resident memory of a process and all its descendants, from /proc (0 once it is gone).

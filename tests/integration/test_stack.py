@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import http.server
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -20,11 +22,11 @@ from spark.session import (
     retry_policy,
     stop_session,
 )
-from stack import kafka, manager
+from stack import kafka, manager, spark_connect, supervisor
 from stack.errors import StackError
 from stack.process import port_is_open, read_pid_file
 from stack.versions import ELASTICSEARCH_VERSION, KAFKA_VERSION
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_until
 
 
 def test_elasticsearch_is_real(stack):
@@ -144,3 +146,29 @@ def test_the_retry_budget_bounds_the_waits_between_retries():
         waits.append(min(wait, policy.max_backoff))
         wait *= policy.backoff_multiplier
     assert 25_000 <= sum(waits) <= 30_000 and max(waits) == 5_000
+
+
+@pytest.mark.timeout(300)
+def test_a_dead_spark_server_is_started_again_and_stack_down_stops_it_for_good(stack, tmp_path):
+    port = free_port()
+    own = dataclasses.replace(stack, state_dir=tmp_path, spark_remote=f"sc://127.0.0.1:{port}")
+    spark_connect.start(own)
+    assert supervisor.ensure_running(own) is not None
+    dead = read_pid_file(own.state_dir, spark_connect.NAME)
+    os.killpg(dead.pid, signal.SIGKILL)
+
+    def restarted():
+        now = {s.name: s for s in manager.status(own)}[spark_connect.NAME]
+        return now.state == "running" and now.pid != dead.pid and now.restarts == 1
+    wait_until(restarted, 120, "the supervisor to start the Spark Connect server again")
+    session = connect(own.spark_remote, retry_s=10)
+    try:
+        assert session.range(5).count() == 5
+    finally:
+        stop_session(session)
+    log = (tmp_path / "logs" / "supervisor.log").read_text()
+    assert f"Spark Connect died: pid {dead.pid} gone" in log and "healthy again" in log
+
+    assert manager.down(own) == [supervisor.NAME, spark_connect.NAME]
+    time.sleep(2 * supervisor.POLL_S)  # nothing left to start it again
+    assert not port_is_open("127.0.0.1", port)

@@ -102,3 +102,9 @@ def test_no_password_is_written_into_the_compose_file():
         for key, value in (svc.get("environment") or {}).items():
             if "PASSWORD" in key:
                 assert required.match(str(value)), f"{name}: {key} is written into the file"
+
+
+def test_every_long_running_service_is_restarted_when_it_dies():
+    one_shot = {"kafka-topics", "kibana-setup"}
+    for name, service in SERVICES.items():
+        assert service.get("restart") == ("no" if name in one_shot else "unless-stopped"), name

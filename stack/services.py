@@ -1,0 +1,73 @@
+"""The three services the local stack can start, as `up`, `status` and the supervisor see them: they
+differ only in these fields."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from clickstream_dagster.settings import Settings
+from spark.jars import SPARK_VERSION
+
+from . import elasticsearch, kafka, spark_connect
+from .versions import ELASTICSEARCH_VERSION, KAFKA_VERSION
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    title: str  # "Kafka"
+    version: str
+    address: str
+    variable: str  # the setting that points at the service
+    is_local: bool  # only loopback addresses are ever started
+    remote_hint: str  # what to do when a service elsewhere does not answer
+    ports: tuple[tuple[int, str], ...]  # (port, what must listen there) before a start
+    probe: Callable[[float], Any]  # timeout -> health or None
+    start: Callable[[], Any]
+    startup_timeout_s: float
+    version_of: Callable[[Any, bool], str]  # (health, started by us) -> version shown
+
+    @property
+    def label(self) -> str:
+        return f"{self.title} {self.version}"
+
+
+def kafka_service(settings: Settings) -> Service:
+    return Service(
+        kafka.NAME, "Kafka", KAFKA_VERSION, settings.kafka_bootstrap_servers,
+        "KAFKA_BOOTSTRAP_SERVERS", settings.kafka_is_local,
+        "start that cluster, or unset the variable to use a local broker",
+        ((settings.kafka_port, "Kafka"), (settings.kafka_port + 1, "the Kafka controller")),
+        lambda timeout: kafka.probe(settings, timeout), lambda: kafka.start(settings), 90,
+        lambda health, ours: KAFKA_VERSION if ours else "?")
+
+
+def elasticsearch_service(settings: Settings) -> Service:
+    port = settings.elasticsearch_port
+    return Service(
+        elasticsearch.NAME, "Elasticsearch", ELASTICSEARCH_VERSION,
+        settings.elasticsearch_url, "ELASTICSEARCH_URL", settings.elasticsearch_is_local,
+        "start that cluster, check its credentials, or unset the variable to use a local node",
+        ((port, "Elasticsearch"), (port + 100, "the Elasticsearch transport")),
+        lambda timeout: elasticsearch.probe(settings, timeout),
+        lambda: elasticsearch.start(settings), 180, lambda health, ours: health.version)
+
+
+def spark_connect_service(settings: Settings) -> Service:
+    return Service(
+        spark_connect.NAME, "Spark Connect", SPARK_VERSION, settings.spark_remote or "",
+        "CLICKSTREAM_SPARK_REMOTE", settings.spark_connect_is_local,
+        "start that server, or unset the variable to use a local one",
+        ((settings.spark_connect_port, "Spark Connect"),),
+        lambda timeout: spark_connect.probe(settings, timeout),
+        lambda: spark_connect.start(settings), 180, lambda health, ours: health.version)
+
+
+def local_services(settings: Settings) -> list[Service]:
+    """The services this stack would start itself (on loopback addresses), in start order."""
+    services = [kafka_service(settings), elasticsearch_service(settings)]
+    if settings.spark_remote:
+        services.append(spark_connect_service(settings))
+    return [service for service in services if service.is_local]
