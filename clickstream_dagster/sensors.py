@@ -166,10 +166,27 @@ def clickstream_topic_observation_sensor(context: dg.SensorEvaluationContext,
 @dg.run_failure_sensor(default_status=AUTOMATION)
 def run_failure_alert_sensor(context: dg.RunFailureSensorContext) -> None:
     """Log every failed run as an alert, and POST it to CLICKSTREAM_ALERT_WEBHOOK_URL if set."""
+    steps = step_errors(context.get_step_failure_events())
     alert = {"run_id": context.dagster_run.run_id, "job": context.dagster_run.job_name,
-             "error": context.failure_event.message, "tags": dict(context.dagster_run.tags)}
-    context.log.error(f"ALERT: run {alert['run_id']} of {alert['job']} failed: {alert['error']}")
+             "error": context.failure_event.message, "steps": steps,
+             "tags": dict(context.dagster_run.tags)}
+    # The step's own error names what to fix (a dead Spark server, broker or node, say); the
+    # run's says only which steps failed.
+    cause = "; ".join(f"{step}: {error}" for step, error in steps.items()) or alert["error"]
+    context.log.error(f"ALERT: run {alert['run_id']} of {alert['job']} failed: {cause}")
     post_alert({"kind": "run_failure", **alert})
+
+
+def step_errors(failures: list[dg.DagsterEvent]) -> dict[str, str]:
+    """Each failed step's error as the step raised it (`spark.session.SparkServerUnavailable: the
+    Spark Connect server at ... did not answer`), not Dagster's wrapper around it."""
+    errors = {}
+    for event in failures:
+        error = event.step_failure_data.error
+        while error.cause is not None and error.cls_name and error.cls_name.startswith("Dagster"):
+            error = error.cause
+        errors[event.step_key] = error.message.strip()
+    return errors
 
 
 SENSORS = [kafka_ingest_sensor, landing_partitions_sensor, clickstream_topic_observation_sensor,

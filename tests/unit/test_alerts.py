@@ -17,3 +17,19 @@ def test_no_webhook_or_a_broken_one_sends_nothing_and_raises_nothing(monkeypatch
     monkeypatch.setenv("CLICKSTREAM_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{free_port()}/")
     assert post_alert({"kind": "run_failure"}) is False
     assert "alert webhook" in caplog.text and "run_failure" in caplog.text
+
+
+def test_a_run_failure_alert_names_what_the_step_raised():
+    import dagster as dg
+
+    from clickstream_dagster.sensors import step_errors
+    from spark.session import SparkServerUnavailable
+
+    @dg.asset
+    def needs_spark() -> None:
+        raise SparkServerUnavailable("the Spark Connect server at sc://127.0.0.1:1 did not answer")
+
+    result = dg.materialize([needs_spark], raise_on_error=False)
+    assert step_errors(result.get_step_failure_events()) == {
+        "needs_spark": "spark.session.SparkServerUnavailable: the Spark Connect server at "
+                       "sc://127.0.0.1:1 did not answer"}
