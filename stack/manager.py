@@ -19,6 +19,7 @@ from .process import (
     port_is_open,
     port_owner,
     read_pid_file,
+    start_lock,
     stop_process,
     wait_for,
 )
@@ -81,10 +82,18 @@ def down(settings: Settings) -> list[str]:
     for name in (supervisor.NAME, spark_connect.NAME, elasticsearch.NAME, kafka.NAME):
         if stop_process(settings.state_dir, name):
             stopped.append(name)
+    supervisor.restarts_file(settings.state_dir).unlink(missing_ok=True)  # counted from `up` on
     return stopped
 
 
 def _up(settings: Settings, service: Service) -> ServiceStatus:
+    if not service.is_local:  # never started here: nothing to hold, nothing to write
+        return _start_unless_running(settings, service)
+    with start_lock(settings.state_dir, service.name):
+        return _start_unless_running(settings, service)
+
+
+def _start_unless_running(settings: Settings, service: Service) -> ServiceStatus:
     current = _status(settings, service)
     if current.state in ("running", "external"):
         return current

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -10,6 +11,8 @@ import socket
 import subprocess
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,7 +35,7 @@ class ServiceProcess:
     started_at: float
 
     def is_alive(self) -> bool:
-        return _cmdline(self.pid).find(self.marker) >= 0
+        return command_line(self.pid).find(self.marker) >= 0
 
     def rss_bytes(self) -> int:
         return tree_rss_bytes(self.pid)
@@ -103,6 +106,20 @@ def read_pid_file(state_dir: Path, name: str) -> ServiceProcess | None:
         return ServiceProcess(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None
+
+
+@contextmanager
+def start_lock(state_dir: Path, name: str) -> Iterator[None]:
+    """Held while a service is started, by `stack up` and the supervisor alike: whoever comes
+    second finds the service started, not its port taken."""
+    path = state_dir / "run" / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def start_process(
@@ -228,7 +245,7 @@ def _still_alive(service: ServiceProcess, grace_s: float = 1.0) -> bool:
     return True
 
 
-def _cmdline(pid: int) -> str:
+def command_line(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:

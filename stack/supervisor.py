@@ -21,7 +21,7 @@ from pathlib import Path
 from clickstream_dagster.settings import Settings
 
 from .errors import StackError
-from .process import ServiceProcess, read_pid_file, start_process, stop_process
+from .process import ServiceProcess, read_pid_file, start_lock, start_process
 from .services import Service, local_services
 
 NAME = "supervisor"
@@ -70,21 +70,17 @@ def ensure_running(settings: Settings) -> ServiceProcess | None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
     path.write_bytes(pickle.dumps(settings))
-    restarts_file(settings.state_dir).unlink(missing_ok=True)
     return start_process(NAME, [sys.executable, "-m", "stack.supervisor", str(settings.state_dir)],
                          state_dir=settings.state_dir, log=settings.state_dir / "logs" / "supervisor.log",
                          marker=f"stack.supervisor {settings.state_dir}")
 
 
-def stop(settings: Settings) -> bool:
-    """Stop the supervisor (before the services, so it does not start them again)."""
-    return stop_process(settings.state_dir, NAME, timeout_s=30)
 
 
 class Supervisor:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, services: list[Service] | None = None):
         self.settings = settings
-        self.watches = [_Watch(service) for service in local_services(settings)]
+        self.watches = [_Watch(service) for service in services or local_services(settings)]
 
     def look(self) -> None:
         """One look at every watched service: note the live ones, start a dead one when due."""
@@ -100,7 +96,11 @@ class Supervisor:
                     watch.failures = 0
                 continue
             if now >= watch.next_start:
-                self._restart(watch, process)
+                with start_lock(self.settings.state_dir, watch.service.name):
+                    # `stack up` may have started it meanwhile.
+                    again = read_pid_file(self.settings.state_dir, watch.service.name)
+                    if again is not None and again.pid == process.pid:
+                        self._restart(watch, process)
 
     def _restart(self, watch: _Watch, dead: ServiceProcess) -> None:
         service = watch.service
