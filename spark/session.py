@@ -92,8 +92,27 @@ def connect(remote: str, retry_s: float, *, shared: bool = False) -> SparkSessio
     return session
 
 
+# How long a client that is on its way out (interrupted, failing) still waits for its server.
+GIVING_UP_RETRY_S = 3
+
+
+def give_up_fast(session: SparkSession) -> None:
+    """From now on the session's calls wait for a dead server only briefly (Connect clients; an
+    in-process session has no server to wait for)."""
+    client = getattr(session, "client", None)
+    if client is not None and hasattr(client, "set_retry_policies"):
+        client.set_retry_policies([retry_policy(GIVING_UP_RETRY_S)])
+
+
 class SparkServerUnavailable(RuntimeError):
-    """The Spark Connect server did not answer within the client's retry budget."""
+    """The Spark Connect server did not answer within the client's retry budget, or restarted and
+    no longer knows the client's session."""
+
+
+# Errors of a session whose server restarted (its sessions live in the server's memory); once
+# one call has seen it, pyspark closes the client, and every later call finds no session.
+SESSION_LOST = {"INVALID_HANDLE.SESSION_CHANGED", "INVALID_HANDLE.SESSION_NOT_FOUND",
+                "NO_ACTIVE_SESSION"}
 
 
 @contextmanager
@@ -104,14 +123,19 @@ def naming_the_server(remote: str | None, retry_s: float) -> Iterator[None]:
         yield
     except Exception as exc:
         error_class = getattr(exc, "getCondition", lambda: None)()
-        if not remote or error_class != "RETRIES_EXCEEDED":
-            raise
-        cause = str(exc.__cause__ or exc).split("details = ")[-1].split("\n")[0].strip('" ')
-        raise SparkServerUnavailable(
-            f"the Spark Connect server at {remote} did not answer for {retry_s:g} s ({cause}). "
-            f"Start it with `make up` (`clickstream stack up`), or point CLICKSTREAM_SPARK_REMOTE at "
-            f"one that runs; the lake's checkpoint keeps the position, so the next ingest resumes "
-            f"exactly there.") from exc
+        resume = "the lake's checkpoint keeps the position, so the next ingest resumes exactly there"
+        if remote and error_class == "RETRIES_EXCEEDED":
+            cause = str(exc.__cause__ or exc).split("details = ")[-1].split("\n")[0].strip('" ')
+            raise SparkServerUnavailable(
+                f"the Spark Connect server at {remote} did not answer for {retry_s:g} s ({cause}). "
+                f"Start it with `make up` (`clickstream stack up`), or point "
+                f"CLICKSTREAM_SPARK_REMOTE at one that runs; {resume}.") from exc
+        if remote and error_class in SESSION_LOST:
+            raise SparkServerUnavailable(
+                f"the Spark Connect server at {remote} restarted, and this client's session went "
+                f"with it ({error_class}). Run again (the ingest sensor retries on its own); "
+                f"{resume}.") from exc
+        raise
 
 
 def retry_policy(budget_s: float):

@@ -10,6 +10,7 @@ and reaches Spark only through the micro-batch's own session.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ..delta_lake import LANDING_PROPERTIES, LANDING_STATISTICS, append_batch, set_missing_properties
-from ..session import scoped_conf
+from ..session import give_up_fast, scoped_conf
 from . import checkpoint, consumer_group
 from .batch_log import BATCH_LOG_SCHEMA, BatchStats, batch_log_rows, newest_batch
 from .config import AVAILABLE_NOW, CONTINUOUS, IngestConfig
@@ -47,6 +48,8 @@ INGEST_CONF = {"spark.sql.maxConcurrentOutputFileWriters": "64",
                "spark.sql.parquet.compression.codec": "lz4_raw",
                "parquet.enable.dictionary": "false"}
 
+# An interrupted streaming run waits this long for its micro-batch in flight before it stops it.
+STOP_WAIT_INTERRUPTED_S = 10
 # Bad-rows files of a micro-batch with held-back (oversized) records stay this short.
 HELD_BACK_ROWS_PER_FILE = 64
 
@@ -108,8 +111,14 @@ class IngestJob:
                 if now - started >= seconds or now - last_records >= idle_s:
                     break
                 time.sleep(poll_s)
-        finally:
-            self.stop_between_batches()
+        except BaseException:
+            # Interrupted (SIGTERM, Ctrl-C) or failed: the process must end within seconds, even
+            # with its server gone, not after a retry budget for each call on the way out.
+            give_up_fast(self.spark)
+            with contextlib.suppress(Exception):  # a server that is gone: the error raised says so
+                self.stop_between_batches(timeout_s=STOP_WAIT_INTERRUPTED_S)
+            raise
+        self.stop_between_batches()
         # Raises the query's own error if it failed; returns at once after a stop.
         query.awaitTermination()
 

@@ -155,12 +155,18 @@ def test_a_dead_spark_server_is_started_again_and_stack_down_stops_it_for_good(s
     spark_connect.start(own)
     assert supervisor.ensure_running(own) is not None
     dead = read_pid_file(own.state_dir, spark_connect.NAME)
+    before = connect(own.spark_remote, retry_s=10)
+    assert before.range(2).count() == 2
     os.killpg(dead.pid, signal.SIGKILL)
 
     def restarted():
         now = {s.name: s for s in manager.status(own)}[spark_connect.NAME]
         return now.state == "running" and now.pid != dead.pid and now.restarts == 1
     wait_until(restarted, 120, "the supervisor to start the Spark Connect server again")
+    # A session of the dead server fails naming the server; a new one works.
+    with (pytest.raises(SparkServerUnavailable, match=f"{own.spark_remote} restarted"),
+          naming_the_server(own.spark_remote, 10)):
+        before.range(3).count()
     session = connect(own.spark_remote, retry_s=10)
     try:
         assert session.range(5).count() == 5
