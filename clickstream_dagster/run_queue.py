@@ -45,12 +45,14 @@ class QueueState:
             count += 1
         return count
 
-    def retry_in_s(self, now: float | None = None) -> float:
-        """Seconds until a retry after the newest failure may start; 0 when none is owed."""
+    def retry_in_s(self, now: float | None = None, base_s: float | None = None) -> float:
+        """Seconds until a retry after the newest failure may start; 0 when none is owed. The
+        waits double from `base_s` (RETRY_BASE_S by default)."""
         failures = self.consecutive_failures
         if not failures:
             return 0.0
-        delay = min(RETRY_BASE_S * 2 ** (failures - 1), RETRY_MAX_S)
+        base_s = RETRY_BASE_S if base_s is None else base_s
+        delay = min(base_s * 2 ** (failures - 1), RETRY_MAX_S)
         failed_at = self.records[0].end_time or self.records[0].update_timestamp.timestamp()
         return max(0.0, failed_at + delay - (now if now is not None else time.time()))
 

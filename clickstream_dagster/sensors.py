@@ -23,6 +23,9 @@ AUTOMATION = dg.DefaultSensorStatus.RUNNING if SETTINGS.automation else dg.Defau
 # A day whose runs keep failing with no new data stops being retried after this many attempts; the
 # failure sensor has alerted on each, and the next change to the day starts it again.
 DAILY_MAX_ATTEMPTS = 4
+# The live path waits on the ingest, so its first retry comes sooner: a run that failed because a
+# service restarted under it finds the service back by then (10 s, 20 s, 40 s ... at most 10 min).
+INGEST_RETRY_BASE_S = 10
 # The sensor's ingest runs stream: one run lands micro-batches and refreshes the live documents for
 # up to an hour, instead of paying a run start per cycle (CLICKSTREAM_INGEST_STREAM_S=0 turns it
 # off), and reports the days it changed every minute on the way.
@@ -53,7 +56,7 @@ def kafka_ingest_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResourc
     if busy:
         return dg.SensorResult(skip_reason=f"ingest run {busy.run_id[:8]} is {busy.status.value.lower()}; "
                                            "new records join the next run")
-    retry_in = queue.retry_in_s()
+    retry_in = queue.retry_in_s(base_s=INGEST_RETRY_BASE_S)
     if retry_in:
         return dg.SensorResult(skip_reason=f"the last {queue.consecutive_failures} ingest run(s) "
                                            f"failed; retrying in {retry_in:.0f} s")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from clickstream_dagster import run_queue
+from clickstream_dagster import sensors
 from clickstream_dagster.assets.ingest import clickstream_landing
 from clickstream_dagster.definitions import build_resources, defs
 from clickstream_dagster.sensors import kafka_ingest_sensor, landing_partitions_sensor
@@ -77,7 +77,7 @@ def test_late_events_for_an_earlier_day_request_that_day_only(fresh_topics, tmp_
 
 def test_kafka_sensor_never_queues_a_second_ingest_and_retries_a_failed_one(fresh_topics, tmp_path,
                                                                           monkeypatch):
-    monkeypatch.setattr(run_queue, "RETRY_BASE_S", 1)
+    monkeypatch.setattr(sensors, "INGEST_RETRY_BASE_S", 1)
     resources = _resources(fresh_topics, tmp_path)
     with dg.instance_for_test() as instance:
         produce(GeneratorConfig(events=300, seed=4), fresh_topics, progress=False)
