@@ -43,10 +43,12 @@ from clickstream_dagster.settings import Settings, child_env
 from simulator.producer import produce
 from simulator.timeline import GeneratorConfig
 from spark.ingest.batch_log import read_batch_log
+from spark.session import connect
 from stack import elasticsearch, kafka, spark_connect
 from stack.process import descendants, read_pid_file, tree_rss_bytes
 
 from . import report
+from .kills import Kill, failed_runs, landing_accounting, recovery, topic_records
 
 LIVE = "clickstream-live"
 BACKLOG_EVENTS = 10_000
@@ -94,7 +96,8 @@ class LiveRun:
     batches: dict[tuple[str, int], dict] = field(default_factory=dict)
 
 
-def run_live_benchmark(base: Settings, rate: float, minutes: float, *, progress: bool = True) -> dict:
+def run_live_benchmark(base: Settings, rate: float, minutes: float, *, progress: bool = True,
+                       kill: Kill | None = None) -> dict:
     sandbox = Sandbox(LIVE, base)
     sandbox.reset()
     settings = sandbox.settings
@@ -129,15 +132,39 @@ def run_live_benchmark(base: Settings, rate: float, minutes: float, *, progress:
             [sys.executable, "-m", "cli", "generate", "--events", "0", "--rate",
              str(rate), "--quiet"], env=env, stdout=generator_log, stderr=subprocess.STDOUT,
             start_new_session=True)
+        killed = {}
         try:
             _measure(live, home, {"dagster": dagster_proc.pid, "generator": generator.pid},
-                     progress)
+                     progress, kill)
+            _stop(generator)
+            if kill is not None:
+                killed = _after_kill(live, home, kill, progress)
         finally:
             for child in (generator, dagster_proc):
                 _stop(child)
     return {"started_at": started_at, "rate_per_s": rate, "minutes": minutes,
             "sensor_interval_s": settings.sensor_interval_s, "backlog_ingest_run": backlog_run,
-            **summarize(live, home)}
+            **summarize(live, home), **({"kill": killed} if killed else {})}
+
+
+def _after_kill(live: LiveRun, home: Path, kill: Kill, progress: bool, drain_s: float = 300) -> dict:
+    """Once the traffic stopped and the ingest took all of it: how the live path came back."""
+    if kill.at is None:
+        raise RuntimeError(f"the run ended before the kill at {kill.after_s:g} s: run it longer")
+    batch_log = BatchLog(live.settings)
+    records, deadline = topic_records(live.settings), time.time() + drain_s
+    while time.time() < deadline:
+        batch_log.read_into(live, since=kill.at - 600)
+        if sum(b["input_rows"] for b in live.batches.values()) >= records:
+            break
+        time.sleep(5)
+    instance = dg.DagsterInstance.from_config(str(home))
+    result = {**recovery(kill, live.probes), "failed_runs": failed_runs(instance, kill.at - 60),
+              **landing_accounting(batch_log.session(), live.settings,
+                                   list(live.batches.values()))}
+    if progress:
+        print(f"  after the kill: {json.dumps(result, indent=2)}", flush=True)
+    return result
 
 
 def _first_ingest(home: Path, dagster_proc: subprocess.Popen, timeout_s: float = 300) -> dict:
@@ -169,13 +196,14 @@ def _sandbox_env(settings: Settings, home: Path) -> dict[str, str]:
                      CLICKSTREAM_ES_INDEX_PREFIX=settings.elasticsearch_index_prefix)
 
 
-def _measure(live: LiveRun, home: Path, own_pids: dict[str, int], progress: bool) -> None:
+def _measure(live: LiveRun, home: Path, own_pids: dict[str, int], progress: bool,
+             kill: Kill | None = None) -> None:
     settings = live.settings
     instance = dg.DagsterInstance.from_config(str(home))
     producer = Producer(settings.kafka_client_config(**{"acks": "all", "enable.idempotence": True,
                                                         "linger.ms": 0}))
     client = elasticsearch_client(settings)
-    spark = pipeline_spark(settings, "clickstream-bench-live")
+    batch_log = BatchLog(settings)
     sessions_alias = SESSIONS.with_prefix(settings.elasticsearch_index_prefix).alias
     services = {name: read_pid_file(settings.state_dir, name)
                 for name in (kafka.NAME, elasticsearch.NAME, spark_connect.NAME)}
@@ -188,13 +216,17 @@ def _measure(live: LiveRun, home: Path, own_pids: dict[str, int], progress: bool
     next_lake_poll = began
     while time.time() < end:
         now = time.time()
+        if kill is not None and kill.due(began):
+            what = kill.fire(settings, instance, own_pids["dagster"])
+            if progress:
+                print(f"  killed {what} at {now - began:.0f} s", flush=True)
         if now >= next_probe:
             live.probes.append(_send_probe(producer, settings.topic))
             next_probe += PROBE_EVERY_S
         producer.poll(0)
         if now >= next_lake_poll:
             next_lake_poll = now + LAKE_POLL_S
-            _read_batches(live, spark, since=began)
+            batch_log.read_into(live, since=began)
         _resolve(live.probes, live.batches.values(), client, sessions_alias)
         by_process = cpu.shares()
         live.samples.append(Sample(now, *_run_counts(instance, began), sum(by_process.values()),
@@ -209,9 +241,34 @@ def _measure(live: LiveRun, home: Path, own_pids: dict[str, int], progress: bool
     # Probes sent near the end get a last chance to arrive, without new traffic counted against it.
     deadline = time.time() + 90
     while any(p.es_s is None or p.lake_s is None for p in live.probes) and time.time() < deadline:
-        _read_batches(live, spark, since=began)
+        batch_log.read_into(live, since=began)
         _resolve(live.probes, live.batches.values(), client, sessions_alias)
         time.sleep(2)
+
+
+class BatchLog:
+    """The benchmark's reads of the batch log, on a session of its own that it opens again when
+    the server restarted under it (`--kill spark-connect`)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._session = None
+
+    def session(self):
+        if self._session is None:
+            self._session = (connect(self.settings.spark_remote, self.settings.spark_retry_s)
+                             if self.settings.spark_remote
+                             else pipeline_spark(self.settings, "clickstream-bench-live"))
+        return self._session
+
+    def read_into(self, live: LiveRun, since: float) -> None:
+        try:
+            _read_batches(live, self.session(), since)
+        except Exception as exc:  # pyspark's Connect errors share no narrower base
+            print(f"  the batch log could not be read ({type(exc).__name__}: "
+                  f"{str(exc).splitlines()[0][:120]}); reading it again on a new session",
+                  flush=True)
+            self._session = None
 
 
 def _send_probe(producer: Producer, topic: str) -> Probe:

@@ -12,6 +12,9 @@ from dashboard import DEFAULT_PORT as DASHBOARD_PORT
 from spark.ingest.config import IngestConfig
 from stack.errors import StackError
 
+# What `bench live --kill` can kill (bench.kills.TARGETS, which imports Dagster: not at start-up).
+KILL_TARGETS = ("spark-connect", "kafka", "elasticsearch", "ingest-run")
+
 # Event time is UTC everywhere, including in every JVM and Python process the CLI starts.
 use_utc()
 
@@ -229,7 +232,11 @@ def _bench_live(args: argparse.Namespace, settings: Settings) -> int:
     manager.up(settings)
     print(f"bench live: {args.rate:g} events/s for {args.minutes:g} min through dagster dev, its "
           f"daemon and sensors (sandbox {live.LIVE})", flush=True)
-    results = live.run_live_benchmark(settings, args.rate, args.minutes, progress=not args.quiet)
+    from bench.kills import Kill
+
+    kill = Kill(args.kill, args.kill_after) if args.kill else None
+    results = live.run_live_benchmark(settings, args.rate, args.minutes, progress=not args.quiet,
+                                      kill=kill)
     paths = live.write(results, Path(args.results_dir))
     print("\n" + live.markdown(results) + "\n")
     print("results: " + ", ".join(str(p) for p in paths.values()))
@@ -331,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "real ingest, on one backlog")
     bench.add_argument("--rate", type=float, default=100, help="live: events/s of live traffic")
     bench.add_argument("--minutes", type=float, default=10, help="live: how long to measure")
+    bench.add_argument("--kill", choices=KILL_TARGETS,
+                       help="live: SIGKILL this part of the live path mid-run, then report how it "
+                            "came back (time to recovery, failed runs and their alerts, restarts, "
+                            "every record once)")
+    bench.add_argument("--kill-after", type=float, default=120, metavar="SECONDS",
+                       help="live: when to kill, from the start of the measurement")
     bench.add_argument("--events", type=int, default=1_000_000, help="events in the day (10000000: full run)")
     bench.add_argument("--seed", type=int, default=1)
     bench.add_argument("--repeats", type=int, default=2,

@@ -51,3 +51,27 @@ def test_a_minute_without_a_sample_is_reported_not_a_crash():
     # One sample's batch-log query outlasted a whole minute on a saturated server.
     line = _minute_line(_run(), START + 120, START + 180)
     assert "cpu -" in line and "micro-batches p50 - s" in line
+
+
+def _probe(sent_s: float, es_s: float | None) -> Probe:
+    return Probe("e", "s", START + sent_s, es_s=es_s)
+
+
+def test_recovery_is_when_elasticsearch_keeps_up_again_first_and_for_good():
+    from bench.kills import Kill, recovery
+
+    kill = Kill("spark-connect", after_s=100, at=START + 100)
+    probes = [_probe(95, 3.0),  # before the kill: not counted
+              _probe(100, 80.0), _probe(105, None), _probe(110, 12.0),  # a fast one, then
+              _probe(115, 45.0), _probe(120, 20.0), _probe(125, 4.0)]  # slow again, then for good
+    result = recovery(kill, probes)
+    assert result["back_after_s"] == 22.0  # the probe sent at 110 s arrived at 122 s
+    assert result["for_good_after_s"] == 40.0  # the probe sent at 120 s arrived at 140 s
+    assert (result["slowest_probe_s"], result["probes_never_served"]) == (80.0, 1)
+
+
+def test_bench_kill_targets_are_the_ones_the_cli_offers():
+    from bench.kills import TARGETS
+    from cli.main import KILL_TARGETS
+
+    assert KILL_TARGETS == TARGETS
