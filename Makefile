@@ -8,7 +8,7 @@ export TZ := UTC
 export DAGSTER_HOME ?= $(HOME)/.local/share/clickstream/dagster
 PYTEST_ARGS ?=
 
-.PHONY: install up down status run demo dashboard test check unit lint validate browser bench bench-live bench-profile clean
+.PHONY: install up down status run demo reset dashboard test check unit lint validate browser bench bench-live bench-profile clean
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 1; }
@@ -37,6 +37,10 @@ run: install
 demo: install
 	@mkdir -p "$(DAGSTER_HOME)"
 	$(BIN)/clickstream demo
+
+# make run's data from scratch (asks first; stop make run before): topics, lake, indices, instance.
+reset: up
+	$(BIN)/clickstream reset
 
 # The dashboard page on its own (make run serves it too); PREFIX=clickstream-demo shows the demo's.
 PREFIX ?=

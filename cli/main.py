@@ -184,6 +184,28 @@ def _stop(child, grace_s: float = 30) -> None:
             continue
 
 
+def _reset(args: argparse.Namespace, settings: Settings) -> int:
+    """`make run`'s data from scratch: topics emptied, no lake, no indices, a new Dagster instance."""
+    import shutil
+
+    from .sandbox import reset_data
+
+    dagster_home = settings.dagster_home or DEFAULT_DAGSTER_HOME
+    print(f"This deletes every record of {settings.topic} and {settings.dlq_topic}, the lake at "
+          f"{settings.lake_dir}, the {settings.elasticsearch_index_prefix}-* indices and the "
+          f"Dagster instance at {dagster_home} (runs, sensor cursors). Stop `make run` first.")
+    if not args.yes and input("Type 'reset' to go on: ").strip() != "reset":
+        print("nothing deleted")
+        return 1
+    gone = reset_data(settings)
+    if dagster_home.exists():
+        shutil.rmtree(dagster_home)
+        gone.append(f"Dagster instance {dagster_home}")
+    print("deleted: " + (", ".join(gone) or "nothing was there") +
+          "\nthe next `make run` starts from empty topics and an empty lake")
+    return 0
+
+
 def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
     from clickstream_dagster.clients import elasticsearch_client
     from dashboard.app import serve
@@ -320,6 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="days of traffic; the last has a spike and a drop, judged against the "
                            "days before it (3 or more needed)")
     demo.set_defaults(handler=_demo)
+
+    reset = commands.add_parser("reset", help="delete make run's data: topic records, lake, "
+                                              "indices and the Dagster instance")
+    reset.add_argument("--yes", action="store_true", help="do not ask first")
+    reset.set_defaults(handler=_reset)
 
     dashboard = commands.add_parser("dashboard", help="serve the dashboard page (make run does too)")
     dashboard.add_argument("--host", default="127.0.0.1")

@@ -20,12 +20,37 @@ from clickstream_dagster.checks.quality import QUALITY_CHECKS
 from clickstream_dagster.checks.serving import SERVING_CHECKS
 from clickstream_dagster.clients import elasticsearch_client, kafka_admin
 from clickstream_dagster.definitions import build_resources
+from clickstream_dagster.serving.indices import SERVED
 from clickstream_dagster.settings import Settings
 from stack import kafka
 
 # Everything the daily job materializes after ingest, blocking checks included.
 DAILY_SELECTION = [raw_clickstream, *ANALYTICS_ASSETS, *SERVING_ASSETS, *QUALITY_CHECKS,
                    *ANOMALY_CHECKS, *SERVING_CHECKS]
+
+
+def reset_data(settings: Settings) -> list[str]:
+    """Empty topics (deleted and created again), no lake and no served indices for `settings`;
+    returns what went. Only the index families of its prefix: `clickstream-url-country-*` is not
+    `clickstream-demo-url-country-*`."""
+    gone = []
+    existing = kafka_admin(settings).list_topics(timeout=10).topics
+    stale = [t for t in (settings.topic, settings.dlq_topic) if t in existing]
+    if stale:
+        kafka.delete_topics(settings, stale)
+        gone += [f"topic {t}" for t in stale]
+        time.sleep(2)  # deletion completes asynchronously on the broker
+    kafka.create_topics(settings, {settings.topic: settings.topic_partitions, settings.dlq_topic: 1})
+    if Path(settings.lake_dir).exists():
+        shutil.rmtree(settings.lake_dir)
+        gone.append(f"lake {settings.lake_dir}")
+    client = elasticsearch_client(settings)
+    for spec in SERVED:
+        family = spec.with_prefix(settings.elasticsearch_index_prefix).name
+        for index in client.indices.get(index=f"{family}-*", allow_no_indices=True):
+            client.indices.delete(index=index)
+            gone.append(f"index {index}")
+    return gone
 
 
 class SandboxRunFailed(RuntimeError):
@@ -51,18 +76,7 @@ class Sandbox:
 
     def reset(self) -> None:
         """New topics, an empty lake and no indices of this sandbox."""
-        settings = self.settings
-        existing = kafka_admin(settings).list_topics(timeout=10).topics
-        stale = [t for t in (settings.topic, settings.dlq_topic) if t in existing]
-        if stale:
-            kafka.delete_topics(settings, stale)
-            time.sleep(2)  # deletion completes asynchronously on the broker
-        kafka.create_topics(settings, {settings.topic: settings.topic_partitions,
-                                       settings.dlq_topic: 1})
-        shutil.rmtree(settings.lake_dir, ignore_errors=True)
-        client = elasticsearch_client(settings)
-        for index in client.indices.get(index=f"{self.name}-*", allow_no_indices=True):
-            client.indices.delete(index=index)
+        reset_data(self.settings)
 
     def ingest(self, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
         """Everything on the sandbox topic into its landing lake, as the ingest job does."""
