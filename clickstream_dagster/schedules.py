@@ -24,7 +24,7 @@ def daily_close_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest
     """Recompute the day that just ended, once its lateness window has passed, as final."""
     day = (context.scheduled_execution_time - timedelta(days=1)).date().isoformat()
     # A day before the pipeline's first ingest has nothing to make final: its run would only fail
-    # the has_rows check and alert, as it did for a first `make run` started before the close hour.
+    # the has_rows check and alert.
     if not _ingest_landed(context.instance, day):
         return dg.SkipReason(f"no ingest reported events dated {day}, so there is nothing to make "
                              f"final; materialize the partition by hand to judge it anyway")

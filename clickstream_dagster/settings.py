@@ -119,7 +119,7 @@ class Settings:
     # gained every `ingest_report_s`, which is how late data reaches the partition sensor.
     ingest_stream_s: int = 3600
     # 10 s: at 1,000 events/s a fresher live path for 5 to 9 % more CPU than 15 s; at 100/s the
-    # stack still idles over half the cores (README, Benchmarks).
+    # stack still idles over half the cores (docs/benchmarks.md).
     ingest_trigger_s: float = 10.0
     ingest_idle_s: int = 60
     ingest_report_s: int = 60

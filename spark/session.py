@@ -24,7 +24,7 @@ BASE_CONF = {
     "spark.sql.adaptive.enabled": "true",
     "spark.ui.showConsoleProgress": "false",
     # This rule rewrites every field read of a from_json struct into its own pruned from_json, so
-    # the ingest's ~30 contract checks parsed each event ~30 times (480k events: 40 s -> 2.5 s).
+    # a query that reads many fields of one parsed column parses it once per field.
     "spark.sql.optimizer.enableJsonExpressionOptimization": "false",
     # pyspark's Python worker daemon, less a per-task re-read of zip archives (see the module).
     "spark.python.daemon.module": "spark.worker_daemon",
@@ -43,11 +43,10 @@ STREAMING_CONF = {
         "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
     "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
     # Counting the state's rows costs a read before every write; the dedup only ever needs the
-    # read it does itself (1M-event batch: dedup and cache 16 s -> 8 s, with the cache change).
+    # read it does itself.
     "spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows": "false",
-    # One memory budget (500 MB by default) for every RocksDB instance of the process. Of two
-    # 10M-event ingests without it, one peaked at 7.95 GiB for the driver's process tree (the
-    # other at 4.3); with it, 4.3 GiB at the same 28k events/s.
+    # One memory budget (500 MB by default) for every RocksDB instance of the process: without
+    # it, each instance grows its own caches, and a long ingest's peak memory is left to chance.
     "spark.sql.streaming.stateStore.rocksdb.boundedMemoryUsage": "true",
 }
 
@@ -70,7 +69,7 @@ def pipeline_conf(master: str, shuffle_partitions: int) -> dict[str, str]:
     """Everything the pipeline's Spark needs, for an in-process session or a Connect server."""
     conf = {**BASE_CONF, **DELTA_CONF, **STREAMING_CONF, **LOCAL_DISK_CONF,
             # Spark's default of 200 suits a cluster; on a few cores each of those tasks is pure
-            # overhead (1M-event day, the five analytics steps: 44.7 s -> 19.1 s at 8).
+            # overhead.
             "spark.sql.shuffle.partitions": str(shuffle_partitions)}
     local = re.fullmatch(r"local\[(\d+|\*)(,\d+)?\]|local", master)
     if local:  # readable through spark.conf, which Connect clients have (sparkContext they lack)

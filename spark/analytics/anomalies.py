@@ -3,7 +3,7 @@ window of the trailing days (a seasonal baseline), scored with robust statistics
 
 Traffic is counted as distinct sessions per window, not events: one visitor's burst of clicks
 moves the events of a small country's window tenfold, but not its sessions. On simulated days
-(README "Anomaly alerts") event counts raised 20 to 90 false alarms a day; session counts none.
+(docs/architecture.md, "Anomaly alerts") event counts raised 20 to 90 false alarms a day; session counts none.
 
 A window's score is (sessions - baseline) / spread, where
 - baseline: the median of the same window over up to TRAILING_DAYS days before;

@@ -98,8 +98,8 @@ class IngestConfig:
     processing_time: str = "10 seconds"
     max_offsets_per_trigger: int | None = 1_000_000
     # Every micro-batch scans the whole dedup state for expired keys, and the state holds about
-    # rate x watermark keys: 0.55 ms of task time per 1,000 keys, so 2 s a batch after an hour at
-    # 1,000 events/s with a 1-hour watermark. The daily compaction dedups whole days anyway.
+    # rate x watermark keys, so a long watermark slows every batch. The daily compaction dedups
+    # whole days anyway.
     dedup_watermark: str = "10 minutes"
     starting_offsets: str = "earliest"
     state_partitions: int = 4  # fixed by the first run of a checkpoint
