@@ -7,7 +7,13 @@ import signal
 import sys
 from pathlib import Path
 
-from clickstream_dagster.settings import DEFAULT_DAGSTER_HOME, Settings, child_env, use_utc
+from clickstream_dagster.settings import (
+    DEFAULT_DAGSTER_HOME,
+    SettingError,
+    Settings,
+    child_env,
+    use_utc,
+)
 from dashboard import DEFAULT_PORT as DASHBOARD_PORT
 from spark.ingest.config import IngestConfig
 from stack.errors import StackError
@@ -400,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args, Settings.from_env())
-    except StackError as exc:
+    except (StackError, SettingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

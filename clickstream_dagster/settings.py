@@ -1,36 +1,136 @@
-"""Every setting the project reads from the environment, with its default, in one place.
+"""Every setting the project reads from the environment, declared once: its variable, type,
+default, meaning and whether it is a secret. The loader, its validation and the README's
+configuration table all come from the declarations below (`python -m clickstream_dagster.settings
+--write-readme` rewrites the table; a unit test holds the README to it).
 
-The README's configuration table documents exactly these names. Secrets (Elasticsearch API key and
-password) are only ever read from the environment, never from files in the repository.
+Secrets (passwords, API keys) are only ever read from the environment, never from files in the
+repository, and stay out of `repr`.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
-from dataclasses import dataclass, field
+import typing
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import date
 from pathlib import Path
 from urllib.parse import urlparse
 
-from spark.analytics.anomalies import DEFAULT_MIN_SESSIONS, DEFAULT_THRESHOLD
-from spark.analytics.jobs import DEFAULT_MAX_EVENTS_PER_SECOND
+from spark.analytics.defaults import (
+    DEFAULT_MAX_EVENTS_PER_SECOND,
+    DEFAULT_MIN_SESSIONS,
+    DEFAULT_THRESHOLD,
+)
 from spark.ingest.config import IP_MODES, KAFKA_PROTOCOLS, SASL_MECHANISMS, IngestConfig, KafkaSecurity
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
-DEFAULT_DAGSTER_HOME = Path.home() / ".local" / "share" / "clickstream" / "dagster"
+_HOME = Path.home()
+DEFAULT_DAGSTER_HOME = _HOME / ".local" / "share" / "clickstream" / "dagster"
+README_START = "<!-- settings: generated from clickstream_dagster/settings.py -->"
+README_END = "<!-- settings: end -->"
+# Read by others, not by the project, yet part of its configuration.
+DOCUMENTED_ELSEWHERE = [
+    ("SPARK_CONF_DIR", "unset", "folder with a `spark-defaults.conf` for cluster or `s3a://` "
+                                "settings (read by Spark itself)"),
+    ("TZ", "`UTC` (set by the Makefile and the CLI)", "event time is always UTC"),
+]
 
 
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name, "").strip()
-    return value or default
+class SettingError(ValueError):
+    """A variable whose value the project cannot use; the message names it and what it accepts."""
 
 
-def _choice(name: str, default: str, choices: tuple[str, ...], case=str.lower) -> str:
-    value = case(_env(name, default))
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not one of {', '.join(choices)}")
+@dataclass(frozen=True)
+class Parser:
+    read: Callable[[str], typing.Any]
+    accepts: str  # "a whole number", said in the error
+
+
+def _one_of(choices: tuple[str, ...], case: Callable[[str], str] = str.lower) -> Parser:
+    def read(text: str) -> str:
+        if case(text) not in choices:
+            raise ValueError
+        return case(text)
+    return Parser(read, f"one of {', '.join(choices)}")
+
+
+def _whole(text: str) -> int:
+    return int(text)
+
+
+def _non_negative(text: str) -> int:
+    if not text.isdigit():
+        raise ValueError
+    return int(text)
+
+
+def _flag(text: str) -> bool:
+    value = {"on": True, "true": True, "yes": True, "1": True,
+             "off": False, "false": False, "no": False, "0": False}.get(text.lower())
+    if value is None:
+        raise ValueError
     return value
+
+
+def _remote_url(text: str) -> str | None:
+    if text.lower() in ("none", "off", "in-process"):
+        return None
+    if not text.startswith("sc://"):
+        raise ValueError
+    return text
+
+
+def _hour_of_day(text: str) -> int:
+    hour = int(text)
+    if not 0 <= hour <= 23:
+        raise ValueError
+    return hour
+
+
+def _day(text: str) -> str:
+    return date.fromisoformat(text).isoformat()
+
+
+def _expand(text: str) -> str:
+    # s3a://, hdfs:// and file:// URIs pass through untouched; plain paths become absolute.
+    return text if "://" in text else str(Path(text).expanduser().resolve())
+
+
+_remote = Parser(_remote_url, "a Spark Connect URL (sc://host:port), or none to run Spark inside "
+                              "each process")
+_days = Parser(_non_negative, "a whole number of days, or 0 to keep forever")
+_hour = Parser(_hour_of_day, "an hour of the day, 0 to 23")
+_iso_day = Parser(_day, "a day written YYYY-MM-DD, for example 2024-01-01")
+_path_or_uri = Parser(_expand, "a path or a URI")
+_url = Parser(lambda text: text.rstrip("/"), "a URL")
+BY_TYPE = {str: Parser(str, "text"), int: Parser(_whole, "a whole number"),
+           float: Parser(float, "a number"), bool: Parser(_flag, "on or off"),
+           Path: Parser(lambda text: Path(text).expanduser(), "a path")}
+
+
+def setting(variable: str, default, meaning: str, *, parse: Parser | None = None,
+            secret: bool = False, shown: str | None = None, factory: Callable | None = None):
+    """One setting's declaration, as a dataclass field of `Settings`."""
+    metadata = {"variable": variable, "meaning": meaning, "parse": parse, "secret": secret,
+                "shown": shown}
+    if factory is not None:
+        return field(default_factory=factory, repr=not secret, metadata=metadata)
+    return field(default=default, repr=not secret, metadata=metadata)
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _default_state_dir() -> Path:
+    # Elasticsearch runs as an unprivileged user when we are root, and that user cannot traverse
+    # /root, so root keeps service state in a system location instead of the home folder.
+    if _is_root():
+        return Path("/var/lib/clickstream")
+    return _HOME / ".local" / "state" / "clickstream"
 
 
 def use_utc() -> None:
@@ -48,155 +148,244 @@ def child_env(**overrides: str) -> dict[str, str]:
     return {**env, "TZ": "UTC", **overrides}
 
 
-def _is_root() -> bool:
-    return hasattr(os, "geteuid") and os.geteuid() == 0
-
-
-def _default_state_dir() -> Path:
-    # Elasticsearch runs as an unprivileged user when we are root, and that user cannot traverse
-    # /root, so root keeps service state in a system location instead of the home folder.
-    if _is_root():
-        return Path("/var/lib/clickstream")
-    return Path.home() / ".local" / "state" / "clickstream"
-
-
 @dataclass(frozen=True)
 class Settings:
-    kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    # SASL and TLS for every Kafka client; plaintext by default, as on the local broker.
-    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
-    topic: str = IngestConfig.topic
-    dlq_topic: str = IngestConfig.dlq_topic
-    consumer_group: str = IngestConfig.consumer_group
-    ip_anonymization: str = IngestConfig.ip_anonymization
-    # Bots (by user agent, or by more events in one second than this) stay in the lake; the
-    # analytics and indices leave them out unless include_bots.
-    include_bots: bool = False
-    bot_events_per_second: int = DEFAULT_MAX_EVENTS_PER_SECOND
-    # A 5-minute window is a traffic anomaly past this robust score, if its sessions changed by
-    # at least anomaly_min_sessions (spark/analytics/anomalies.py).
-    anomaly_threshold: float = DEFAULT_THRESHOLD
-    anomaly_min_sessions: int = DEFAULT_MIN_SESSIONS
-    topic_partitions: int = 6
-    elasticsearch_url: str = "http://127.0.0.1:9200"
-    elasticsearch_api_key: str | None = field(default=None, repr=False)
-    elasticsearch_username: str | None = None
-    elasticsearch_password: str | None = field(default=None, repr=False)
-    elasticsearch_ca_certs: str | None = None
-    elasticsearch_index_prefix: str = "clickstream"
-    lake_dir: str = str(Path.home() / ".local" / "share" / "clickstream" / "lake")
-    # Runs are clients of this Spark Connect server; None runs Spark inside each process instead.
-    spark_remote: str | None = "sc://127.0.0.1:15002"
-    # How long a Connect client retries a server that does not answer before its call fails:
-    # pyspark's default tolerates at least ten minutes per call, so a dead server hung runs.
-    spark_retry_s: float = 30.0
-    spark_master: str = "local[*]"
-    spark_driver_memory: str = "3g"
-    spark_shuffle_partitions: int = 8
-    cache_dir: Path = Path.home() / ".cache" / "clickstream"
-    # Dagster's instance folder (run history, sensor cursors); None: an ephemeral instance where a
-    # command allows one. `clickstream run` uses DEFAULT_DAGSTER_HOME then.
-    dagster_home: Path | None = None
-    # The JDK the local stack runs Kafka, Elasticsearch and Spark with; None: `java` on PATH.
-    java_home: str | None = None
-    state_dir: Path = field(default_factory=_default_state_dir)
-    kafka_heap: str = "1g"
-    elasticsearch_heap: str = "1g"
-    elasticsearch_user: str = "clickstream"
-    maven_settings: str | None = None
-    # Daily partitions start here; replaying older history (a week of 2024, say) moves it back.
-    first_day: str = "2026-01-01"
-    automation: bool = True
-    sensor_interval_s: int = 5
-    volume_band: float = 0.5
-    alert_webhook_url: str | None = None
-    day_close_hour_utc: int = 2
-    # The Kafka sensor's ingest runs keep their query running for up to this long, landing a
-    # micro-batch every `ingest_trigger_s` and refreshing the live documents after each, and end
-    # early once the topic is quiet for `ingest_idle_s`. 0: each run takes what is on the topic
-    # and stops (available-now), which pays a run start per cycle. A handover from one run to the
-    # next holds the live path up for some 30 s, so runs are long; they report what the lake
-    # gained every `ingest_report_s`, which is how late data reaches the partition sensor.
-    ingest_stream_s: int = 3600
-    # 10 s: at 1,000 events/s a fresher live path for 5 to 9 % more CPU than 15 s; at 100/s the
-    # stack still idles over half the cores (docs/benchmarks.md).
-    ingest_trigger_s: float = 10.0
-    ingest_idle_s: int = 60
-    ingest_report_s: int = 60
-    # Days kept, counted back from today (UTC); 0 keeps forever. The landing and the dead letters
-    # hold personal data as sent; the raw table keeps each compacted day beyond the landing's.
-    landing_retention_days: int = 30
-    dead_letter_retention_days: int = 14
-    index_retention_days: int = 90
+    kafka_bootstrap_servers: str = setting(
+        "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092",
+        "Kafka brokers. A loopback address is started by `stack up` if nothing answers there; any "
+        "other address is used as it is.")
+    kafka_security_protocol: str = setting(
+        "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT",
+        "`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`, for every Kafka client: producer, "
+        "ingest (Spark's source and dead-letter sink), sensors, admin",
+        parse=_one_of(KAFKA_PROTOCOLS, str.upper))
+    kafka_sasl_mechanism: str = setting(
+        "KAFKA_SASL_MECHANISM", "SCRAM-SHA-512",
+        "`SCRAM-SHA-512`, `SCRAM-SHA-256` or `PLAIN`",
+        parse=_one_of(SASL_MECHANISMS, str.upper))
+    kafka_sasl_username: str | None = setting(
+        "KAFKA_SASL_USERNAME", None,
+        "SASL user (required with a `SASL_*` protocol)")
+    kafka_sasl_password: str | None = setting(
+        "KAFKA_SASL_PASSWORD", None,
+        "SASL password (a Dagster `EnvVar`, never written into the definitions)",
+        secret=True)
+    kafka_ssl_ca_location: str | None = setting(
+        "KAFKA_SSL_CA_LOCATION", None,
+        "PEM bundle of the CA that signed the brokers' certificates; it must be readable where "
+        "Spark runs too",
+        shown="unset: the system's CAs")
+    topic: str = setting(
+        "CLICKSTREAM_TOPIC", IngestConfig.topic,
+        "topic the web events arrive on")
+    dlq_topic: str = setting(
+        "CLICKSTREAM_DLQ_TOPIC", IngestConfig.dlq_topic,
+        "dead-letter topic for events that fail the contract")
+    ip_anonymization: str = setting(
+        "CLICKSTREAM_IP_ANONYMIZATION", IngestConfig.ip_anonymization,
+        "how client IP addresses reach the lake: `truncate` keeps their network (IPv4 /24, IPv6 "
+        "/48), `off` keeps them as sent. Dead letters always keep the original bytes; no index "
+        "serves an address",
+        parse=_one_of(IP_MODES))
+    include_bots: bool = setting(
+        "CLICKSTREAM_INCLUDE_BOTS", False,
+        "bots stay in the lake either way (`is_bot`, `bot_reason`); `off` leaves them out of "
+        "every analytics table and index, `on` counts them as people (see Enrichment in "
+        "[docs/ingest.md](docs/ingest.md))")
+    bot_events_per_second: int = setting(
+        "CLICKSTREAM_BOT_EVENTS_PER_SECOND", DEFAULT_MAX_EVENTS_PER_SECOND,
+        "a user with more distinct events than this within one second of a day is flagged as a "
+        "bot (`bot_reason` `event_rate`) when the day is compacted")
+    consumer_group: str = setting(
+        "CLICKSTREAM_CONSUMER_GROUP", IngestConfig.consumer_group,
+        "consumer group the ingest commits its landed offsets to, so `kafka-consumer-groups "
+        "--describe` and the sensors see its lag")
+    topic_partitions: int = setting(
+        "CLICKSTREAM_TOPIC_PARTITIONS", 6,
+        "partitions of the event topic when the stack creates it (the dead-letter topic gets 1)")
+    elasticsearch_url: str = setting(
+        "ELASTICSEARCH_URL", "http://127.0.0.1:9200",
+        "Elasticsearch endpoint; loopback http is started by `stack up` when nothing answers",
+        parse=_url)
+    elasticsearch_api_key: str | None = setting(
+        "ELASTICSEARCH_API_KEY", None,
+        "API key (takes precedence over user and password)",
+        secret=True)
+    elasticsearch_username: str | None = setting(
+        "ELASTICSEARCH_USERNAME", None,
+        "basic-auth user")
+    elasticsearch_password: str | None = setting(
+        "ELASTICSEARCH_PASSWORD", None,
+        "basic-auth password",
+        secret=True)
+    elasticsearch_ca_certs: str | None = setting(
+        "ELASTICSEARCH_CA_CERTS", None,
+        "CA certificate bundle for an https endpoint")
+    elasticsearch_index_prefix: str = setting(
+        "CLICKSTREAM_ES_INDEX_PREFIX", "clickstream",
+        "index families are `<prefix>-url-country`, `<prefix>-sessions`, ...")
+    lake_dir: str = setting(
+        "CLICKSTREAM_LAKE_DIR", str(_HOME / ".local" / "share" / "clickstream" / "lake"),
+        "root of the lake's Delta tables: a local path, or an `s3a://bucket/prefix` URI",
+        parse=_path_or_uri, shown="`~/.local/share/clickstream/lake`")
+    spark_remote: str | None = setting(
+        "CLICKSTREAM_SPARK_REMOTE", "sc://127.0.0.1:15002",
+        "the Spark Connect server every run is a client of (no JVM starts per run). A loopback "
+        "address is started by `stack up` if nothing answers there; point it at a cluster's "
+        "Connect endpoint to run there. `none` runs Spark inside each process instead",
+        parse=_remote)
+    spark_retry_s: float = setting(
+        "CLICKSTREAM_SPARK_RETRY_S", 30.0,
+        "how long a Spark Connect client retries a server that does not answer before the call "
+        "fails (pyspark's own default waits at least ten minutes per call): a run or `clickstream "
+        "ingest` whose server died fails with an error naming its address, and the sensors retry "
+        "it")
+    spark_master: str = setting(
+        "SPARK_MASTER", "local[*]",
+        "master of the Spark that `stack up` starts (the Connect server, or each process's own "
+        "with `CLICKSTREAM_SPARK_REMOTE=none`): `local[*]`, `spark://host:7077`, `yarn`, "
+        "`k8s://...`")
+    spark_driver_memory: str = setting(
+        "SPARK_DRIVER_MEMORY", "3g",
+        "driver memory of that Spark (the executor too, in local mode); 3g keeps the whole local "
+        "stack under 8 GiB")
+    spark_shuffle_partitions: int = setting(
+        "SPARK_SHUFFLE_PARTITIONS", 8,
+        "Partitions after a shuffle in the daily jobs; about 2-4 per core in the cluster (AQE "
+        "merges small ones)")
+    dagster_home: Path | None = setting(
+        "DAGSTER_HOME", None,
+        "Dagster instance folder: run history, sensor cursors. Unset, `clickstream demo` uses a "
+        "throwaway instance",
+        shown="`~/.local/share/clickstream/dagster` (set by the Makefile; `clickstream run` uses "
+              "it when unset)")
+    java_home: str | None = setting(
+        "JAVA_HOME", None,
+        "the JDK the local stack runs Kafka, Elasticsearch and Spark with (17 or newer)",
+        shown="unset: `java` on PATH")
+    cache_dir: Path = setting(
+        "CLICKSTREAM_CACHE_DIR", _HOME / ".cache" / "clickstream",
+        "downloaded jars and distributions",
+        shown="`~/.cache/clickstream`")
+    state_dir: Path = setting(
+        "CLICKSTREAM_STATE_DIR", None,
+        "service data, pid files, logs",
+        factory=_default_state_dir, shown="`~/.local/state/clickstream` (root: `/var/lib/clickstream`)")
+    kafka_heap: str = setting(
+        "CLICKSTREAM_KAFKA_HEAP", "1g",
+        "local broker's maximum heap")
+    elasticsearch_heap: str = setting(
+        "CLICKSTREAM_ES_HEAP", "1g",
+        "local Elasticsearch heap")
+    elasticsearch_user: str = setting(
+        "CLICKSTREAM_ES_USER", "clickstream",
+        "system user that runs Elasticsearch when the stack runs as root")
+    maven_settings: str | None = setting(
+        "CLICKSTREAM_MAVEN_SETTINGS", None,
+        "a Maven `settings.xml` with your own mirror or proxy",
+        shown="generated")
+    automation: bool = setting(
+        "CLICKSTREAM_AUTOMATION", True,
+        "`off` starts Dagster with every sensor and schedule stopped")
+    sensor_interval_s: int = setting(
+        "CLICKSTREAM_SENSOR_INTERVAL_S", 5,
+        "how often the sensors look at Kafka and the run queue; a sensor never queues a second "
+        "run for work that one already waits for, so a short interval costs only the look itself")
+    volume_band: float = setting(
+        "CLICKSTREAM_VOLUME_BAND", 0.5,
+        "allowed deviation of a day's rows from the trailing 7-day median")
+    alert_webhook_url: str | None = setting(
+        "CLICKSTREAM_ALERT_WEBHOOK_URL", None,
+        "failed runs and days with traffic anomalies are POSTed here as JSON (`kind`: "
+        "`run_failure` or `traffic_anomaly`)")
+    anomaly_threshold: float = setting(
+        "CLICKSTREAM_ANOMALY_THRESHOLD", DEFAULT_THRESHOLD,
+        "a 5-minute window is a traffic anomaly when its sessions are this many spreads from the "
+        "seasonal baseline (see Anomaly alerts in [docs/architecture.md](docs/architecture.md)); "
+        "also the `threshold` of `traffic_anomalies`' run config")
+    anomaly_min_sessions: int = setting(
+        "CLICKSTREAM_ANOMALY_MIN_SESSIONS", DEFAULT_MIN_SESSIONS,
+        "and its sessions differ from the baseline by at least this many (and by half the "
+        "baseline): smaller changes never alert")
+    day_close_hour_utc: int = setting(
+        "CLICKSTREAM_DAY_CLOSE_HOUR_UTC", 2,
+        "hour after midnight UTC at which the finished day is recomputed as final; until then the "
+        "day is open, and the volume band applies only its ceiling to it",
+        parse=_hour)
+    ingest_stream_s: int = setting(
+        "CLICKSTREAM_INGEST_STREAM_S", 3600,
+        "how long one of the Kafka sensor's ingest runs keeps its streaming query running, "
+        "landing micro-batches and refreshing the live documents after each. Each handover to the "
+        "next run holds the live path up for some 30 s, so runs are long; `0` makes every run "
+        "available-now (take what is on the topic and stop), which pays a run start per cycle")
+    ingest_trigger_s: float = setting(
+        "CLICKSTREAM_INGEST_TRIGGER_S", 10.0,
+        "seconds between the micro-batches of a streaming run. Every micro-batch has a fixed cost "
+        "in Spark jobs and Delta commits, so a shorter interval is fresher only while the machine "
+        "has CPU to spare (on 2 cores, 10 s against 15 s: 5 to 9 % more CPU at 1,000 events/s, "
+        "see [docs/benchmarks.md](docs/benchmarks.md))")
+    ingest_idle_s: int = setting(
+        "CLICKSTREAM_INGEST_IDLE_S", 60,
+        "a streaming run ends once the topic has been quiet this long; the sensor starts the next "
+        "when records come")
+    ingest_report_s: int = setting(
+        "CLICKSTREAM_INGEST_REPORT_S", 60,
+        "a streaming run records what the lake gained (changed days, counts, dead letters) as a "
+        "`clickstream_landing` materialization this often, so late data for a closed day reaches "
+        "the partition sensor within about this long, not at the run's end")
+    landing_retention_days: int = setting(
+        "CLICKSTREAM_LANDING_RETENTION_DAYS", 30,
+        "`retention_job` deletes landing events dated earlier, once the raw table holds their "
+        "compacted day; `0` keeps them forever",
+        parse=_days)
+    dead_letter_retention_days: int = setting(
+        "CLICKSTREAM_DEAD_LETTER_RETENTION_DAYS", 14,
+        "bad rows ingested earlier are deleted, and the dead-letter topic keeps messages this "
+        "long (`retention.ms`); `0` keeps them forever",
+        parse=_days)
+    index_retention_days: int = setting(
+        "CLICKSTREAM_INDEX_RETENTION_DAYS", 90,
+        "daily indices of earlier days are deleted; `0` keeps them forever",
+        parse=_days)
+    first_day: str = setting(
+        "CLICKSTREAM_FIRST_DAY", "2026-01-01",
+        "first daily partition (YYYY-MM-DD). Move it back to replay or backfill older history; "
+        "the ingest dead-letters events dated before it, or more than a day after their ingest "
+        "day (`out_of_range: event_ts ...`)",
+        parse=_iso_day)
+
+    def __post_init__(self):
+        self.kafka_security  # noqa: B018 (validates the Kafka security settings together)
 
     @classmethod
-    def from_env(cls) -> Settings:
-        defaults = cls()
-        return cls(
-            kafka_bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS", defaults.kafka_bootstrap_servers),
-            kafka_security=KafkaSecurity(
-                protocol=_choice("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", KAFKA_PROTOCOLS, str.upper),
-                sasl_mechanism=_choice("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", SASL_MECHANISMS,
-                                       str.upper),
-                username=os.environ.get("KAFKA_SASL_USERNAME") or None,
-                password=os.environ.get("KAFKA_SASL_PASSWORD") or None,
-                ca_location=os.environ.get("KAFKA_SSL_CA_LOCATION") or None),
-            topic=_env("CLICKSTREAM_TOPIC", defaults.topic),
-            dlq_topic=_env("CLICKSTREAM_DLQ_TOPIC", defaults.dlq_topic),
-            consumer_group=_env("CLICKSTREAM_CONSUMER_GROUP", defaults.consumer_group),
-            ip_anonymization=_choice("CLICKSTREAM_IP_ANONYMIZATION", defaults.ip_anonymization,
-                                     IP_MODES),
-            include_bots=_choice("CLICKSTREAM_INCLUDE_BOTS", "off", ("on", "off")) == "on",
-            bot_events_per_second=int(_env("CLICKSTREAM_BOT_EVENTS_PER_SECOND",
-                                           str(defaults.bot_events_per_second))),
-            anomaly_threshold=float(_env("CLICKSTREAM_ANOMALY_THRESHOLD",
-                                         str(defaults.anomaly_threshold))),
-            anomaly_min_sessions=int(_env("CLICKSTREAM_ANOMALY_MIN_SESSIONS",
-                                          str(defaults.anomaly_min_sessions))),
-            topic_partitions=int(_env("CLICKSTREAM_TOPIC_PARTITIONS", str(defaults.topic_partitions))),
-            elasticsearch_url=_env("ELASTICSEARCH_URL", defaults.elasticsearch_url).rstrip("/"),
-            elasticsearch_api_key=os.environ.get("ELASTICSEARCH_API_KEY") or None,
-            elasticsearch_username=os.environ.get("ELASTICSEARCH_USERNAME") or None,
-            elasticsearch_password=os.environ.get("ELASTICSEARCH_PASSWORD") or None,
-            elasticsearch_ca_certs=os.environ.get("ELASTICSEARCH_CA_CERTS") or None,
-            elasticsearch_index_prefix=_env("CLICKSTREAM_ES_INDEX_PREFIX",
-                                            defaults.elasticsearch_index_prefix),
-            lake_dir=_expand_path_or_uri(_env("CLICKSTREAM_LAKE_DIR", defaults.lake_dir)),
-            spark_remote=_remote(_env("CLICKSTREAM_SPARK_REMOTE", defaults.spark_remote)),
-            spark_retry_s=float(_env("CLICKSTREAM_SPARK_RETRY_S", str(defaults.spark_retry_s))),
-            spark_master=_env("SPARK_MASTER", defaults.spark_master),
-            spark_driver_memory=_env("SPARK_DRIVER_MEMORY", defaults.spark_driver_memory),
-            spark_shuffle_partitions=int(_env("SPARK_SHUFFLE_PARTITIONS",
-                                              str(defaults.spark_shuffle_partitions))),
-            cache_dir=Path(_env("CLICKSTREAM_CACHE_DIR", str(defaults.cache_dir))).expanduser(),
-            dagster_home=Path(os.environ["DAGSTER_HOME"]).expanduser()
-            if os.environ.get("DAGSTER_HOME") else None,
-            java_home=os.environ.get("JAVA_HOME") or None,
-            state_dir=Path(_env("CLICKSTREAM_STATE_DIR", str(defaults.state_dir))).expanduser(),
-            kafka_heap=_env("CLICKSTREAM_KAFKA_HEAP", defaults.kafka_heap),
-            elasticsearch_heap=_env("CLICKSTREAM_ES_HEAP", defaults.elasticsearch_heap),
-            elasticsearch_user=_env("CLICKSTREAM_ES_USER", defaults.elasticsearch_user),
-            maven_settings=os.environ.get("CLICKSTREAM_MAVEN_SETTINGS") or None,
-            first_day=_iso_day(_env("CLICKSTREAM_FIRST_DAY", defaults.first_day)),
-            automation=_env("CLICKSTREAM_AUTOMATION", "on").lower() != "off",
-            sensor_interval_s=int(_env("CLICKSTREAM_SENSOR_INTERVAL_S",
-                                       str(defaults.sensor_interval_s))),
-            volume_band=float(_env("CLICKSTREAM_VOLUME_BAND", str(defaults.volume_band))),
-            alert_webhook_url=os.environ.get("CLICKSTREAM_ALERT_WEBHOOK_URL") or None,
-            day_close_hour_utc=int(_env("CLICKSTREAM_DAY_CLOSE_HOUR_UTC",
-                                        str(defaults.day_close_hour_utc))),
-            ingest_stream_s=int(_env("CLICKSTREAM_INGEST_STREAM_S", str(defaults.ingest_stream_s))),
-            ingest_trigger_s=float(_env("CLICKSTREAM_INGEST_TRIGGER_S",
-                                        str(defaults.ingest_trigger_s))),
-            ingest_idle_s=int(_env("CLICKSTREAM_INGEST_IDLE_S", str(defaults.ingest_idle_s))),
-            ingest_report_s=int(_env("CLICKSTREAM_INGEST_REPORT_S", str(defaults.ingest_report_s))),
-            landing_retention_days=_days("CLICKSTREAM_LANDING_RETENTION_DAYS",
-                                        defaults.landing_retention_days),
-            dead_letter_retention_days=_days("CLICKSTREAM_DEAD_LETTER_RETENTION_DAYS",
-                                            defaults.dead_letter_retention_days),
-            index_retention_days=_days("CLICKSTREAM_INDEX_RETENTION_DAYS",
-                                      defaults.index_retention_days),
-        )
+    def from_env(cls, environ: typing.Mapping[str, str] | None = None) -> Settings:
+        """The settings from the environment; an unset or empty variable keeps its default."""
+        environ = os.environ if environ is None else environ
+        types = typing.get_type_hints(cls)
+        values = {}
+        for declared in declarations():
+            text = environ.get(declared.metadata["variable"], "").strip()
+            if text:
+                values[declared.name] = _parse(declared, types[declared.name], text)
+        try:
+            return cls(**values)
+        except ValueError as exc:  # settings that are wrong only together (SASL without a user)
+            raise SettingError(str(exc)) from None
+
+    @property
+    def kafka_security(self) -> KafkaSecurity:
+        """SASL and TLS for every Kafka client; plaintext by default, as on the local broker."""
+        return KafkaSecurity(protocol=self.kafka_security_protocol,
+                             sasl_mechanism=self.kafka_sasl_mechanism,
+                             username=self.kafka_sasl_username, password=self.kafka_sasl_password,
+                             ca_location=self.kafka_ssl_ca_location)
+
+    def with_kafka_security(self, security: KafkaSecurity) -> Settings:
+        """These settings, with every Kafka client using `security`."""
+        return replace(self, kafka_security_protocol=security.protocol,
+                       kafka_sasl_mechanism=security.sasl_mechanism,
+                       kafka_sasl_username=security.username, kafka_sasl_password=security.password,
+                       kafka_ssl_ca_location=security.ca_location)
 
     def ingest_config(self, **overrides) -> IngestConfig:
         """The ingest job's configuration for these settings; `overrides` set its other fields."""
@@ -246,33 +435,61 @@ def _host_of(server: str) -> str:
     return host.strip("[]") if host.startswith("[") else host
 
 
-def _remote(value: str) -> str | None:
-    if value.lower() in ("none", "off", "in-process"):
-        return None
-    if not value.startswith("sc://"):
-        raise ValueError(f"CLICKSTREAM_SPARK_REMOTE={value!r} is not a Spark Connect URL: write "
-                         f"sc://host:port, or none to run Spark inside each process")
-    return value
+def declarations() -> list:
+    """The declared settings, in the README's order."""
+    return [f for f in fields(Settings) if "variable" in f.metadata]
 
 
-def _days(name: str, default: int) -> int:
-    value = _env(name, str(default))
-    if not value.isdigit():
-        raise ValueError(f"{name}={value!r} is not a number of days: write a whole number, "
-                         f"or 0 to keep forever")
-    return int(value)
-
-
-def _iso_day(value: str) -> str:
+def _parse(declared, kind, text: str):
+    parser = declared.metadata["parse"] or BY_TYPE[_inner(kind)]
     try:
-        return date.fromisoformat(value).isoformat()
+        return parser.read(text)
     except ValueError:
-        raise ValueError(f"CLICKSTREAM_FIRST_DAY={value!r} is not a day: write it as YYYY-MM-DD, "
-                         f"for example 2024-01-01") from None
+        value = "its value" if declared.metadata["secret"] else repr(text)  # never echo a secret
+        raise SettingError(f"{declared.metadata['variable']}={value} is not {parser.accepts}"
+                           ) from None
 
 
-def _expand_path_or_uri(value: str) -> str:
-    # s3a://, hdfs:// and file:// URIs pass through untouched; plain paths become absolute.
-    if "://" in value:
-        return value
-    return str(Path(value).expanduser().resolve())
+def _inner(kind):
+    """`int` of `int | None`."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    return args[0] if args else kind
+
+
+def _shown(declared) -> str:
+    if declared.metadata["shown"]:
+        return declared.metadata["shown"]
+    default = declared.default if declared.default is not MISSING else declared.default_factory()
+    if default is None:
+        return "unset"
+    if isinstance(default, bool):
+        return "`on`" if default else "`off`"
+    if isinstance(default, float) and default.is_integer():
+        default = int(default)
+    return f"`{default}`"
+
+
+def markdown_table() -> str:
+    """The README's configuration table, from the declarations."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for declared in declarations():
+        meaning = declared.metadata["meaning"]
+        secret = "secret: " if declared.metadata["secret"] else ""
+        rows.append(f"| `{declared.metadata['variable']}` | {_shown(declared)} | {secret}{meaning} |")
+    rows += [f"| `{variable}` | {shown} | {meaning} |" for variable, shown, meaning in DOCUMENTED_ELSEWHERE]
+    return "\n".join(rows)
+
+
+def readme_with_table(readme: str) -> str:
+    """`readme` with the text between its settings markers replaced by `markdown_table()`."""
+    start, end = readme.index(README_START) + len(README_START), readme.index(README_END)
+    return readme[:start] + "\n" + markdown_table() + "\n" + readme[end:]
+
+
+if __name__ == "__main__":
+    # python -m clickstream_dagster.settings [--write-readme]
+    path = Path(__file__).resolve().parents[1] / "README.md"
+    if sys.argv[1:] == ["--write-readme"]:
+        path.write_text(readme_with_table(path.read_text()))
+    else:
+        print(markdown_table())

@@ -89,10 +89,9 @@ def start_secured(settings: Settings, port: int, username: str, password: str) -
     shutil.rmtree(home, ignore_errors=True)
     certs = home / "certs"
     self_signed_certificates(certs)
-    secured = replace(settings, kafka_bootstrap_servers=f"127.0.0.1:{port}",
-                      kafka_security=KafkaSecurity(
-                          protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", username=username,
-                          password=password, ca_location=str(certs / "ca.crt")))
+    secured = replace(settings, kafka_bootstrap_servers=f"127.0.0.1:{port}").with_kafka_security(
+        KafkaSecurity(protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", username=username,
+                      password=password, ca_location=str(certs / "ca.crt")))
     listeners = {
         "listeners": f"SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{port + 1},"
                      f"INTERNAL://127.0.0.1:{port + 2}",

@@ -2,13 +2,11 @@
 
 import contextlib
 import json
-import re
 import socket
 import threading
 import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 
 from stack.kafka import create_topics, delete_topics  # noqa: F401 (re-exported)
 
@@ -139,9 +137,9 @@ def remove_indices(client, prefix: str, templates: list[str]) -> None:
 
 def environment_names() -> set[str]:
     """Every environment variable settings.py reads."""
-    source = (Path(__file__).resolve().parents[1] / "clickstream_dagster" / "settings.py").read_text()
-    readers = r'(?:_env\(|_choice\(|_days\(|os\.environ\.get\(|os\.environ\[)"([A-Z_]+)"'
-    return set(re.findall(readers, source))
+    from clickstream_dagster.settings import declarations
+
+    return {declared.metadata["variable"] for declared in declarations()}
 
 
 def set_field(event: dict, path: list[str], value) -> dict:

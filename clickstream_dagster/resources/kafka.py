@@ -34,7 +34,7 @@ class KafkaResource(dg.ConfigurableResource):
 
     def settings(self) -> Settings:
         return Settings(kafka_bootstrap_servers=self.bootstrap_servers, topic=self.topic,
-                        dlq_topic=self.dlq_topic, kafka_security=self.security())
+                        dlq_topic=self.dlq_topic).with_kafka_security(self.security())
 
     def admin(self):
         return kafka_admin(self.settings())

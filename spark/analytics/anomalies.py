@@ -21,6 +21,7 @@ from datetime import date, timedelta
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from .defaults import DEFAULT_MIN_SESSIONS, DEFAULT_THRESHOLD
 from .transform import WINDOW_MINUTES
 
 TRAILING_DAYS = 7
@@ -29,8 +30,6 @@ WINDOWS_PER_DAY = 24 * 60 // WINDOW_MINUTES
 POOLED_WINDOWS = 6  # either side of a window: its spread pools +-30 minutes of the trailing days
 MAD_TO_SIGMA = 1.4826  # a normal distribution's standard deviation per median absolute deviation
 MIN_RELATIVE_CHANGE = 0.5
-DEFAULT_THRESHOLD = 5.0  # CLICKSTREAM_ANOMALY_THRESHOLD
-DEFAULT_MIN_SESSIONS = 20  # CLICKSTREAM_ANOMALY_MIN_SESSIONS
 KEYS = ["dimension", "segment"]
 
 

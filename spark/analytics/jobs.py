@@ -12,6 +12,7 @@ from .. import retention
 from ..delta_lake import read_days, replace_days
 from ..enrichment import with_enriched_columns
 from ..session import parallelism
+from .defaults import DEFAULT_MAX_EVENTS_PER_SECOND
 from .transform import analytics_rows, deduplicate_day, flag_fast_users
 
 # ~110 MB per zstd file for this schema: large enough for efficient scans, small enough to spread
@@ -19,8 +20,6 @@ from .transform import analytics_rows, deduplicate_day, flag_fast_users
 ROWS_PER_FILE = 2_000_000
 # Below this a file is too small to be worth a core of its own.
 MIN_ROWS_PER_FILE = 250_000
-# CLICKSTREAM_BOT_EVENTS_PER_SECOND: more distinct events than this in one second is a script.
-DEFAULT_MAX_EVENTS_PER_SECOND = 10
 
 
 def compact_days(spark: SparkSession, landing: str, raw: str, days: list[str],

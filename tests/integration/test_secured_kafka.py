@@ -32,12 +32,9 @@ def secured(stack):
 
 
 def test_a_client_without_the_password_or_the_ca_is_refused(secured):
-    wrong_password = dataclasses.replace(secured, kafka_security=dataclasses.replace(
-        secured.kafka_security, password="not-it"))
-    no_ca = dataclasses.replace(secured, kafka_security=dataclasses.replace(
-        secured.kafka_security, ca_location=None))
-    plaintext = dataclasses.replace(secured, kafka_security=dataclasses.replace(
-        secured.kafka_security, protocol="PLAINTEXT"))
+    wrong_password = dataclasses.replace(secured, kafka_sasl_password="not-it")
+    no_ca = dataclasses.replace(secured, kafka_ssl_ca_location=None)
+    plaintext = dataclasses.replace(secured, kafka_security_protocol="PLAINTEXT")
     for settings in (wrong_password, no_ca, plaintext):
         assert kafka.probe(settings, timeout_s=3) is None
     with pytest.raises(GeneratorError, match="Cannot reach Kafka"):

@@ -101,3 +101,50 @@ def test_kafka_security_reaches_both_kinds_of_client_and_says_what_is_missing(mo
     monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "TLS")
     with pytest.raises(ValueError, match="KAFKA_SECURITY_PROTOCOL='TLS'"):
         Settings.from_env()
+
+
+def test_the_readme_table_is_the_settings_declaration():
+    from clickstream_dagster.settings import readme_with_table
+
+    readme = (ROOT / "README.md").read_text()
+    assert readme_with_table(readme) == readme, \
+        "run `python -m clickstream_dagster.settings --write-readme`"
+
+
+@pytest.mark.parametrize(("variable", "value", "accepts"), [
+    ("CLICKSTREAM_SENSOR_INTERVAL_S", "5s", "a whole number"),
+    ("CLICKSTREAM_VOLUME_BAND", "half", "a number"),
+    ("CLICKSTREAM_AUTOMATION", "maybe", "on or off"),
+    ("CLICKSTREAM_IP_ANONYMIZATION", "hash", "one of truncate, off"),
+    ("CLICKSTREAM_DAY_CLOSE_HOUR_UTC", "25", "an hour of the day"),
+    ("CLICKSTREAM_SPARK_REMOTE", "127.0.0.1:15002", "a Spark Connect URL"),
+    ("CLICKSTREAM_FIRST_DAY", "2026-02-30", "a day written YYYY-MM-DD"),
+])
+def test_an_invalid_value_names_the_variable_and_what_it_accepts(monkeypatch, variable, value,
+                                                                 accepts):
+    from clickstream_dagster.settings import SettingError
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingError, match=rf"^{variable}='{value}' is not {accepts}"):
+        Settings.from_env()
+
+
+def test_every_setting_is_declared_once_and_secrets_stay_out_of_sight():
+    from clickstream_dagster.settings import declarations
+
+    variables = [d.metadata["variable"] for d in declarations()]
+    assert len(variables) == len(set(variables))
+    secrets = {d.metadata["variable"] for d in declarations() if d.metadata["secret"]}
+    assert secrets == {"KAFKA_SASL_PASSWORD", "ELASTICSEARCH_API_KEY", "ELASTICSEARCH_PASSWORD"}
+    assert all(not d.repr for d in declarations() if d.metadata["secret"])
+
+
+def test_settings_import_neither_spark_nor_dagster():
+    import subprocess
+    import sys
+
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, clickstream_dagster.settings; "
+                               "print(sorted({'pyspark', 'dagster'} & set(sys.modules)))"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"
