@@ -13,8 +13,8 @@ import statistics
 import time
 from datetime import UTC, datetime
 
-from cli.sandbox import Sandbox
 from clickstream_dagster.resources.spark import pipeline_spark
+from sandbox.pipeline import Sandbox
 from simulator.producer import produce
 from simulator.timeline import GeneratorConfig
 from spark.ingest.config import CONTINUOUS

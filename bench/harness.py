@@ -1,7 +1,7 @@
 """`clickstream bench`: every stage of the pipeline timed on the local stack, then end to end.
 
 One day of generated traffic goes from an empty topic to verified Elasticsearch indices through
-the same assets, checks and resources that Dagster runs (see cli/sandbox.py):
+the same assets, checks and resources that Dagster runs (see sandbox/pipeline.py):
 
     produce     generate and deliver to Kafka
     ingest      the clickstream_landing asset: the backlog into the landing lake
@@ -23,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from cli.sandbox import Sandbox
 from clickstream_dagster.assets.analytics import ANALYTICS_ASSETS
 from clickstream_dagster.assets.lake import raw_clickstream
 from clickstream_dagster.assets.serving import SERVING_ASSETS
@@ -32,6 +31,7 @@ from clickstream_dagster.checks.quality import QUALITY_CHECKS
 from clickstream_dagster.checks.serving import SERVING_CHECKS
 from clickstream_dagster.resources.spark import pipeline_spark
 from clickstream_dagster.settings import Settings
+from sandbox.pipeline import Sandbox
 from simulator.producer import DEFAULT_WORKERS, produce
 from simulator.timeline import GeneratorConfig
 from spark.session import stop_session

@@ -33,10 +33,10 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
-from cli.sandbox import Sandbox
 from clickstream_dagster.resources.spark import pipeline_spark
 from clickstream_dagster.settings import Settings
 from contract.decoder import judge
+from sandbox.pipeline import Sandbox
 from simulator.producer import DEFAULT_WORKERS, produce
 from simulator.timeline import SHARDS, GeneratorConfig, stream
 from spark.ingest import event_pass

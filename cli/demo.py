@@ -12,12 +12,11 @@ from pyspark.sql import functions as F
 
 from clickstream_dagster.serving.indices import ANOMALIES, FUNNEL, SESSIONS, URL_COUNTRY
 from clickstream_dagster.settings import Settings
+from sandbox.pipeline import Sandbox
 from simulator.producer import parse_shift, produce
 from simulator.timeline import GeneratorConfig
 from spark.delta_lake import read_days
 from stack import manager
-
-from .sandbox import Sandbox
 
 DEMO = "clickstream-demo"
 # The last day's injected anomalies: four times the sessions for 15 minutes, then none for 30.

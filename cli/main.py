@@ -137,9 +137,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     """The main job: stack, live traffic, and Dagster with its sensors on, until Ctrl-C."""
     import subprocess
 
+    from sandbox.instance import ensure_instance
     from stack import manager
-
-    from .instance import ensure_instance
 
     manager.up(settings)
     dagster_home = settings.dagster_home or DEFAULT_DAGSTER_HOME
@@ -194,7 +193,7 @@ def _reset(args: argparse.Namespace, settings: Settings) -> int:
     """`make run`'s data from scratch: topics emptied, no lake, no indices, a new Dagster instance."""
     import shutil
 
-    from .sandbox import reset_data
+    from sandbox.pipeline import reset_data
 
     dagster_home = settings.dagster_home or DEFAULT_DAGSTER_HOME
     print(f"This deletes every record of {settings.topic} and {settings.dlq_topic}, the lake at "

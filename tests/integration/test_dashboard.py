@@ -18,10 +18,10 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from cli.demo import run_demo
-from cli.sandbox import Sandbox
 from clickstream_dagster.clients import elasticsearch_client
 from clickstream_dagster.serving.indices import ANOMALIES, FUNNEL, SERVED, URL_POPULARITY
 from clickstream_dagster.settings import child_env
+from sandbox.pipeline import Sandbox
 from spark import lake_layout
 from spark.analytics.transform import FUNNEL_STEPS
 from spark.delta_lake import read_days
