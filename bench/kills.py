@@ -62,6 +62,21 @@ def _ingest_run_process(instance: dg.DagsterInstance, dagster_pid: int) -> int:
 
 
 def recovery(kill: Kill, probes: list, within_s: float = WITHIN_S) -> dict:
+    """`_recovery` against `within_s`, and against the live path's own latency in the minute
+    before the kill (its p95), which on a loaded machine can itself be above `within_s`."""
+    before = sorted(p.es_s for p in probes
+                    if kill.at - 60 <= p.sent_at < kill.at and p.es_s is not None)
+    baseline = before[max(0, round(0.95 * len(before)) - 1)] if before else None
+    result = {"target": kill.target, "pid": kill.pid, "killed_at": kill.at,
+              **_recovery(kill, probes, within_s)}
+    if baseline is not None:
+        again = _recovery(kill, probes, max(within_s, baseline))
+        result.update(baseline_p95_s=baseline, back_to_baseline_after_s=again["back_after_s"],
+                      at_baseline_for_good_after_s=again["for_good_after_s"])
+    return result
+
+
+def _recovery(kill: Kill, probes: list, within_s: float) -> dict:
     """From the kill: seconds until Elasticsearch first served a probe sent since within
     `within_s` again, and until it did so for good (every later probe that fast: at a rate where
     the steady state is near `within_s`, a noisy figure); and the slowest probe since the kill."""
@@ -75,8 +90,7 @@ def recovery(kill: Kill, probes: list, within_s: float = WITHIN_S) -> dict:
         if probe.es_s is None or probe.es_s > within_s:
             break
         steady_at = probe.sent_at + probe.es_s
-    return {"target": kill.target, "pid": kill.pid, "probes_after_kill": len(after),
-            "probes_never_served": lost, "slowest_probe_s": slowest,
+    return {"probes_after_kill": len(after), "probes_never_served": lost, "slowest_probe_s": slowest,
             "back_within_s": within_s,
             "back_after_s": round(back_at - kill.at, 1) if back_at else None,
             "for_good_after_s": round(steady_at - kill.at, 1) if steady_at else None}
@@ -121,4 +135,6 @@ def landing_accounting(spark, settings: Settings, batches: list[dict]) -> dict:
             "logged_input_rows": sum(b["input_rows"] for b in batches),
             "landing_rows": counts["rows"], "distinct_events": counts["events"],
             "logged_landing_rows": sum(b["landing_rows"] for b in batches),
+            "logged_dead_letters": sum(b["dead_letters"] for b in batches),
+            "logged_duplicates_removed": sum(b["duplicates_removed"] for b in batches),
             "restarts": supervisor.read_restarts(settings.state_dir)}

@@ -68,6 +68,19 @@ def test_recovery_is_when_elasticsearch_keeps_up_again_first_and_for_good():
     assert result["back_after_s"] == 22.0  # the probe sent at 110 s arrived at 122 s
     assert result["for_good_after_s"] == 40.0  # the probe sent at 120 s arrived at 140 s
     assert (result["slowest_probe_s"], result["probes_never_served"]) == (80.0, 1)
+    assert (result["baseline_p95_s"], result["back_to_baseline_after_s"]) == (3.0, 22.0)
+
+
+def test_recovery_also_counts_from_the_latency_before_the_kill():
+    from bench.kills import Kill, recovery
+
+    kill = Kill("kafka", after_s=100, at=START + 100)
+    probes = [_probe(50, 44.0), _probe(90, 40.0),  # the live path was this slow before
+              _probe(100, 90.0), _probe(110, 42.0), _probe(120, 35.0)]
+    result = recovery(kill, probes)
+    assert result["back_after_s"] is None  # never within 30 s
+    assert result["baseline_p95_s"] == 44.0
+    assert result["back_to_baseline_after_s"] == 52.0  # the probe sent at 110 s, in at 152 s
 
 
 def test_bench_kill_targets_are_the_ones_the_cli_offers():
