@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from pyspark.sql import SparkSession
@@ -93,6 +94,25 @@ def connect(remote: str, retry_s: float, *, shared: bool = False) -> SparkSessio
 
 # How long a client that is on its way out (interrupted, failing) still waits for its server.
 GIVING_UP_RETRY_S = 3
+
+
+def within(seconds: float, call: Callable[[], object]) -> bool:
+    """Run `call` (a clean-up on the way out) in a thread of its own, and wait for it at most
+    `seconds`: a Connect call to a server that hangs, rather than refuses, has no deadline, and
+    must not hold the process. True if it finished without an error."""
+    outcome: list[bool] = []
+
+    def run() -> None:
+        try:
+            call()
+            outcome.append(True)
+        except Exception:  # the clean-up of a client whose server is gone: nothing to add
+            outcome.append(False)
+
+    worker = threading.Thread(target=run, name="spark-clean-up", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    return outcome == [True]
 
 
 def give_up_fast(session: SparkSession) -> None:

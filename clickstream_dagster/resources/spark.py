@@ -5,9 +5,11 @@ from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import SparkSession
 
 from spark.jars import installed_jars
-from spark.session import build_session, connect, pipeline_conf, stop_session
+from spark.session import build_session, connect, pipeline_conf, stop_session, within
 
 from ..settings import Settings
+
+SESSION_STOP_S = 10  # a run's session release, at most; the server closes an idle one anyway
 
 
 class SparkResource(LazyPySparkResource):
@@ -38,8 +40,9 @@ class SparkResource(LazyPySparkResource):
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         # A run's Connect session would otherwise idle on the server until its timeout, holding its
         # finished queries' plans: after a few hundred runs the server spent its time in GC.
+        # Bounded: the run must end even when its server hangs.
         if self._spark_session is not None and "spark.remote" in self.spark_config:
-            stop_session(self._spark_session)
+            within(SESSION_STOP_S, lambda: stop_session(self._spark_session))
 
 
 def spark_config(settings: Settings, conf: dict[str, str] | None = None) -> dict[str, str]:

@@ -10,7 +10,6 @@ and reaches Spark only through the micro-batch's own session.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ..delta_lake import LANDING_PROPERTIES, LANDING_STATISTICS, append_batch, set_missing_properties
-from ..session import give_up_fast, scoped_conf
+from ..session import GIVING_UP_RETRY_S, give_up_fast, scoped_conf, within
 from . import checkpoint, consumer_group
 from .batch_log import BATCH_LOG_SCHEMA, BatchStats, batch_log_rows, newest_batch
 from .config import AVAILABLE_NOW, CONTINUOUS, IngestConfig
@@ -84,9 +83,11 @@ class IngestJob:
         query = self.start()
         try:
             query.awaitTermination(timeout_s) if timeout_s else query.awaitTermination()
-        finally:
-            if query.isActive:
-                query.stop()
+        except BaseException:
+            self._stop_on_the_way_out()
+            raise
+        if query.isActive:
+            query.stop()
 
     def stream(self, seconds: float, idle_s: float, after_batches: Callable[[list], None],
                poll_s: float = 0.5) -> None:
@@ -112,15 +113,18 @@ class IngestJob:
                     break
                 time.sleep(poll_s)
         except BaseException:
-            # Interrupted (SIGTERM, Ctrl-C) or failed: the process must end within seconds, even
-            # with its server gone, not after a retry budget for each call on the way out.
-            give_up_fast(self.spark)
-            with contextlib.suppress(Exception):  # a server that is gone: the error raised says so
-                self.stop_between_batches(timeout_s=STOP_WAIT_INTERRUPTED_S)
+            self._stop_on_the_way_out()
             raise
         self.stop_between_batches()
         # Raises the query's own error if it failed; returns at once after a stop.
         query.awaitTermination()
+
+    def _stop_on_the_way_out(self) -> None:
+        """Interrupted (SIGTERM, Ctrl-C) or failed: stop the query if the server still answers,
+        within seconds whatever its state, and never raise over the error that got us here."""
+        give_up_fast(self.spark)
+        within(STOP_WAIT_INTERRUPTED_S + 2 * GIVING_UP_RETRY_S,
+               lambda: self.stop_between_batches(timeout_s=STOP_WAIT_INTERRUPTED_S))
 
     def stop_between_batches(self, timeout_s: float = 60) -> None:
         """Stop the query once no micro-batch is in flight. A batch cut short would be replayed
