@@ -14,7 +14,7 @@ import dagster as dg
 from clickstream_dagster.sensors import step_errors
 from clickstream_dagster.settings import Settings
 from stack import elasticsearch, kafka, spark_connect, supervisor
-from stack.process import command_line, descendants, read_pid_file
+from stack.process import descendants, read_pid_file
 
 INGEST_RUN = "ingest-run"
 TARGETS = (spark_connect.NAME, kafka.NAME, elasticsearch.NAME, INGEST_RUN)
@@ -42,23 +42,24 @@ class Kill:
                 raise RuntimeError(f"{self.target} was not started by this stack: nothing to kill")
             self.pid = service.pid
         self.at = time.time()
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except PermissionError:  # a run process shares dagster dev's group: kill it alone
+        if self.target == INGEST_RUN:  # it shares dagster dev's process group: it alone
             os.kill(self.pid, signal.SIGKILL)
+        else:  # a service leads a group of its own: with its children (Spark's Python workers)
+            os.killpg(self.pid, signal.SIGKILL)
         return f"{self.target} (pid {self.pid})"
 
 
 def _ingest_run_process(instance: dg.DagsterInstance, dagster_pid: int) -> int:
+    """The process of the ingest run in progress: the one its events came from."""
     runs = instance.get_runs(dg.RunsFilter(job_name="ingest_job",
                                            statuses=[dg.DagsterRunStatus.STARTED]), limit=1)
     if not runs:
         raise RuntimeError("no ingest run in progress to kill")
-    for pid in descendants(dagster_pid):
-        command = command_line(pid)
-        if "execute_run" in command and runs[0].run_id in command:
-            return pid
-    raise RuntimeError(f"the process of ingest run {runs[0].run_id} was not found")
+    started = instance.all_logs(runs[0].run_id, of_type=dg.DagsterEventType.RUN_START)
+    pid = started[0].pid if started else None
+    if pid is None or pid not in descendants(dagster_pid):
+        raise RuntimeError(f"the process of ingest run {runs[0].run_id} was not found")
+    return pid
 
 
 def recovery(kill: Kill, probes: list, within_s: float = WITHIN_S) -> dict:
