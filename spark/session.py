@@ -52,6 +52,11 @@ STREAMING_CONF = {
 }
 
 
+# A long-lived server caches a Kafka producer per set of client settings, and one whose broker is
+# gone (a run against another cluster, a stopped test broker) retries it until it is evicted.
+KAFKA_CLIENT_CONF = {"spark.kafka.producer.cache.timeout": "2m"}
+
+
 # A lake or checkpoint on local disk goes through Hadoop's local file system, which without
 # Hadoop's native library forks a `chmod` for every file it creates and, through FileContext, a
 # `readlink` for both sides of every rename. Delta's commits rename through FileContext: its raw
@@ -68,7 +73,7 @@ LOCAL_DISK_CONF = {
 
 def pipeline_conf(master: str, shuffle_partitions: int) -> dict[str, str]:
     """Everything the pipeline's Spark needs, for an in-process session or a Connect server."""
-    conf = {**BASE_CONF, **DELTA_CONF, **STREAMING_CONF, **LOCAL_DISK_CONF,
+    conf = {**BASE_CONF, **DELTA_CONF, **STREAMING_CONF, **LOCAL_DISK_CONF, **KAFKA_CLIENT_CONF,
             # Spark's default of 200 suits a cluster; on a few cores each of those tasks is pure
             # overhead.
             "spark.sql.shuffle.partitions": str(shuffle_partitions)}
