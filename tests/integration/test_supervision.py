@@ -1,0 +1,93 @@
+"""A Spark Connect server killed under a streaming ingest: the ingest fails naming the server, the
+supervisor starts the server again, and the next ingest lands every event once."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from pyspark.sql import functions as F
+
+from simulator.producer import produce
+from simulator.timeline import GeneratorConfig
+from spark.ingest.batch_log import read_batch_log
+from spark.ingest.config import CONTINUOUS
+from spark.ingest.stream import IngestJob
+from spark.session import (
+    SparkServerUnavailable,
+    connect,
+    naming_the_server,
+    stop_session,
+    within,
+)
+from stack import manager, spark_connect, supervisor
+from stack.process import read_pid_file
+from tests.helpers import free_port, wait_until
+
+EVENTS = GeneratorConfig(events=24_000, seed=61, start=datetime(2026, 3, 1, tzinfo=UTC),
+                         duplicate_ratio=0.02, malformed_ratio=0.01)
+
+
+@pytest.fixture
+def own_server(stack, fresh_topics, tmp_path):
+    """Settings with a Spark Connect server of their own, under a supervisor of their own."""
+    own = dataclasses.replace(fresh_topics, state_dir=tmp_path / "state",
+                              lake_dir=str(tmp_path / "lake"),
+                              spark_remote=f"sc://127.0.0.1:{free_port()}")
+    spark_connect.start(own)
+    supervisor.ensure_running(own)
+    yield own
+    manager.down(own)
+
+
+@pytest.mark.timeout(600)
+def test_a_streaming_ingest_whose_server_dies_fails_naming_it_and_the_next_lands_every_event_once(
+        own_server):
+    own = own_server
+    summary = produce(EVENTS, own, progress=False)
+    session = connect(own.spark_remote, own.spark_retry_s)
+    ingest = IngestJob(session, own.ingest_config(mode=CONTINUOUS, processing_time="2 seconds",
+                                                  max_offsets_per_trigger=4_000))
+    landed_some, outcome = threading.Event(), []
+
+    def stream() -> None:
+        try:
+            with naming_the_server(own.spark_remote, own.spark_retry_s):
+                ingest.stream(seconds=300, idle_s=120, after_batches=lambda _: landed_some.set())
+            outcome.append("returned")
+        except BaseException as exc:  # noqa: BLE001 (what the stream ended with is the result)
+            outcome.append(exc)
+
+    streaming = threading.Thread(target=stream)
+    streaming.start()
+    assert landed_some.wait(240), "no micro-batch landed before the kill"
+    dead = read_pid_file(own.state_dir, spark_connect.NAME)
+    os.killpg(dead.pid, signal.SIGKILL)
+    streaming.join(180)
+    assert not streaming.is_alive(), "the streaming ingest outlived its server by 3 minutes"
+    (error,) = outcome
+    assert isinstance(error, SparkServerUnavailable) and own.spark_remote in str(error), error
+
+    def restarted():
+        status = {s.name: s for s in manager.status(own)}[spark_connect.NAME]
+        return status.state == "running" and status.pid != dead.pid and status.restarts == 1
+    wait_until(restarted, 180, "the supervisor to start the server again")
+
+    again = connect(own.spark_remote, own.spark_retry_s)
+    try:
+        IngestJob(again, own.ingest_config(max_offsets_per_trigger=8_000)).run()
+        landed = again.read.format("delta").load(own.ingest_config().landing)
+        counts = landed.agg(F.count("*").alias("rows"), F.count_distinct("event_id").alias("ids"))
+        expected = summary.kinds["valid"] + summary.kinds["late"]
+        assert tuple(counts.first()) == (expected, expected)
+        log = read_batch_log(again, own.lake_dir)
+        assert sorted(b["batch_id"] for b in log) == list(range(len(log)))  # each batch once
+        assert sum(b["input_rows"] for b in log) == EVENTS.events
+        assert sum(b["dead_letters"] for b in log) == summary.kinds["malformed"]
+    finally:
+        stop_session(again)
+        within(10, lambda: stop_session(session))  # its server is gone
