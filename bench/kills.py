@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dagster as dg
 
@@ -28,6 +28,7 @@ class Kill:
     after_s: float
     at: float | None = None  # time.time() of the kill
     pid: int | None = None
+    restarts_before: dict = field(default_factory=dict)  # the supervisor's counts at the kill
 
     def due(self, began: float) -> bool:
         return self.at is None and time.time() >= began + self.after_s
@@ -41,6 +42,7 @@ class Kill:
             if service is None or not service.is_alive():
                 raise RuntimeError(f"{self.target} was not started by this stack: nothing to kill")
             self.pid = service.pid
+        self.restarts_before = supervisor.read_restarts(settings.state_dir)
         self.at = time.time()
         if self.target == INGEST_RUN:  # it shares dagster dev's process group: it alone
             os.kill(self.pid, signal.SIGKILL)
@@ -65,8 +67,8 @@ def _ingest_run_process(instance: dg.DagsterInstance, dagster_pid: int) -> int:
 def recovery(kill: Kill, probes: list, within_s: float = WITHIN_S) -> dict:
     """`_recovery` against `within_s`, and against the live path's own latency in the minute
     before the kill (its p95), which on a loaded machine can itself be above `within_s`."""
-    before = sorted(p.es_s for p in probes
-                    if kill.at - 60 <= p.sent_at < kill.at and p.es_s is not None)
+    before = sorted(p.es_s for p in probes if p.es_s is not None
+                    and kill.at - 60 <= p.sent_at and p.sent_at + p.es_s < kill.at)
     baseline = before[max(0, round(0.95 * len(before)) - 1)] if before else None
     result = {"target": kill.target, "pid": kill.pid, "killed_at": kill.at,
               **_recovery(kill, probes, within_s)}
@@ -139,3 +141,10 @@ def landing_accounting(spark, settings: Settings, batches: list[dict]) -> dict:
             "logged_dead_letters": sum(b["dead_letters"] for b in batches),
             "logged_duplicates_removed": sum(b["duplicates_removed"] for b in batches),
             "restarts": supervisor.read_restarts(settings.state_dir)}
+
+
+def restarts_since(kill: Kill, now: dict) -> dict[str, int]:
+    """Restarts by the supervisor since the kill, per service."""
+    return {name: entry["count"] - kill.restarts_before.get(name, {}).get("count", 0)
+            for name, entry in now.items()
+            if entry["count"] > kill.restarts_before.get(name, {}).get("count", 0)}

@@ -48,7 +48,7 @@ from stack import elasticsearch, kafka, spark_connect
 from stack.process import descendants, read_pid_file, tree_rss_bytes
 
 from . import report
-from .kills import Kill, failed_runs, landing_accounting, recovery, topic_records
+from .kills import Kill, failed_runs, landing_accounting, recovery, restarts_since, topic_records
 
 LIVE = "clickstream-live"
 BACKLOG_EVENTS = 10_000
@@ -162,6 +162,7 @@ def _after_kill(live: LiveRun, home: Path, kill: Kill, progress: bool, drain_s: 
     result = {**recovery(kill, live.probes), "failed_runs": failed_runs(instance, kill.at - 60),
               **landing_accounting(batch_log.session(), live.settings,
                                    list(live.batches.values()))}
+    result["restarts"] = restarts_since(kill, result["restarts"])
     if progress:
         print(f"  after the kill: {json.dumps(result, indent=2)}", flush=True)
     return result
