@@ -31,7 +31,7 @@ from pathlib import Path
 import dagster as dg
 import orjson
 from confluent_kafka import Producer
-from elasticsearch import ApiError
+from elasticsearch import ApiError, TransportError
 
 from clickstream_dagster.assets.live_refresh import LIVE_INDICES
 from clickstream_dagster.clients import elasticsearch_client
@@ -322,6 +322,8 @@ def _resolve(probes: list[Probe], batches: Iterable[dict], client, sessions_alia
             if error.status_code != 503:
                 raise
             return  # a day's index created a moment ago has no shard to search yet: next sample
+        except TransportError:
+            return  # Elasticsearch is down (`--kill elasticsearch`): the probes wait for it
         seen = {hit["_source"]["session_id"] for hit in found["hits"]["hits"]}
         for probe in pending_es:
             if probe.session_id in seen:
