@@ -170,14 +170,31 @@ def clickstream_topic_observation_sensor(context: dg.SensorEvaluationContext,
 def run_failure_alert_sensor(context: dg.RunFailureSensorContext) -> None:
     """Log every failed run as an alert, and POST it to CLICKSTREAM_ALERT_WEBHOOK_URL if set."""
     steps = step_errors(context.get_step_failure_events())
+    services = sorted({service for error in steps.values() if (service := blamed_service(error))})
     alert = {"run_id": context.dagster_run.run_id, "job": context.dagster_run.job_name,
-             "error": context.failure_event.message, "steps": steps,
+             "error": context.failure_event.message, "steps": steps, "services": services,
              "tags": dict(context.dagster_run.tags)}
-    # The step's own error names what to fix (a dead Spark server, broker or node, say); the
-    # run's says only which steps failed.
+    # The step's own error says what to fix; the run's says only which steps failed.
     cause = "; ".join(f"{step}: {error}" for step, error in steps.items()) or alert["error"]
-    context.log.error(f"ALERT: run {alert['run_id']} of {alert['job']} failed: {cause}")
+    blame = f" (service: {', '.join(services)})" if services else ""
+    context.log.error(f"ALERT: run {alert['run_id']} of {alert['job']} failed{blame}: {cause}")
     post_alert({"kind": "run_failure", **alert})
+
+
+# What a step's error says when a service failed under it, by service (the names `stack status`
+# shows). The first that matches is blamed.
+SERVICE_SIGNS = {
+    "spark-connect": ("SparkServerUnavailable", "NO_ACTIVE_SESSION", "INVALID_HANDLE.SESSION",
+                      "RETRIES_EXCEEDED"),
+    "kafka": ("KafkaException", "KafkaError", "cimpl.", "org.apache.kafka."),
+    "elasticsearch": ("elastic_transport.", "elasticsearch.", "IndexingError"),
+}
+
+
+def blamed_service(error: str) -> str | None:
+    """The service a step's error points at, if it points at one."""
+    return next((service for service, signs in SERVICE_SIGNS.items()
+                 if any(sign in error for sign in signs)), None)
 
 
 def step_errors(failures: list[dg.DagsterEvent]) -> dict[str, str]:

@@ -33,3 +33,15 @@ def test_a_run_failure_alert_names_what_the_step_raised():
     assert step_errors(result.get_step_failure_events()) == {
         "needs_spark": "spark.session.SparkServerUnavailable: the Spark Connect server at "
                        "sc://127.0.0.1:1 did not answer"}
+
+
+def test_a_failure_alert_blames_the_service_its_error_points_at():
+    from clickstream_dagster.sensors import blamed_service
+
+    assert blamed_service("pyspark.errors.exceptions.connect.SparkConnectException: "
+                          "[NO_ACTIVE_SESSION] No active Spark session found.") == "spark-connect"
+    assert blamed_service("StreamingQueryException: ... cimpl.KafkaException: KafkaError{code="
+                          "COORDINATOR_LOAD_IN_PROGRESS}") == "kafka"
+    assert blamed_service("elastic_transport.ConnectionError: Connection error caused by: "
+                          "ConnectionResetError(104)") == "elasticsearch"
+    assert blamed_service("ValueError: no rows for 2026-12-01") is None
