@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -121,8 +122,10 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     except KeyboardInterrupt:
         print("stopped; the checkpoint keeps the position, so a restart resumes exactly there",
-              file=sys.stderr)
-        return 130
+              file=sys.stderr, flush=True)
+        # Not a normal exit: the Spark client's threads may still wait on a server that hangs,
+        # and the interpreter would join them first.
+        os._exit(130)
     for batch in batches:
         for key in totals:
             totals[key] += getattr(batch, key)

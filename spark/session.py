@@ -94,11 +94,22 @@ def connect(remote: str, retry_s: float, *, shared: bool = False) -> SparkSessio
     builder = SparkSession.builder.remote(remote)
     session = builder.getOrCreate() if shared else builder.create()
     session.client.set_retry_policies([retry_policy(retry_s)])
+    _bound_interrupts(session.client)
     return session
+
+
+def _bound_interrupts(client) -> None:
+    """An interrupted client (Ctrl-C, SIGTERM) asks the server to interrupt its operation, with a
+    call that has no deadline: on a server that hangs, it held the process for good. The request
+    now gets INTERRUPT_S, then the interrupt goes on up."""
+    interrupt = client.interrupt_operation
+    client.interrupt_operation = lambda operation_id: within(
+        INTERRUPT_S, lambda: interrupt(operation_id))
 
 
 # How long a client that is on its way out (interrupted, failing) still waits for its server.
 GIVING_UP_RETRY_S = 3
+INTERRUPT_S = 5
 
 
 def within(seconds: float, call: Callable[[], object]) -> bool:
@@ -136,7 +147,9 @@ class SparkServerUnavailable(RuntimeError):
 # Errors of a session whose server restarted (its sessions live in the server's memory); once
 # one call has seen it, pyspark closes the client, and every later call finds no session.
 SESSION_LOST = {"INVALID_HANDLE.SESSION_CHANGED", "INVALID_HANDLE.SESSION_NOT_FOUND",
-                "NO_ACTIVE_SESSION"}
+                "NO_ACTIVE_SESSION",
+                # an operation the client was reading from, unknown to the restarted server
+                "RESPONSE_ALREADY_RECEIVED"}
 
 
 @contextmanager
