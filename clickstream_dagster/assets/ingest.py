@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import dagster as dg
+from elasticsearch import ApiError, TransportError
 from pydantic import Field
 
 from spark.delta_lake import table_columns
@@ -185,9 +186,16 @@ def _stream(context: dg.AssetExecutionContext, ingest: IngestJob, config: Ingest
                      f"{config.trigger_seconds:g} s, until {config.idle_seconds} s without a record; "
                      f"reporting the lake's changes every {config.report_seconds} s")
 
+    outage = ElasticsearchOutage()
+
     def after_batches(progress: list) -> None:
         before = refresh.cursor
-        metadata = refresh()
+        try:
+            metadata = refresh()
+        except (TransportError, ApiError) as exc:
+            outage.note(context, exc)  # raises once the outage outlasts its allowance
+            return
+        outage.over()
         records = sum(p.numInputRows for p in progress)
         context.log.info(f"micro-batch {', '.join(str(p.batchId) for p in progress)}: "
                          f"{records:,} records; live refresh: {metadata.get('new_rows', 0):,} new "
@@ -199,6 +207,31 @@ def _stream(context: dg.AssetExecutionContext, ingest: IngestJob, config: Ingest
             report.during_run()
 
     ingest.stream(config.stream_seconds, config.idle_seconds, after_batches)
+
+
+class ElasticsearchOutage:
+    """Elasticsearch down (a node restarting) only delays the live refresh: the refresh's cursor
+    stays where it was, so the next one takes the skipped rows too. An outage longer than
+    `allowance_s` fails the run, which alerts; the sensor's retry resumes."""
+
+    def __init__(self, allowance_s: float = 300):
+        self.allowance_s = allowance_s
+        self.since: float | None = None
+
+    def note(self, context: dg.AssetExecutionContext, error: Exception) -> None:
+        if isinstance(error, ApiError) and error.status_code < 500:
+            raise error  # a refusal (a bad mapping, say), not an outage
+        now = time.monotonic()
+        self.since = self.since or now
+        if now - self.since > self.allowance_s:
+            raise error
+        context.log.warning(f"live refresh delayed: Elasticsearch did not answer "
+                            f"({type(error).__name__}: {str(error)[:200]}) for "
+                            f"{now - self.since:.0f} s; the next micro-batch's refresh takes "
+                            f"these rows too")
+
+    def over(self) -> None:
+        self.since = None
 
 
 @contextmanager
