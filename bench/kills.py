@@ -58,7 +58,7 @@ def _ingest_run_process(instance: dg.DagsterInstance, dagster_pid: int) -> int:
     if not runs:
         raise RuntimeError("no ingest run in progress to kill")
     started = instance.all_logs(runs[0].run_id, of_type=dg.DagsterEventType.RUN_START)
-    pid = started[0].pid if started else None
+    pid = started[0].dagster_event.pid if started and started[0].dagster_event else None
     if pid is None or pid not in descendants(dagster_pid):
         raise RuntimeError(f"the process of ingest run {runs[0].run_id} was not found")
     return pid
