@@ -75,8 +75,6 @@ def ensure_running(settings: Settings) -> ServiceProcess | None:
                          marker=f"stack.supervisor {settings.state_dir}")
 
 
-
-
 class Supervisor:
     def __init__(self, settings: Settings, services: list[Service] | None = None):
         self.settings = settings
@@ -149,7 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     while not stopping:
         if read_pid_file(state_dir, NAME) is None:  # `stack down` of an older version, say
             break
-        supervisor.look()
+        try:
+            supervisor.look()
+        except Exception as exc:  # the supervisor must outlive whatever one look runs into
+            _log(f"a look failed ({exc!r}); looking again in {POLL_S:g} s")
         time.sleep(POLL_S)
     _log("stopped")
     return 0
