@@ -105,18 +105,18 @@ class Supervisor:
         lived = time.time() - dead.started_at
         cause = f"pid {dead.pid} gone after {lived:.0f} s (log: {dead.log})"
         _log(f"{service.title} died: {cause}; starting it again (attempt {watch.failures + 1})")
+        # The wait before the next start, whether this one fails or the service dies again soon.
+        wait = BACKOFF_S[min(watch.failures, len(BACKOFF_S) - 1)]
+        watch.failures += 1
         started = time.monotonic()
         try:
             service.start()
         except (StackError, OSError) as exc:
-            wait = BACKOFF_S[min(watch.failures, len(BACKOFF_S) - 1)]
-            watch.failures += 1
             watch.next_start = time.monotonic() + wait
             _log(f"{service.title} did not start: {exc}\n  next attempt in {wait} s")
             return
-        watch.failures += 1
         watch.up_since = time.monotonic()
-        watch.next_start = watch.up_since + BACKOFF_S[min(watch.failures - 1, len(BACKOFF_S) - 1)]
+        watch.next_start = watch.up_since + wait
         _log(f"{service.title} healthy again after {time.monotonic() - started:.1f} s")
         self._count(service.name, cause)
 
