@@ -18,7 +18,7 @@ from stack.process import descendants, read_pid_file
 
 INGEST_RUN = "ingest-run"
 TARGETS = (spark_connect.NAME, kafka.NAME, elasticsearch.NAME, INGEST_RUN)
-# Recovered: every probe sent from then on reached Elasticsearch within this many seconds.
+# Recovered: probes sent after the kill reach Elasticsearch within this many seconds again.
 WITHIN_S = 30
 
 
@@ -34,7 +34,8 @@ class Kill:
         return self.at is None and time.time() >= began + self.after_s
 
     def fire(self, settings: Settings, instance: dg.DagsterInstance, dagster_pid: int) -> str:
-        """SIGKILL the target's whole process group; returns what was killed."""
+        """SIGKILL the target (a service with its process group, a run's process alone); returns
+        what was killed."""
         if self.target == INGEST_RUN:
             self.pid = _ingest_run_process(instance, dagster_pid)
         else:
