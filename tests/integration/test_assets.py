@@ -80,6 +80,21 @@ def pipeline(stack, spark, tmp_path_factory):
     remove_indices(client, prefix, [spec.with_prefix(prefix).name for spec in SERVED])
 
 
+SERVING_DAY1 = [*DAILY, *SERVING_ASSETS, *SERVING_CHECKS]
+
+
+@pytest.fixture(scope="module")
+def day1(pipeline) -> dg.ExecuteInProcessResult:
+    """Day 1 materialized once, as a daily run does it: the lake's tables, their quality checks,
+    the indices and their served-count checks. Tests that only read it share it; a test that
+    changes it puts it back."""
+    _, resources, _ = pipeline
+    result = dg.materialize([*SERVING_DAY1, *QUALITY_CHECKS], partition_key=DAY1,
+                            resources=resources)
+    assert result.success
+    return result
+
+
 def _read(spark, resources, table: str, day: str) -> pd.DataFrame:
     path = resources["lake"].raw if table == "raw" else resources["lake"].analytics(table)
     return read_days(spark, path, [day]).drop("event_date").toPandas()
@@ -96,10 +111,9 @@ def test_landing_reports_exactly_the_changed_partitions(pipeline):
     assert (columns["event_ts"], columns["event_date"]) == ("timestamp", "date")
 
 
-def test_partition_matches_an_independent_computation(spark, pipeline):
+def test_partition_matches_an_independent_computation(spark, pipeline, day1):
     _, resources, _ = pipeline
-    result = dg.materialize(DAILY, partition_key=DAY1, resources=resources)
-    assert result.success
+    result = day1
     # Each table reports the columns it wrote; the analytics ones also their lineage.
     for asset in DAILY:
         (materialization,) = result.asset_materializations_for_node(asset.node_def.name)
@@ -154,10 +168,9 @@ def test_partition_matches_an_independent_computation(spark, pipeline):
     assert sessions.channel.notna().all() and sessions.browser.notna().all()
 
 
-def test_rematerializing_a_partition_gives_identical_output(spark, pipeline):
+def test_rematerializing_a_partition_gives_identical_output(spark, pipeline, day1):
     _, resources, _ = pipeline
     tables = ["raw", "url_country_daily", "user_sessions", "url_popularity_5m"]
-    assert dg.materialize(DAILY, partition_key=DAY1, resources=resources).success
     before = {t: _read(spark, resources, t, DAY1) for t in tables}
     assert dg.materialize(DAILY, partition_key=DAY1, resources=resources).success
     for table in tables:
@@ -181,17 +194,13 @@ def test_a_two_day_range_runs_as_one_spark_job(spark, pipeline):
         assert len(_read(spark, resources, "raw", day)) == (events.event_date == day).sum()
 
 
-SERVING_DAY1 = [*DAILY, *SERVING_ASSETS, *SERVING_CHECKS]
-
-
 def _es(settings, resources):
     return resources["elasticsearch"].client()
 
 
-def test_indices_hold_exactly_the_lake_rows_and_reruns_replace_them(spark, pipeline):
+def test_indices_hold_exactly_the_lake_rows_and_reruns_replace_them(spark, pipeline, day1):
     settings, resources, _ = pipeline
-    result = dg.materialize(SERVING_DAY1, partition_key=DAY1, resources=resources)
-    assert result.success
+    result = day1
     client = _es(settings, resources)
     prefix = resources["elasticsearch"].index_prefix
     # The served count, visible in the UI as a check of each index asset.
@@ -235,13 +244,20 @@ def test_indices_hold_exactly_the_lake_rows_and_reruns_replace_them(spark, pipel
         assert not client.indices.exists(index=physical[spec.name])
 
 
-def test_the_served_count_check_fails_when_the_index_lost_a_document(spark, pipeline):
+def test_the_served_count_check_fails_when_the_index_lost_a_document(spark, pipeline, day1):
     settings, resources, _ = pipeline
-    assert dg.materialize(SERVING_DAY1, partition_key=DAY1, resources=resources).success
     sessions = SESSIONS.with_prefix(resources["elasticsearch"].index_prefix)
     client = _es(settings, resources)
-    victim = next(helpers.scan(client, index=sessions.index_for(DAY1), _source=False))["_id"]
-    client.delete(index=sessions.index_for(DAY1), id=victim, refresh=True)
+    victim = next(helpers.scan(client, index=sessions.index_for(DAY1)))
+    client.delete(index=sessions.index_for(DAY1), id=victim["_id"], refresh=True)
+    try:
+        _assert_the_sessions_check_finds_one_missing(spark, resources)
+    finally:  # the day's other tests read the index whole
+        client.index(index=sessions.index_for(DAY1), id=victim["_id"], document=victim["_source"],
+                     refresh=True)
+
+
+def _assert_the_sessions_check_finds_one_missing(spark, resources) -> None:
     (check,) = [c for c, spec in zip(SERVING_CHECKS, SERVED, strict=True) if spec is SESSIONS]
     # The check alone, as the UI's "Execute check" runs it on the day: no index is loaded again.
     only_the_check = dg.define_asset_job("served_count_only", selection=dg.AssetSelection.checks(check))
@@ -315,11 +331,8 @@ def test_a_day_index_from_before_aliases_is_swapped_for_an_alias(scratch):
     assert client.count(index=spec.alias)["count"] == 2
 
 
-def test_quality_checks_pass_on_good_data_with_gx_observations(pipeline):
-    _, resources, _ = pipeline
-    result = dg.materialize([*DAILY, *QUALITY_CHECKS], partition_key=DAY1, resources=resources)
-    assert result.success
-    evaluations = result.get_asset_check_evaluations()
+def test_quality_checks_pass_on_good_data_with_gx_observations(day1):
+    evaluations = day1.get_asset_check_evaluations()
     assert {e.check_name for e in evaluations} >= {"event_id_is_unique", "events_add_up_to_the_raw_rows",
                                                     "times_fall_inside_the_day", "has_rows"}
     assert all(e.passed for e in evaluations)
