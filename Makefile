@@ -63,12 +63,17 @@ browser:
 	  $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }
 
 # Unit tests first, in a process of their own and before any service starts, so a unit failure
-# shows in minutes; then the stack and the integration tests. A PYTEST_ARGS subset that selects
-# nothing in one phase (pytest's exit 5) does not fail the other.
+# shows in minutes; then the stack and the integration tests: those that leave the shared
+# services alone on TEST_WORKERS workers (a module each, so module fixtures are built once), then
+# the `serial` ones, which stop or strain a shared service, alone. A PYTEST_ARGS subset that
+# selects nothing in one phase (pytest's exit 5) does not fail the others.
+TEST_WORKERS ?= 2
 test: lint validate
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(MAKE) --no-print-directory up browser
-	$(BIN)/pytest tests/integration $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(BIN)/pytest tests/integration -m "not serial" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS) \
+	  || [ $$? -eq 5 ]
+	$(BIN)/pytest tests/integration -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # The fast loop: lint, the definitions, the unit tests; no service is started.
 check: lint validate unit

@@ -34,6 +34,9 @@ from stack import elasticsearch, kafka, manager
 from stack.process import read_pid_file
 from tests.helpers import remove_indices
 
+# Each of these stops the broker or Elasticsearch that every other test uses.
+pytestmark = pytest.mark.serial
+
 EVENTS = 400_000
 
 

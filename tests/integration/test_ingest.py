@@ -281,6 +281,7 @@ def test_the_dedup_state_is_snapshotted_so_a_restart_replays_few_changelogs(faul
 NEAR_LIMIT = 1_500  # records of 900 KB, in a row on one partition: 1.35 GB in one micro-batch
 
 
+@pytest.mark.serial  # 1.35 GB through the one server: alone, so that its survival is its own
 @pytest.mark.timeout(600)
 def test_near_limit_records_are_dead_lettered_whole_and_the_server_survives(stack, spark,
                                                                             fresh_topics, tmp_path):
