@@ -13,10 +13,18 @@ from tests.helpers import create_topics, delete_topics, isolated_topics
 use_utc()
 
 
+# The integration modules that take longest, in that order, ahead of the rest: the workers take
+# modules in collection order, so they finish together instead of one running a long module alone.
+LONGEST_FIRST = ("test_ui", "test_ingest", "test_supervision", "test_dashboard", "test_assets",
+                 "test_live", "test_bench")
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if Path(str(item.fspath)).parent.name == "integration":
             item.add_marker(pytest.mark.integration)
+    rank = {module: n for n, module in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).stem, len(rank)))
 
 
 @pytest.fixture(scope="session")
