@@ -180,8 +180,8 @@ KILL_POINTS = {
 @pytest.mark.parametrize("kill_point", list(KILL_POINTS))
 def test_sigkill_mid_batch_then_restart_lands_every_event_exactly_once(stack, spark, fresh_topics,
                                                                        tmp_path, kill_point):
-    # Four micro-batches of 4,000: two to land before the kill, the killed one, one after it.
-    config = GeneratorConfig(events=16_000, seed=33, start=datetime(2026, 2, 20, tzinfo=UTC),
+    # Four micro-batches of 2,000: two to land before the kill, the killed one, one after it.
+    config = GeneratorConfig(events=8_000, seed=33, start=datetime(2026, 2, 20, tzinfo=UTC),
                              duplicate_ratio=0.02, malformed_ratio=0.01)
     summary = produce(config, fresh_topics, progress=False)
     lake = tmp_path / "lake"
@@ -192,7 +192,7 @@ def test_sigkill_mid_batch_then_restart_lands_every_event_exactly_once(stack, sp
                     SPARK_MASTER="local[2]", SPARK_DRIVER_MEMORY="2g")
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli", "ingest", "--max-offsets-per-trigger",
-         "4000"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+         "2000"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     # Wait for batch 1's landing commit, note the files it left, then kill at the chosen point of

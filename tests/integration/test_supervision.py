@@ -28,7 +28,7 @@ from stack import manager, spark_connect, supervisor
 from stack.process import read_pid_file
 from tests.helpers import free_port, wait_until
 
-EVENTS = GeneratorConfig(events=24_000, seed=61, start=datetime(2026, 3, 1, tzinfo=UTC),
+EVENTS = GeneratorConfig(events=12_000, seed=61, start=datetime(2026, 3, 1, tzinfo=UTC),
                          duplicate_ratio=0.02, malformed_ratio=0.01)
 
 
