@@ -166,9 +166,16 @@ def clickstream_topic_observation_sensor(context: dg.SensorEvaluationContext,
     return dg.SensorResult(asset_events=[observation], cursor=json.dumps({"total": total, "at": now}))
 
 
+# A run that fails this soon after another whose failure blamed the same services belongs to the
+# same outage (a dead server fails the ingest and the daily run at once): it is logged, and the
+# webhook hears of the outage once.
+OUTAGE_WINDOW_S = 600
+
+
 @dg.run_failure_sensor(default_status=AUTOMATION)
 def run_failure_alert_sensor(context: dg.RunFailureSensorContext) -> None:
-    """Log every failed run as an alert, and POST it to CLICKSTREAM_ALERT_WEBHOOK_URL if set."""
+    """Log every failed run as an alert, and POST it to CLICKSTREAM_ALERT_WEBHOOK_URL if set,
+    once per outage of a service."""
     steps = step_errors(context.get_step_failure_events())
     services = sorted({service for error in steps.values() if (service := blamed_service(error))})
     alert = {"run_id": context.dagster_run.run_id, "job": context.dagster_run.job_name,
@@ -178,7 +185,34 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext) -> None:
     cause = "; ".join(f"{step}: {error}" for step, error in steps.items()) or alert["error"]
     blame = f" (service: {', '.join(services)})" if services else ""
     context.log.error(f"ALERT: run {alert['run_id']} of {alert['job']} failed{blame}: {cause}")
+    earlier = outage_alerted_by(context.instance, context.dagster_run.run_id, services)
+    if earlier:
+        context.log.info(f"not posted: the same outage of {', '.join(services)} as run {earlier}, "
+                         "whose alert was")
+        return
     post_alert({"kind": "run_failure", **alert})
+
+
+def outage_alerted_by(instance: dg.DagsterInstance, run_id: str, services: list[str]) -> str | None:
+    """A run that failed before `run_id`, at most OUTAGE_WINDOW_S earlier, blaming at least the
+    same services: the outage's alert came with it (or with a run before it). None when the
+    failure blames no service, or is the first of its outage."""
+    if not services:
+        return None
+    this = instance.get_run_record_by_id(run_id)
+    failed_at = this.end_time if this and this.end_time else time.time()
+    for record in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]),
+                                           limit=50):
+        other = record.dagster_run.run_id
+        # Strictly before (ties go by run id), so two failures never silence each other.
+        if (not record.end_time or record.end_time < failed_at - OUTAGE_WINDOW_S
+                or (record.end_time, other) >= (failed_at, run_id)):
+            continue
+        failures = [entry.dagster_event for entry in
+                    instance.all_logs(other, of_type=dg.DagsterEventType.STEP_FAILURE)]
+        if set(services) <= {blamed_service(error) for error in step_errors(failures).values()}:
+            return other
+    return None
 
 
 # What a step's error says when a service failed under it, by service (the names `stack status`
