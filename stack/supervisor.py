@@ -70,6 +70,9 @@ def ensure_running(settings: Settings) -> ServiceProcess | None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
     path.write_bytes(pickle.dumps(settings))
+    # Restarts are counted from this supervisor's start: counts left by one that ended without
+    # `stack down` (a reboot, a killed session) are not this stack's.
+    restarts_file(settings.state_dir).unlink(missing_ok=True)
     return start_process(NAME, [sys.executable, "-m", "stack.supervisor", str(settings.state_dir)],
                          state_dir=settings.state_dir, log=settings.state_dir / "logs" / "supervisor.log",
                          marker=f"stack.supervisor {settings.state_dir}")

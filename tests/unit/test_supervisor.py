@@ -8,7 +8,7 @@ import time
 from clickstream_dagster.settings import Settings
 from stack import supervisor
 from stack.errors import StackError
-from stack.process import pid_file, start_process
+from stack.process import pid_file, start_process, stop_process
 from stack.services import kafka_service
 
 
@@ -53,3 +53,18 @@ def test_what_stack_down_stopped_is_left_alone(tmp_path):
     pid_file(tmp_path, service.name).unlink()  # what `stack down` does after stopping it
     supervisor.Supervisor(settings, [service]).look()
     assert started == []
+
+
+def test_a_new_supervisor_counts_restarts_from_its_own_start(tmp_path):
+    settings = Settings(state_dir=tmp_path)
+    start_process("kafka", [sys.executable, "-c", "import time; time.sleep(60)"], state_dir=tmp_path,
+                  log=tmp_path / "logs" / "kafka.log", marker="time.sleep(60)")
+    # What a supervisor that ended without `stack down` left behind.
+    supervisor.restarts_file(tmp_path).parent.mkdir(parents=True, exist_ok=True)
+    supervisor.restarts_file(tmp_path).write_text('{"kafka": {"count": 3}}')
+    try:
+        assert supervisor.ensure_running(settings) is not None
+        assert supervisor.read_restarts(tmp_path) == {}
+    finally:
+        stop_process(tmp_path, supervisor.NAME)
+        stop_process(tmp_path, "kafka")
