@@ -187,8 +187,9 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext) -> None:
     context.log.error(f"ALERT: run {alert['run_id']} of {alert['job']} failed{blame}: {cause}")
     earlier = outage_alerted_by(context.instance, context.dagster_run.run_id, services)
     if earlier:
-        context.log.info(f"not posted: the same outage of {', '.join(services)} as run {earlier}, "
-                         "whose alert was")
+        context.log.info(f"not posted: run {earlier} failed on the same outage of "
+                         f"{', '.join(services)} within {OUTAGE_WINDOW_S // 60} minutes before, so "
+                         "the webhook has heard of it")
         return
     post_alert({"kind": "run_failure", **alert})
 
