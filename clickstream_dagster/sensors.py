@@ -177,7 +177,7 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext) -> None:
     """Log every failed run as an alert, and POST it to CLICKSTREAM_ALERT_WEBHOOK_URL if set,
     once per outage of a service."""
     steps = step_errors(context.get_step_failure_events())
-    services = sorted({service for error in steps.values() if (service := blamed_service(error))})
+    services = blamed_services(steps)
     alert = {"run_id": context.dagster_run.run_id, "job": context.dagster_run.job_name,
              "error": context.failure_event.message, "steps": steps, "services": services,
              "tags": dict(context.dagster_run.tags)}
@@ -211,7 +211,7 @@ def outage_alerted_by(instance: dg.DagsterInstance, run_id: str, services: list[
             continue
         failures = [entry.dagster_event for entry in
                     instance.all_logs(other, of_type=dg.DagsterEventType.STEP_FAILURE)]
-        if set(services) <= {blamed_service(error) for error in step_errors(failures).values()}:
+        if set(services) <= set(blamed_services(step_errors(failures))):
             return other
     return None
 
@@ -230,6 +230,11 @@ def blamed_service(error: str) -> str | None:
     """The service a step's error points at, if it points at one."""
     return next((service for service, signs in SERVICE_SIGNS.items()
                  if any(sign in error for sign in signs)), None)
+
+
+def blamed_services(steps: dict[str, str]) -> list[str]:
+    """The services that a run's step errors (step_errors) point at, sorted."""
+    return sorted({service for error in steps.values() if (service := blamed_service(error))})
 
 
 def step_errors(failures: list[dg.DagsterEvent]) -> dict[str, str]:
