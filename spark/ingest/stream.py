@@ -28,6 +28,7 @@ from .event_pass import HELD_BACK
 from .transform import (
     flat_events,
     held_back,
+    refilled,
     to_bad_rows,
     to_dead_letter_messages,
     to_lake_rows,
@@ -266,7 +267,8 @@ class BatchWriter:
             if per_reason:
                 bad_rows, rows_per_file = to_bad_rows(events), None
                 if per_reason.get(HELD_BACK.removesuffix(":")):
-                    bad_rows = with_held_back_payloads(bad_rows, self._records_at(held_back(bad_rows)))
+                    held = _detached(held_back(bad_rows).drop("kafka_key", "raw"))
+                    bad_rows = with_held_back_payloads(bad_rows, refilled(held, self._records_at(held)))
                     # A reader holds a file's rows a batch at a time: of these, no more than
                     # Kafka's 1 MB limit times this.
                     rows_per_file = HELD_BACK_ROWS_PER_FILE
@@ -351,3 +353,10 @@ class BatchWriter:
                 TopicPartition(self.config.topic, int(p)), timeout=10)[0] for p in partitions}
         finally:
             consumer.close()
+
+
+def _detached(rows: DataFrame) -> DataFrame:
+    """Few rows of a micro-batch as a plan of their own, collected. A plan that reads the cached
+    micro-batch twice gets the cache for one of the two reads only: the other computes the batch
+    again, its dedup included."""
+    return rows.sparkSession.createDataFrame(rows.collect(), rows.schema)

@@ -16,7 +16,7 @@ from pyspark.sql.pandas.types import from_arrow_schema
 from .config import IP_TRUNCATE
 from .event_pass import HELD_BACK, INPUT_COLUMNS, LAKE_COLUMNS, OUTPUT_SCHEMA, EventPass
 
-__all__ = ["LAKE_COLUMNS", "flat_events", "held_back", "to_bad_rows", "to_dead_letter_messages",
+__all__ = ["LAKE_COLUMNS", "flat_events", "held_back", "refilled", "to_bad_rows", "to_dead_letter_messages",
            "to_lake_rows", "with_held_back_payloads"]
 
 
@@ -60,17 +60,20 @@ def held_back(bad_rows: DataFrame) -> DataFrame:
     return bad_rows.where(F.col("error").startswith(HELD_BACK))
 
 
-def with_held_back_payloads(bad_rows: DataFrame, kafka_rows: DataFrame) -> DataFrame:
-    """`bad_rows` with the held-back keys and bytes taken again from `kafka_rows` (the same
-    records, read back from the topic by offset): no row of either is ever cached."""
+def refilled(held: DataFrame, kafka_rows: DataFrame) -> DataFrame:
+    """Held-back dead letters with their keys and bytes taken again from `kafka_rows` (the same
+    records, read back from the topic by offset)."""
     source = kafka_rows.select(F.col("partition").alias("kafka_partition"),
                                F.col("offset").alias("kafka_offset"),
                                F.col("key").alias("kafka_key"), F.col("value").alias("raw"))
     # The held-back rows are few and narrow: broadcast, so the records stream past them.
-    refilled = source.join(F.broadcast(held_back(bad_rows).drop("kafka_key", "raw")),
-                           ["kafka_partition", "kafka_offset"])
+    return source.join(F.broadcast(held.drop("kafka_key", "raw")), ["kafka_partition", "kafka_offset"])
+
+
+def with_held_back_payloads(bad_rows: DataFrame, refilled_rows: DataFrame) -> DataFrame:
+    """`bad_rows` with their held-back rows replaced by `refilled_rows` (see `refilled`)."""
     kept = bad_rows.where(~F.col("error").startswith(HELD_BACK))
-    return kept.unionByName(refilled.select(*bad_rows.columns))
+    return kept.unionByName(refilled_rows.select(*bad_rows.columns))
 
 
 def to_dead_letter_messages(bad_rows: DataFrame) -> DataFrame:

@@ -55,15 +55,21 @@ def faulty_run(stack, spark, tmp_path_factory):
     # some for the server's state maintenance to upload (see the last test).
     spark.conf.set(MIN_DELTAS_FOR_SNAPSHOT, "1")
     try:
-        config, batches = _ingest(spark, settings, lake)
+        config = dataclasses.replace(settings, lake_dir=str(lake)).ingest_config(
+            max_offsets_per_trigger=8_000)
+        job = IngestJob(spark, config)
+        batches = job.run()
     finally:
         spark.conf.unset(MIN_DELTAS_FOR_SNAPSHOT)
-    yield settings, summary, config, batches, lake
+    # What each micro-batch's dedup did, as the query reported it.
+    dedups = [(p.numInputRows, p.stateOperators[0].customMetrics)
+              for p in job.query.recentProgress if p.numInputRows]
+    yield settings, summary, config, batches, lake, dedups
     delete_topics(stack, [settings.topic, settings.dlq_topic])
 
 
 def test_every_message_is_accounted_for_exactly(spark, faulty_run):
-    settings, summary, config, batches, _ = faulty_run
+    settings, summary, config, batches, _, _ = faulty_run
     _, unique = _expected(FAULTY)
     lake = spark.read.format("delta").load(config.landing)
     landed = lake.count()
@@ -79,7 +85,7 @@ def test_every_message_is_accounted_for_exactly(spark, faulty_run):
 
 
 def test_every_dead_letter_carries_its_reason_in_the_topic_and_the_table(spark, faulty_run):
-    settings, summary, config, batches, _ = faulty_run
+    settings, summary, config, batches, _, _ = faulty_run
     reasons = Counter()
     for batch in batches:
         reasons.update(batch.dead_letters_per_reason)
@@ -100,8 +106,18 @@ def test_every_dead_letter_carries_its_reason_in_the_topic_and_the_table(spark, 
     assert bad_rows.where("error is null or raw is null").count() == 0
 
 
+def test_each_micro_batch_runs_its_dedup_once_whatever_its_dead_letters(faulty_run):
+    """The writer reads the cached micro-batch several times, the held-back dead letters' read-back
+    included; a read that missed the cache would run the batch's dedup again."""
+    _, _, _, batches, _, dedups = faulty_run
+    assert any(b.dead_letters_per_reason.get("oversized") for b in batches)
+    assert len(dedups) == len(batches)
+    for input_rows, metrics in dedups:
+        assert metrics["rocksdbGetCount"] == input_rows
+
+
 def test_days_land_in_their_own_partitions_and_late_events_in_their_event_day(spark, faulty_run):
-    _, _, config, _, _ = faulty_run
+    _, _, config, _, _, _ = faulty_run
     _, unique = _expected(FAULTY)
     lake = spark.read.format("delta").load(config.landing)
     per_day = {str(r["event_date"]): r["count"] for r in lake.groupBy("event_date").count().collect()}
@@ -122,7 +138,7 @@ def test_days_land_in_their_own_partitions_and_late_events_in_their_event_day(sp
 
 
 def test_the_landing_keeps_statistics_only_on_its_times_and_a_change_feed(spark, faulty_run):
-    _, _, config, _, _ = faulty_run
+    _, _, config, _, _, _ = faulty_run
     properties = table_properties(spark, config.landing)
     assert properties["delta.dataSkippingStatsColumns"] == "event_ts,ingested_at"
     assert properties["delta.enableChangeDataFeed"] == "true"
@@ -139,7 +155,7 @@ def test_the_landing_keeps_statistics_only_on_its_times_and_a_change_feed(spark,
 
 
 def test_a_restart_with_nothing_new_writes_nothing(spark, faulty_run):
-    settings, _, config, _, lake = faulty_run
+    settings, _, config, _, lake, _ = faulty_run
     before = sorted(p for p in Path(config.landing).rglob("*.parquet"))
     _, batches = _ingest(spark, settings, lake)
     assert sum(b.input_rows for b in batches) == 0
@@ -266,7 +282,7 @@ def test_days_committed_by_a_run_that_never_reported_are_recomputed(stack, tmp_p
 
 def test_the_dedup_state_is_snapshotted_so_a_restart_replays_few_changelogs(faulty_run):
     # Last in the module: the server's state maintenance, which runs once a minute, has had its turn.
-    _, _, config, _, _ = faulty_run
+    _, _, config, _, _, _ = faulty_run
     partitions = sorted(Path(config.checkpoint, "state", "0").glob("[0-9]*"))
     assert len(partitions) == config.state_partitions
     deadline = time.monotonic() + 150
