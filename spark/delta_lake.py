@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 # Readers that follow a table's appends (the live path) read its change feed: only the files
 # that later commits added. Set on the landing table when its first batch creates it.
 CHANGE_FEED = {"delta.enableChangeDataFeed": "true"}
-# The landing is read by its partitions (event_date, event_hour) and joined on random event ids,
+# The landing is read by its date partitions and joined on random event ids,
 # where min/max statistics prune nothing; Delta's default, statistics on the first 32 columns,
 # was a third of each landing commit. Only the two times keep them, for queries by time.
 LANDING_STATISTICS = {"delta.dataSkippingStatsColumns": "event_ts,ingested_at"}
@@ -113,6 +113,14 @@ def table_version(spark: SparkSession, path: str) -> int | None:
         if _is_missing_table(exc):
             return None
         raise
+
+
+def partition_columns(spark: SparkSession, path: str) -> list[str]:
+    """The table's partition columns; none before its first commit."""
+    if not is_table(spark, path):
+        return []
+    (row,) = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").select("partitionColumns").collect()
+    return list(row["partitionColumns"])
 
 
 def table_created_s(spark: SparkSession, path: str) -> int:

@@ -43,9 +43,9 @@ def compact_days(spark: SparkSession, landing: str, raw: str, days: list[str],
     expired_before = retention.expired_before(spark, landing)
     expired = [d for d in days if expired_before and d < expired_before]
     if expired:
-        kept = with_enriched_columns(read_days(spark, raw, expired)).withColumn(
-            "event_hour", F.date_format("event_ts", "HH"))
-        source = source.unionByName(kept)
+        kept = with_enriched_columns(read_days(spark, raw, expired))
+        # A landing of an older version has an hour column, which the dedup drops.
+        source = source.unionByName(kept, allowMissingColumns=True)
     files = files_per_day(rows_per_day(source), parallelism(spark))
     bucketed = (
         source

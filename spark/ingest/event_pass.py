@@ -40,7 +40,7 @@ TIMESTAMP = pa.timestamp("us", tz="UTC")
 _TEXT = pa.string()
 LAKE_TYPES: dict[str, pa.DataType] = {
     "event_id": _TEXT, "event_type": _TEXT, "event_ts": TIMESTAMP, "event_date": pa.date32(),
-    "event_hour": _TEXT, "user_id": _TEXT, "session_id": _TEXT, "url": _TEXT, "url_path": _TEXT,
+    "user_id": _TEXT, "session_id": _TEXT, "url": _TEXT, "url_path": _TEXT,
     "referrer": _TEXT, "country": _TEXT, "city": _TEXT, "ip": _TEXT, "device_type": _TEXT,
     "os": _TEXT, "browser": _TEXT, "user_agent": _TEXT, "campaign_source": _TEXT,
     "campaign_medium": _TEXT, "campaign_name": _TEXT, "properties": pa.map_(_TEXT, _TEXT),
@@ -147,7 +147,6 @@ class EventPass:
             **text,
             "event_ts": timestamps,
             "event_date": pc.cast(timestamps, pa.date32()),
-            "event_hour": pc.utf8_slice_codeunits(fields["event_ts"], 11, 13),
             "url_path": pc.replace_substring_regex(text["url"], r"[?#].*", ""),
             "properties": fields["properties"],
             "schema_version": fields["schema_version"],

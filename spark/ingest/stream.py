@@ -19,13 +19,21 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from ..delta_lake import LANDING_PROPERTIES, LANDING_STATISTICS, append_batch, set_missing_properties
+from ..delta_lake import (
+    LANDING_PROPERTIES,
+    LANDING_STATISTICS,
+    append_batch,
+    partition_columns,
+    set_missing_properties,
+)
 from ..session import GIVING_UP_RETRY_S, give_up_fast, scoped_conf, within
 from . import checkpoint, consumer_group
 from .batch_log import BATCH_LOG_SCHEMA, BatchStats, batch_log_rows, newest_batch
 from .config import AVAILABLE_NOW, CONTINUOUS, IngestConfig
 from .event_pass import HELD_BACK
 from .transform import (
+    HOUR_PARTITION,
+    LANDING_PARTITIONS,
     flat_events,
     held_back,
     refilled,
@@ -218,7 +226,8 @@ class IngestJob:
         writer = (
             events.writeStream.queryName(f"clickstream-ingest-{self.config.topic}")
             .option("checkpointLocation", self.config.checkpoint)
-            .foreachBatch(BatchWriter(self.config))
+            .foreachBatch(BatchWriter(self.config, hourly=HOUR_PARTITION in partition_columns(
+                self.spark, self.config.landing)))
         )
         if self.config.mode == AVAILABLE_NOW:
             writer = writer.trigger(availableNow=True)
@@ -234,8 +243,9 @@ class BatchWriter:
     the batch log, then commits its end offsets to the consumer group. Errors propagate: the query
     fails, and nothing is lost."""
 
-    def __init__(self, config: IngestConfig):
+    def __init__(self, config: IngestConfig, hourly: bool = False):
         self.config = config
+        self.hourly = hourly  # the landing is partitioned by event_hour too (see to_lake_rows)
         self._query_id: str | None = None
         # The previous batch's end offsets, when this process ran it: the next batch's start.
         self._previous: tuple[int, dict[str, int]] | None = None
@@ -260,8 +270,9 @@ class BatchWriter:
             # No DESCRIBE HISTORY for the commit's file count and size: a query per micro-batch
             # (0.3 s, more under load) on the live path's critical path, for figures no reader used.
             if per_date:
-                append_batch(to_lake_rows(events), self.config.landing, app_id, batch_id,
-                             ["event_date", "event_hour"], LANDING_PROPERTIES)
+                append_batch(to_lake_rows(events, self.hourly), self.config.landing, app_id,
+                             batch_id, LANDING_PARTITIONS + [HOUR_PARTITION] * self.hourly,
+                             LANDING_PROPERTIES)
             phases["landing"] = time.monotonic() - started - sum(phases.values())
             landed_at = datetime.now(UTC).isoformat(timespec="milliseconds")
             if per_reason:

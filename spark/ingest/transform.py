@@ -16,8 +16,13 @@ from pyspark.sql.pandas.types import from_arrow_schema
 from .config import IP_TRUNCATE
 from .event_pass import HELD_BACK, INPUT_COLUMNS, LAKE_COLUMNS, OUTPUT_SCHEMA, EventPass
 
-__all__ = ["LAKE_COLUMNS", "flat_events", "held_back", "refilled", "to_bad_rows", "to_dead_letter_messages",
-           "to_lake_rows", "with_held_back_payloads"]
+__all__ = ["HOUR_PARTITION", "LAKE_COLUMNS", "LANDING_PARTITIONS", "flat_events", "held_back",
+           "refilled", "to_bad_rows", "to_dead_letter_messages", "to_lake_rows",
+           "with_held_back_payloads"]
+
+LANDING_PARTITIONS = ["event_date"]
+# A landing created by an older version is partitioned by this too, and keeps that layout.
+HOUR_PARTITION = "event_hour"
 
 
 def flat_events(kafka_rows: DataFrame, first_day: str | None = None, future_days: int = 1,
@@ -35,9 +40,11 @@ def flat_events(kafka_rows: DataFrame, first_day: str | None = None, future_days
     return sources.mapInArrow(event_pass, from_arrow_schema(OUTPUT_SCHEMA))
 
 
-def to_lake_rows(flat: DataFrame) -> DataFrame:
-    """Valid events in lake columns (see LAKE_COLUMNS)."""
-    return flat.where(F.col("error").isNull()).select(*LAKE_COLUMNS)
+def to_lake_rows(flat: DataFrame, hourly: bool = False) -> DataFrame:
+    """Valid events in lake columns (see LAKE_COLUMNS); with `hourly`, also `event_hour` ("00" to
+    "23"), the second partition column of a landing created by an older version."""
+    hour = [F.date_format("event_ts", "HH").alias(HOUR_PARTITION)] if hourly else []
+    return flat.where(F.col("error").isNull()).select(*LAKE_COLUMNS, *hour)
 
 
 def to_bad_rows(flat: DataFrame) -> DataFrame:

@@ -348,7 +348,7 @@ def test_a_failed_check_blocks_the_aggregate_and_the_index(spark, pipeline):
     # Bad data in the landing zone: day-1 events filed under day 2, committed like any batch.
     before = last_commit(spark, lake.landing)["version"]
     misfiled = (read_days(spark, lake.landing, [DAY1]).limit(50)
-                .withColumn("event_date", F.lit(DAY2).cast("date")).withColumn("event_hour", F.lit("23")))
+                .withColumn("event_date", F.lit(DAY2).cast("date")))
     misfiled.write.format("delta").mode("append").save(lake.landing)
     index = URL_COUNTRY.with_prefix(resources["elasticsearch"].index_prefix).index_for(DAY2)
     try:

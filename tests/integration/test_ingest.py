@@ -15,11 +15,17 @@ from pathlib import Path
 
 import orjson
 import pytest
+from pyspark.sql import functions as F
 
 from clickstream_dagster.settings import child_env
 from simulator.producer import produce
 from simulator.timeline import LATE, VALID, GeneratorConfig, stream
-from spark.delta_lake import LANDING_STATISTICS, set_missing_properties, table_properties
+from spark.delta_lake import (
+    LANDING_STATISTICS,
+    partition_columns,
+    set_missing_properties,
+    table_properties,
+)
 from spark.ingest.batch_log import read_batch_log
 from spark.ingest.stream import IngestJob
 from tests.helpers import consume_all, create_topics, delete_topics, isolated_topics
@@ -137,8 +143,28 @@ def test_days_land_in_their_own_partitions_and_late_events_in_their_event_day(sp
     assert all(str(r["event_date"]) == r["event_ts"].date().isoformat() for r in found)
 
 
+def test_a_landing_partitioned_by_hour_keeps_its_layout(spark, faulty_run, tmp_path):
+    """A landing created by an older version is partitioned by event_hour too: batches keep
+    writing it that way, with the event's UTC hour."""
+    settings, _, config, batches, _, _ = faulty_run
+    older = dataclasses.replace(settings, lake_dir=str(tmp_path)).ingest_config(
+        max_offsets_per_trigger=8_000)
+    (spark.read.format("delta").load(config.landing).limit(100)
+     .withColumn("event_hour", F.date_format("event_ts", "HH"))
+     .write.format("delta").partitionBy("event_date", "event_hour").save(older.landing))
+
+    again = IngestJob(spark, older).run()
+
+    assert partition_columns(spark, older.landing) == ["event_date", "event_hour"]
+    assert sum(b.landing_rows for b in again) == sum(b.landing_rows for b in batches)
+    landed = spark.read.format("delta").load(older.landing)
+    assert landed.count() == 100 + sum(b.landing_rows for b in batches)
+    assert landed.where(F.col("event_hour") != F.date_format("event_ts", "HH")).count() == 0
+
+
 def test_the_landing_keeps_statistics_only_on_its_times_and_a_change_feed(spark, faulty_run):
     _, _, config, _, _, _ = faulty_run
+    assert partition_columns(spark, config.landing) == ["event_date"]
     properties = table_properties(spark, config.landing)
     assert properties["delta.dataSkippingStatsColumns"] == "event_ts,ingested_at"
     assert properties["delta.enableChangeDataFeed"] == "true"

@@ -14,6 +14,7 @@ from pyspark.sql import types as T
 from spark.ingest.config import IP_KEEP
 from spark.ingest.event_pass import network_of
 from spark.ingest.transform import (
+    HOUR_PARTITION,
     LAKE_COLUMNS,
     flat_events,
     to_bad_rows,
@@ -112,7 +113,7 @@ def test_valid_event_is_flattened_into_typed_lake_columns(spark, parsed):
     row = parsed["valid"]
     assert row["url_path"] == "https://shop.example.com/p/00042"
     assert row["event_ts"] == datetime(2026, 3, 2, 23, 59, 58, 123000)
-    assert (str(row["event_date"]), row["event_hour"]) == ("2026-03-02", "23")
+    assert str(row["event_date"]) == "2026-03-02"
     assert row["properties"] == {"product_id": "P00042", "price": "19.99", "quantity": "1"}
     assert (row["user_id"], row["session_id"], row["country"], row["device_type"]) == \
         ("u0000001", "s-1", "DE", "mobile")
@@ -186,3 +187,13 @@ def test_the_ip_is_truncated_by_default_and_kept_when_anonymization_is_off(spark
     assert to_lake_rows(flat_events(kafka, ip_mode=IP_KEEP)).first()["ip"] == "46.1.2.3"
     with pytest.raises(ValueError, match="unknown IP anonymization"):
         flat_events(kafka, ip_mode="hash")
+
+
+def test_lake_rows_carry_the_utc_hour_only_for_a_landing_partitioned_by_hour(spark):
+    kafka = spark.createDataFrame(  # EVENT happened at 23:59:58 UTC
+        [(b"u0000001", orjson.dumps(EVENT), "clickstream", 0, 0, datetime(2026, 3, 3))], KAFKA)
+    flat = flat_events(kafka)
+    assert to_lake_rows(flat).columns == LAKE_COLUMNS
+    hourly = to_lake_rows(flat, hourly=True)
+    assert hourly.columns == [*LAKE_COLUMNS, HOUR_PARTITION]
+    assert hourly.first()[HOUR_PARTITION] == "23"
