@@ -258,6 +258,7 @@ class BatchWriter:
         # a new checkpoint gets a new one, so its batch 0 is never mistaken for the old batch 0.
         app_id = self._app_id(spark)
         events = events.persist(StorageLevel.MEMORY_AND_DISK)
+        refills = None
         try:
             counts = events.groupBy(
                 F.col("error").isNull().alias("valid"),
@@ -279,7 +280,9 @@ class BatchWriter:
                 bad_rows, rows_per_file = to_bad_rows(events), None
                 if per_reason.get(HELD_BACK.removesuffix(":")):
                     held = _detached(held_back(bad_rows).drop("kafka_key", "raw"))
-                    bad_rows = with_held_back_payloads(bad_rows, refilled(held, self._records_at(held)))
+                    # Read back once for both writes, and kept on disk: up to 1 MB a record.
+                    refills = refilled(held, self._records_at(held)).persist(StorageLevel.DISK_ONLY)
+                    bad_rows = with_held_back_payloads(bad_rows, refills)
                     # A reader holds a file's rows a batch at a time: of these, no more than
                     # Kafka's 1 MB limit times this.
                     rows_per_file = HELD_BACK_ROWS_PER_FILE
@@ -289,6 +292,8 @@ class BatchWriter:
             phases["dead_letters"] = time.monotonic() - started - sum(phases.values())
         finally:
             events.unpersist()
+            if refills is not None:
+                refills.unpersist()
         start, end = self._offset_range(spark, batch_id)
         input_rows = sum(end[p] - start.get(p, 0) for p in end)
         landed, dead = sum(per_date.values()), sum(per_reason.values())
