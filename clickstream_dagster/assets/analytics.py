@@ -73,11 +73,23 @@ def traffic_anomalies(context: dg.AssetExecutionContext, config: AnomalyConfig, 
                       spark: SparkResource) -> dg.MaterializeResult:
     """Sessions per 5-minute window, overall and per country, scored against the trailing days."""
     days = context.partition_keys
-    written = build_days(
-        spark.get_session(), lake.raw, lake.analytics("traffic_anomalies"), days,
-        lambda rows: anomalies.score_windows(anomalies.window_sessions(rows), days,
-                                             config.threshold, config.min_sessions),
-        lake.include_bots, reads=anomalies.history_days(days))
+
+    cached: list[DataFrame] = []
+
+    def scored(rows: DataFrame) -> DataFrame:
+        # The scoring reads the window counts several times: they are small, so they are
+        # computed once, before it.
+        counts = anomalies.window_sessions(rows).cache()
+        cached.append(counts)
+        counts.count()
+        return anomalies.score_windows(counts, days, config.threshold, config.min_sessions)
+
+    try:
+        written = build_days(spark.get_session(), lake.raw, lake.analytics("traffic_anomalies"),
+                             days, scored, lake.include_bots, reads=anomalies.history_days(days))
+    finally:
+        for counts in cached:
+            counts.unpersist()
     table = lake.analytics("traffic_anomalies")
     found = rows_per_day(read_days(spark.get_session(), table, days).where("is_anomaly"))
     metadata = days_result(written, table, ANOMALY_LINEAGE).metadata
