@@ -14,6 +14,7 @@ from spark.jars import SPARK_VERSION
 
 from . import elasticsearch, kafka, spark_connect, supervisor
 from .errors import StackError
+from .maven import fetch_spark_jars
 from .process import (
     check_free_space,
     port_is_open,
@@ -24,7 +25,6 @@ from .process import (
     wait_for,
 )
 from .services import Service, elasticsearch_service, kafka_service, spark_connect_service
-from .spark_jars import fetch_spark_jars
 
 
 @dataclass(frozen=True)

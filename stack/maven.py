@@ -1,4 +1,9 @@
-"""Fetching jars and the Elasticsearch distribution from Maven Central with `mvn`."""
+"""Fetching jars and the Elasticsearch distribution from Maven Central with `mvn`.
+
+Spark's `spark.jars.packages` resolves through Ivy and ignores Maven settings, so the project
+resolves Spark's Kafka connector and Delta Lake with mvn itself and passes plain jar paths (see
+spark/jars.py).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from spark.jars import COMPLETE_MARKER
+from clickstream_dagster.settings import Settings
+from spark.jars import ARTIFACTS, COMPLETE_MARKER, installed_jars
 
 from .errors import StackError
 
@@ -130,3 +136,11 @@ def _mvn(args: list[str], *, cwd: Path, what: str, settings: str | None) -> None
 def _errors(output: str) -> str:
     lines = [line for line in output.splitlines() if "ERROR" in line]
     return "\n".join(lines[:5]) or output[-2000:]
+
+
+def fetch_spark_jars(settings: Settings) -> list[str]:
+    """Every jar the pipeline's Spark needs beyond pyspark's own, fetched once, as absolute paths."""
+    for folder, coordinates in ARTIFACTS.items():
+        copy_dependencies(folder, coordinates, settings.cache_dir / folder,
+                          settings=settings.maven_settings)
+    return installed_jars(settings.cache_dir)

@@ -18,8 +18,8 @@ from spark.jars import SPARK_VERSION
 from spark.session import pipeline_conf
 
 from .java import find_java_home
+from .maven import fetch_spark_jars
 from .process import ServiceProcess, start_process, wait_for
-from .spark_jars import fetch_spark_jars
 
 NAME = "spark-connect"
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
