@@ -6,7 +6,7 @@ import dagster as dg
 from pyspark.sql import DataFrame
 
 from spark.analytics import anomalies, transform
-from spark.analytics.jobs import build_days, rows_per_day
+from spark.analytics.daily_tables import build_days, rows_per_day
 from spark.delta_lake import read_days
 
 from ..partitions import FINAL_FRESHNESS, SPARK_BACKFILL, daily_partitions

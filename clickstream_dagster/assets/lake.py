@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from spark.analytics import jobs, transform
+from spark.analytics import daily_tables, transform
 
 from ..partitions import FINAL_FRESHNESS, SPARK_BACKFILL, daily_partitions
 from ..resources import LakeResource, SparkResource
@@ -13,12 +13,12 @@ from .metadata import OWNERS, asset_tags, code_version, days_result
 @dg.asset(partitions_def=daily_partitions, backfill_policy=SPARK_BACKFILL, deps=[clickstream_landing],
           group_name="lake", kinds={"spark", "delta"}, freshness_policy=FINAL_FRESHNESS,
           owners=OWNERS, tags=asset_tags("lake"),
-          code_version=code_version(jobs.compact_days, transform.deduplicate_day,
+          code_version=code_version(daily_tables.compact_days, transform.deduplicate_day,
                                     transform.flag_fast_users))
 def raw_clickstream(context: dg.AssetExecutionContext, lake: LakeResource,
                     spark: SparkResource) -> dg.MaterializeResult:
     """Valid events of the day, deduplicated over the whole day, bots flagged, in a compacted Delta table."""
-    written = jobs.compact_days(spark.get_session(), lake.landing, lake.raw, context.partition_keys,
+    written = daily_tables.compact_days(spark.get_session(), lake.landing, lake.raw, context.partition_keys,
                                 lake.bot_events_per_second)
     metadata = days_result(written, lake.raw).metadata
     return dg.MaterializeResult(metadata={

@@ -5,7 +5,7 @@ anomalies index still loads and shows it."""
 import dagster as dg
 from pyspark.sql import functions as F
 
-from spark.analytics.jobs import rows_per_day
+from spark.analytics.daily_tables import rows_per_day
 from spark.delta_lake import read_days
 
 from ..alerts import post_alert

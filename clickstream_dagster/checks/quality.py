@@ -8,7 +8,7 @@ import dagster as dg
 from pyspark.sql import functions as F
 
 from contract import event_schema, event_types
-from spark.analytics.jobs import rows_per_day
+from spark.analytics.daily_tables import rows_per_day
 from spark.analytics.transform import analytics_rows, is_person
 from spark.delta_lake import read_days
 

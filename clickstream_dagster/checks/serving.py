@@ -5,7 +5,7 @@ served day back through its alias, after the swap, so the UI shows the count rea
 
 import dagster as dg
 
-from spark.analytics.jobs import rows_per_day
+from spark.analytics.daily_tables import rows_per_day
 from spark.delta_lake import read_days
 
 from ..assets.serving import SERVING_ASSETS

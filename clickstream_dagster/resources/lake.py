@@ -1,7 +1,7 @@
 import dagster as dg
 
 from spark import lake_layout
-from spark.analytics.jobs import DEFAULT_MAX_EVENTS_PER_SECOND
+from spark.analytics.daily_tables import DEFAULT_MAX_EVENTS_PER_SECOND
 
 
 class LakeResource(dg.ConfigurableResource):

@@ -26,7 +26,7 @@ from clickstream_dagster.serving.indices import SERVED, SESSIONS, URL_COUNTRY, I
 from simulator.population import CRAWLERS
 from simulator.producer import produce
 from simulator.timeline import LATE, VALID, GeneratorConfig, stream
-from spark.analytics.jobs import DEFAULT_MAX_EVENTS_PER_SECOND
+from spark.analytics.daily_tables import DEFAULT_MAX_EVENTS_PER_SECOND
 from spark.delta_lake import last_commit, read_days
 from spark.ingest.transform import LAKE_COLUMNS
 from tests.helpers import create_topics, delete_topics, isolated_topics, remove_indices

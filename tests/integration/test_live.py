@@ -39,7 +39,7 @@ from clickstream_dagster.serving.indices import (
 from simulator.population import CRAWLERS
 from simulator.timeline import GeneratorConfig, stream
 from spark.analytics import anomalies, transform
-from spark.analytics.jobs import DEFAULT_MAX_EVENTS_PER_SECOND
+from spark.analytics.daily_tables import DEFAULT_MAX_EVENTS_PER_SECOND
 from spark.delta_lake import read_days, table_created_s
 from tests.helpers import create_topics, delete_topics, isolated_topics, remove_indices
 

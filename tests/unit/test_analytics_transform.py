@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 import pytest
 from pyspark.sql import functions as F
 
-from spark.analytics import jobs, transform
+from spark.analytics import daily_tables, transform
 
 DAY = date(2026, 5, 4)
 T0 = datetime(2026, 5, 4, 10, 0, 0)
@@ -114,7 +114,7 @@ def test_five_minute_windows(raw):
     (10_000_000, 64, 40),      # on a cluster, files stop at MIN_ROWS_PER_FILE
 ])
 def test_a_day_is_written_in_files_that_keep_every_core_busy(rows, cores, files):
-    assert jobs.files_per_day({"2026-05-04": rows, "2026-05-03": rows // 2}, cores) == files
+    assert daily_tables.files_per_day({"2026-05-04": rows, "2026-05-03": rows // 2}, cores) == files
 
 
 @pytest.mark.parametrize("table", sorted(transform.COLUMN_SOURCES))
