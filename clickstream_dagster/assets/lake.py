@@ -18,8 +18,8 @@ from .metadata import OWNERS, asset_tags, code_version, days_result
 def raw_clickstream(context: dg.AssetExecutionContext, lake: LakeResource,
                     spark: SparkResource) -> dg.MaterializeResult:
     """Valid events of the day, deduplicated over the whole day, bots flagged, in a compacted Delta table."""
-    written = daily_tables.compact_days(spark.get_session(), lake.landing, lake.raw, context.partition_keys,
-                                lake.bot_events_per_second)
+    written = daily_tables.compact_days(spark.get_session(), lake.landing, lake.raw,
+                                        context.partition_keys, lake.bot_events_per_second)
     metadata = days_result(written, lake.raw).metadata
     return dg.MaterializeResult(metadata={
         **metadata,

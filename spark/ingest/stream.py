@@ -279,7 +279,7 @@ class BatchWriter:
             if per_reason:
                 bad_rows, rows_per_file = to_bad_rows(events), None
                 if per_reason.get(HELD_BACK.removesuffix(":")):
-                    held = _detached(held_back(bad_rows).drop("kafka_key", "raw"))
+                    held = _detached(held_back(bad_rows))
                     # Read back once for both writes, and kept on disk: up to 1 MB a record.
                     refills = refilled(held, self._records_at(held)).persist(StorageLevel.DISK_ONLY)
                     bad_rows = with_held_back_payloads(bad_rows, refills)
