@@ -60,8 +60,8 @@ def vacuum(spark: SparkSession, table: str) -> None:
     """Remove the files no version within the table's retention window needs."""
     if table_version(spark, table) is None:
         return
-    # VACUUM lists the table in as many tasks as partition discovery uses, 10,000 by default:
-    # 38 s for a small table on 2 cores, against 3 s with one task per core.
+    # VACUUM lists the table in as many tasks as partition discovery uses, 10,000 by default, each
+    # a task's fixed cost even for a small table: one task per core instead.
     with scoped_conf(spark, {"spark.sql.sources.parallelPartitionDiscovery.parallelism":
                              str(parallelism(spark))}):
         spark.sql(f"VACUUM delta.`{table}`").collect()

@@ -2,7 +2,7 @@
 
 A single key's uniqueness is written as "proportion of unique values between 1 and 1": GX computes
 that with one distinct count, where expect_column_values_to_be_unique runs a window over the whole
-table (1M-event day: the raw check step took 17.0 s instead of 22.6 s).
+table.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pyspark.sql import DataFrame
 
 SUITES = resources.files(__package__) / "suites"
 # Up to this many rows a frame is validated in-process with GX's pandas engine: each GX metric on
-# Spark is a query of its own, so a 17k-row raw day took 3.5 s on Spark and 1.1 s as pandas
-# (0.9 s of it the transfer). Larger frames stay on Spark, where the data is.
+# Spark is a query of its own, which costs a small frame more than its transfer. Larger frames stay
+# on Spark, where the data is.
 LOCAL_ROWS = 100_000
 
 
@@ -47,7 +47,7 @@ def check_names(suite: str) -> list[str]:
 
 @cache
 def _context():
-    # Imported on first validation, not with the definitions: Great Expectations takes ~3 s to
+    # Imported on first validation, not with the definitions: Great Expectations is slow to
     # import, and every run process, sensor tick and code-server load imports the definitions.
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig

@@ -268,8 +268,8 @@ class BatchWriter:
             phases = {"read_parse_dedup": time.monotonic() - started}
             per_date = {r["bucket"]: r["count"] for r in counts if r["valid"]}
             per_reason = {r["bucket"]: r["count"] for r in counts if not r["valid"]}
-            # No DESCRIBE HISTORY for the commit's file count and size: a query per micro-batch
-            # (0.3 s, more under load) on the live path's critical path, for figures no reader used.
+            # No DESCRIBE HISTORY for the commit's file count and size: a query per micro-batch on
+            # the live path's critical path, for figures no reader used.
             if per_date:
                 append_batch(to_lake_rows(events, self.hourly), self.config.landing, app_id,
                              batch_id, LANDING_PARTITIONS + [HOUR_PARTITION] * self.hourly,
