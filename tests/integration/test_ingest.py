@@ -147,8 +147,9 @@ def test_a_landing_partitioned_by_hour_keeps_its_layout(spark, faulty_run, tmp_p
     """A landing created by an older version is partitioned by event_hour too: batches keep
     writing it that way, with the event's UTC hour."""
     settings, _, config, batches, _, _ = faulty_run
+    # The whole topic in one micro-batch: the layout is the point, not the batching.
     older = dataclasses.replace(settings, lake_dir=str(tmp_path)).ingest_config(
-        max_offsets_per_trigger=8_000)
+        max_offsets_per_trigger=FAULTY.events)
     (spark.read.format("delta").load(config.landing).limit(100)
      .withColumn("event_hour", F.date_format("event_ts", "HH"))
      .write.format("delta").partitionBy("event_date", "event_hour").save(older.landing))
