@@ -17,6 +17,9 @@ CONTINUOUS = "continuous"
 IP_TRUNCATE = "truncate"
 IP_KEEP = "off"
 IP_MODES = (IP_TRUNCATE, IP_KEEP)
+# Per task, so per Kafka partition of a micro-batch: enough for the rare record over the contract's
+# limit, far below what filled the server's heap.
+OVERSIZED_BYTES_KEPT = 4 * 1024**2
 
 
 KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -107,6 +110,9 @@ class IngestConfig:
     future_days: int = 1  # events more days than this after their ingest day are dead letters
     # "truncate": IP addresses reach the lake as their network (/24, /48); "off": as sent.
     ip_anonymization: str = IP_TRUNCATE
+    # Bytes of oversized records whose payload a task keeps in the micro-batch's cache; the writer
+    # reads the rest back from the topic (see event_pass).
+    oversized_bytes_kept: int = OVERSIZED_BYTES_KEPT
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     kafka_options: dict[str, str] = field(default_factory=dict)  # more of Spark's kafka.* options
 

@@ -9,9 +9,10 @@ fast path refuses is judged again, alone, by `contract.decoder.judge`, which nam
 it breaks in the order the ingest has always used.
 
 Output rows carry LAKE_COLUMNS, then `kafka_topic`, `error`, `dedup_key`, `kafka_key` and `raw`.
-An oversized record's key and bytes are held back (null): up to Kafka's 1 MB each, a few hundred of
-them filled the micro-batch's cache past the server's heap. The writer reads them back from the
-topic by offset (`HELD_BACK`, `transform.with_held_back_payloads`).
+Oversized records keep their key and bytes while a task's allowance lasts (`OVERSIZED_BYTES_KEPT`);
+past it they are held back (null): up to Kafka's 1 MB each, a few hundred of them filled the
+micro-batch's cache past the server's heap. The writer reads held-back records back from the topic
+by offset (`HELD_BACK`, `transform.with_held_back_payloads`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from contract.decoder import decoder, event_type, judge, re2_pattern, rules, spa
 
 from .. import enrichment
 from ..enrichment.referrers import UTM_PARAMETERS, classify, host, utm
-from .config import IP_MODES, IP_TRUNCATE
+from .config import IP_MODES, IP_TRUNCATE, OVERSIZED_BYTES_KEPT
 
 # The Kafka source's columns the pass reads, with the micro-batch's ingest time.
 INPUT_COLUMNS = ["key", "value", "topic", "partition", "offset", "timestamp", "ingested_at"]
@@ -62,7 +63,8 @@ EVENT_FIELDS = {
     "campaign_medium": "campaign.medium", "campaign_name": "campaign.name",
 }
 EVENT_TIME = "event_ts parsed"  # the field holding event_ts as a timestamp, beside its text
-# Dead letters of this reason leave the pass without their key and bytes (see the module).
+# Dead letters of this reason leave the pass without their key and bytes once a task has kept its
+# allowance of them (see the module).
 HELD_BACK = "oversized:"
 _IPV4_NETWORK = re.compile(r"^(\d{1,3}\.\d{1,3}\.\d{1,3})\.\d{1,3}$", re.ASCII)
 _IPV6_NETWORK = re.compile(r"^([0-9a-f]{0,4}(:[0-9a-f]{1,4}){0,2})")
@@ -73,7 +75,8 @@ class EventPass:
     what `DataFrame.mapInArrow` runs in each Python worker."""
 
     def __init__(self, first_day: str | None = None, future_days: int = 1,
-                 ip_mode: str = IP_TRUNCATE, max_bytes: int | None = None, enrich: bool = True):
+                 ip_mode: str = IP_TRUNCATE, max_bytes: int | None = None, enrich: bool = True,
+                 oversized_bytes_kept: int = OVERSIZED_BYTES_KEPT):
         if ip_mode not in IP_MODES:
             raise ValueError(f"unknown IP anonymization {ip_mode!r}: use one of {', '.join(IP_MODES)}")
         self.first_day = first_day
@@ -81,13 +84,17 @@ class EventPass:
         self.ip_mode = ip_mode
         self.max_bytes = max_bytes or max_event_bytes()
         self.enrich = enrich
+        self.oversized_bytes_kept = oversized_bytes_kept
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        allowance = Allowance(self.oversized_bytes_kept)  # one task's: its Kafka partition's
         for batch in batches:
-            yield from self.process(batch)
+            yield from self.process(batch, allowance)
 
-    def process(self, batch: pa.RecordBatch) -> list[pa.RecordBatch]:
-        """One batch of Kafka records -> its valid events and its dead letters, as flat rows."""
+    def process(self, batch: pa.RecordBatch, allowance: Allowance | None = None
+                ) -> list[pa.RecordBatch]:
+        """One batch of Kafka records -> its valid events and its dead letters, as flat rows.
+        Oversized dead letters keep their bytes while `allowance` lasts (none without one)."""
         values = batch.column("value").to_pylist()
         events, positions = _decode(values, self.max_bytes)
         fields = _fields(events)
@@ -111,7 +118,7 @@ class EventPass:
             valid = valid.filter(pa.array(in_range))
         out = [self._lake_rows(valid, fields)] if valid.num_rows else []
         if reasons:
-            out.append(_dead_letters(batch, reasons))
+            out.append(_dead_letters(batch, reasons, allowance or Allowance(0)))
         return out
 
     def _out_of_range(self, event_ts: pa.Array, ingested_at: pa.Array) -> dict[int, str]:
@@ -302,7 +309,21 @@ def _judge_the_rest(values: list, accepted: set[int], max_bytes: int
     return reasons, late_positions, late_events
 
 
-def _dead_letters(batch: pa.RecordBatch, reasons: dict[int, str]) -> pa.RecordBatch:
+class Allowance:
+    """Bytes of oversized records that may still keep their payload."""
+
+    def __init__(self, remaining: int):
+        self.remaining = remaining
+
+    def take(self, size: int) -> bool:
+        if size > self.remaining:
+            return False
+        self.remaining -= size
+        return True
+
+
+def _dead_letters(batch: pa.RecordBatch, reasons: dict[int, str],
+                  allowance: Allowance) -> pa.RecordBatch:
     positions = sorted(reasons)
     bad = batch.take(pa.array(positions, pa.int64()))
     n = len(positions)
@@ -312,7 +333,9 @@ def _dead_letters(batch: pa.RecordBatch, reasons: dict[int, str]) -> pa.RecordBa
     arrays = [columns[name] if name in columns else pa.nulls(n, LAKE_TYPES[name])
               for name in LAKE_COLUMNS]
     errors = [reasons[p] for p in positions]
-    held_back = pa.array([error.startswith(HELD_BACK) for error in errors])
+    sizes = pc.binary_length(bad.column("value")).to_pylist()
+    held_back = pa.array([error.startswith(HELD_BACK) and not allowance.take(size or 0)
+                          for error, size in zip(errors, sizes, strict=True)])
     arrays += [bad.column("topic"), pa.array(errors, _TEXT),
                pa.array([f"dead-letter:{p}:{o}" for p, o in zip(partitions, offsets, strict=True)],
                         _TEXT),

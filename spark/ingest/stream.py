@@ -217,7 +217,8 @@ class IngestJob:
         # cross it, not each record's raw bytes plus its parsed struct.
         return (
             flat_events(kafka_rows, first_day=self.config.first_day,
-                        future_days=self.config.future_days, ip_mode=self.config.ip_anonymization)
+                        future_days=self.config.future_days, ip_mode=self.config.ip_anonymization,
+                        oversized_bytes_kept=self.config.oversized_bytes_kept)
             .withWatermark("ingested_at", self.config.dedup_watermark)
             .dropDuplicatesWithinWatermark(["dedup_key"])
         )
@@ -278,8 +279,9 @@ class BatchWriter:
             landed_at = datetime.now(UTC).isoformat(timespec="milliseconds")
             if per_reason:
                 bad_rows, rows_per_file = to_bad_rows(events), None
-                if per_reason.get(HELD_BACK.removesuffix(":")):
-                    held = _detached(held_back(bad_rows))
+                held = _detached(held_back(bad_rows)) if per_reason.get(
+                    HELD_BACK.removesuffix(":")) else None
+                if held is not None:
                     # Read back once for both writes, and kept on disk: up to 1 MB a record.
                     refills = refilled(held, self._records_at(held)).persist(StorageLevel.DISK_ONLY)
                     bad_rows = with_held_back_payloads(bad_rows, refills)
@@ -371,8 +373,9 @@ class BatchWriter:
             consumer.close()
 
 
-def _detached(rows: DataFrame) -> DataFrame:
-    """Few rows of a micro-batch as a plan of their own, collected. A plan that reads the cached
-    micro-batch twice gets the cache for one of the two reads only: the other computes the batch
-    again, its dedup included."""
-    return rows.sparkSession.createDataFrame(rows.collect(), rows.schema)
+def _detached(rows: DataFrame) -> DataFrame | None:
+    """Few rows of a micro-batch as a plan of their own, collected; None when there are none. A
+    plan that reads the cached micro-batch twice gets the cache for one of the two reads only: the
+    other computes the batch again, its dedup included."""
+    collected = rows.collect()
+    return rows.sparkSession.createDataFrame(collected, rows.schema) if collected else None

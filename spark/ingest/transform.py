@@ -9,11 +9,11 @@ moving columns.
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from .config import IP_TRUNCATE
+from .config import IP_TRUNCATE, OVERSIZED_BYTES_KEPT
 from .event_pass import HELD_BACK, INPUT_COLUMNS, LAKE_COLUMNS, OUTPUT_SCHEMA, EventPass
 
 __all__ = ["HOUR_PARTITION", "LAKE_COLUMNS", "LANDING_PARTITIONS", "flat_events", "held_back",
@@ -26,16 +26,19 @@ HOUR_PARTITION = "event_hour"
 
 
 def flat_events(kafka_rows: DataFrame, first_day: str | None = None, future_days: int = 1,
-                ip_mode: str = IP_TRUNCATE, enrich: bool = True) -> DataFrame:
+                ip_mode: str = IP_TRUNCATE, enrich: bool = True,
+                oversized_bytes_kept: int = OVERSIZED_BYTES_KEPT) -> DataFrame:
     """Kafka source rows -> one flat row per record: lake columns, `error`, `dedup_key`, and for
     dead letters the original key and bytes.
 
     Events dated before `first_day` or more than `future_days` after their ingest day have no
     daily partition to land in, so they are dead letters too (reason `out_of_range: event_ts`).
     `enrich=False` leaves the enriched columns null (`make bench-profile` prices the enrichment).
+    Each task keeps the bytes of oversized records up to `oversized_bytes_kept` (see
+    `held_back`).
     """
     event_pass = EventPass(first_day=first_day, future_days=future_days, ip_mode=ip_mode,
-                           enrich=enrich)
+                           enrich=enrich, oversized_bytes_kept=oversized_bytes_kept)
     sources = kafka_rows.withColumn("ingested_at", F.current_timestamp()).select(*INPUT_COLUMNS)
     return sources.mapInArrow(event_pass, from_arrow_schema(OUTPUT_SCHEMA))
 
@@ -62,9 +65,14 @@ def to_bad_rows(flat: DataFrame) -> DataFrame:
     )
 
 
+def _is_held_back() -> Column:
+    return F.col("error").startswith(HELD_BACK) & F.col("raw").isNull()
+
+
 def held_back(bad_rows: DataFrame) -> DataFrame:
-    """Dead letters whose key and bytes the pass held back (oversized records)."""
-    return bad_rows.where(F.col("error").startswith(HELD_BACK))
+    """Dead letters whose key and bytes the pass held back (oversized records past its
+    allowance)."""
+    return bad_rows.where(_is_held_back())
 
 
 def refilled(held: DataFrame, kafka_rows: DataFrame) -> DataFrame:
@@ -79,7 +87,7 @@ def refilled(held: DataFrame, kafka_rows: DataFrame) -> DataFrame:
 
 def with_held_back_payloads(bad_rows: DataFrame, refilled_rows: DataFrame) -> DataFrame:
     """`bad_rows` with their held-back rows replaced by `refilled_rows` (see `refilled`)."""
-    kept = bad_rows.where(~F.col("error").startswith(HELD_BACK))
+    kept = bad_rows.where(~_is_held_back())
     return kept.unionByName(refilled_rows.select(*bad_rows.columns))
 
 

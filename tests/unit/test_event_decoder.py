@@ -15,7 +15,7 @@ import pytest
 from contract import event_schema
 from contract.decoder import decoder, event_type, java_double, judge, spark_text
 from spark.enrichment.referrers import url_parts, utm
-from spark.ingest.event_pass import INPUT_COLUMNS, OUTPUT_SCHEMA, EventPass
+from spark.ingest.event_pass import INPUT_COLUMNS, OUTPUT_SCHEMA, Allowance, EventPass
 from tests.fuzz_inputs import SEED, generate_bad_inputs, valid_events
 from tests.unit.test_ingest_transform import EVENT
 
@@ -87,6 +87,23 @@ def test_the_fast_path_never_accepts_what_the_contract_refuses():
                        strict=True))
     assert sorted(reasons) == list(range(len(records)))  # one row per record, none lost
     assert all(reasons[p] == judge(r)[0] for p, r in enumerate(records))
+
+
+def test_oversized_records_keep_their_bytes_only_within_the_tasks_allowance():
+    """Past the allowance a record's key and bytes are held back for the writer to read back, so
+    the cache holds a bounded number of bytes of them whatever the input."""
+    oversized = [json.dumps({**EVENT, "properties": {"padding": "x" * size}}).encode()
+                 for size in (20_000, 30_000, 17_000, 20_000)]
+    allowance = Allowance(55_000)
+    out = pa.Table.from_batches(
+        EventPass(first_day="2026-01-01").process(_batch(oversized[:2]), allowance)
+        + EventPass(first_day="2026-01-01").process(_batch(oversized[2:]), allowance),
+        OUTPUT_SCHEMA)
+    assert all(e.startswith("oversized:") for e in out.column("error").to_pylist())
+    kept = [value is not None for value in out.column("raw").to_pylist()]
+    assert kept == [True, True, False, False]  # 20k + 30k fit; then neither 17k nor 20k does
+    assert out.column("raw").to_pylist()[:2] == oversized[:2]
+    assert out.column("kafka_key").to_pylist() == [b"k", b"k", None, None]
 
 
 @pytest.mark.parametrize("url", [
