@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from pathlib import Path
 
 import pytest
 
 from clickstream_dagster.settings import Settings, use_utc
-from tests.helpers import create_topics, delete_topics, isolated_topics
+from tests.helpers import create_topics, delete_topics, free_port, isolated_topics
 
 use_utc()
 
@@ -73,6 +74,20 @@ def fresh_topics(stack: Settings) -> Settings:
     yield isolated
     delete_topics(stack, [isolated.topic, isolated.dlq_topic])
 
+
+
+@pytest.fixture
+def own_server(stack, fresh_topics, tmp_path):
+    """Settings with a Spark Connect server of their own, under a supervisor of their own."""
+    from stack import manager, spark_connect, supervisor
+
+    own = dataclasses.replace(fresh_topics, state_dir=tmp_path / "state",
+                              lake_dir=str(tmp_path / "lake"),
+                              spark_remote=f"sc://127.0.0.1:{free_port()}")
+    spark_connect.start(own)
+    supervisor.ensure_running(own)
+    yield own
+    manager.down(own)
 
 
 @pytest.fixture(scope="module")

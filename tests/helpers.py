@@ -174,6 +174,24 @@ def wait_until(condition, timeout_s: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
+def kill_spark_server(settings):
+    """SIGKILL the Spark Connect server of `settings` (a test's own, under its own supervisor);
+    returns a condition that holds once the supervisor has it running again."""
+    import os
+    import signal
+
+    from stack import manager, spark_connect
+    from stack.process import read_pid_file
+
+    dead = read_pid_file(settings.state_dir, spark_connect.NAME)
+    os.killpg(dead.pid, signal.SIGKILL)
+
+    def restarted() -> bool:
+        status = {s.name: s for s in manager.status(settings)}[spark_connect.NAME]
+        return status.state == "running" and status.pid != dead.pid and status.restarts == 1
+    return restarted
+
+
 @contextlib.contextmanager
 def webhook_server():
     """A local webhook for alert tests: yields its url and the JSON bodies POSTed to it."""

@@ -1,5 +1,6 @@
 """The live path on the real stack: an open day is refreshed from only the windows its new rows
-fall in, and once the day is made final its indices equal a full recompute exactly."""
+fall in, a streaming run whose Spark server dies is followed by one that serves exactly what it
+missed, and once the day is made final its indices equal a full recompute exactly."""
 
 import dataclasses
 import logging
@@ -41,7 +42,15 @@ from simulator.timeline import GeneratorConfig, stream
 from spark.analytics import anomalies, transform
 from spark.analytics.daily_tables import DEFAULT_MAX_EVENTS_PER_SECOND
 from spark.delta_lake import read_days, table_created_s
-from tests.helpers import create_topics, delete_topics, isolated_topics, remove_indices
+from spark.session import SparkServerUnavailable
+from tests.helpers import (
+    create_topics,
+    delete_topics,
+    isolated_topics,
+    kill_spark_server,
+    remove_indices,
+    wait_until,
+)
 
 TODAY = datetime.now(UTC).date().isoformat()
 # Three days back is closed whatever the close hour: late data for it goes to the partition sensor.
@@ -297,6 +306,49 @@ def test_a_streaming_run_serves_a_first_micro_batch_that_outlasts_its_idle_time(
               if m.asset_key == live_indices.key and m.metadata["new_rows"].value]
     assert 0 < people < 2_000  # the live documents count people: the crawlers' rows stay out
     assert sum(m.metadata["new_rows"].value for m in in_run) == people
+
+
+@pytest.mark.timeout(600)
+def test_after_its_spark_server_dies_the_live_documents_equal_a_recompute(spark, own_server):
+    """The server is SIGKILLed under a streaming run just as more traffic arrives; the run fails
+    naming it, the supervisor starts it again, and the next run serves the rows that landed
+    before the kill and were never refreshed, the rows in flight and those sent since."""
+    resources = build_resources(own_server)
+    prefix = f"test-{own_server.topic}"
+    resources["elasticsearch"] = ElasticsearchResource(url=own_server.elasticsearch_url,
+                                                       index_prefix=prefix)
+    instance = dg.DagsterInstance.ephemeral()
+    sent = list(stream(dataclasses.replace(CONFIG, events=6_000, seed=9)))
+    streaming = {"ops": {"clickstream_landing": {"config": {
+        "stream_seconds": 300, "trigger_seconds": 1, "idle_seconds": 60}}}}
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.update(result=dg.materialize(
+        [clickstream_landing, live_indices], resources=resources, instance=instance,
+        run_config=streaming, raise_on_error=False)))
+    try:
+        _send(own_server, sent[:2_000])
+        runner.start()
+        wait_until(lambda: _live_refreshes_after(instance, 0), 180, "the first live refresh")
+        _send(own_server, sent[2_000:4_000])
+        time.sleep(2)  # one trigger: the run has taken some of them
+        restarted = kill_spark_server(own_server)
+        runner.join(180)
+        assert not runner.is_alive(), "the streaming run outlived its server by 3 minutes"
+        failed = outcome["result"]
+        assert not failed.success
+        errors = [e.event_specific_data.error.to_string() for e in failed.all_events
+                  if e.is_step_failure]
+        assert any(SparkServerUnavailable.__name__ in e and own_server.spark_remote in e
+                   for e in errors), errors
+        _send(own_server, sent[4_000:])
+        wait_until(restarted, 180, "the supervisor to start the server again")
+        assert dg.materialize([clickstream_landing, live_indices], resources=resources,
+                              instance=instance).success
+        _assert_live_matches(spark, resources)
+    finally:
+        runner.join(300)
+        remove_indices(resources["elasticsearch"].client(), prefix,
+                       [spec.with_prefix(prefix).name for spec in SERVED])
 
 
 def _changed_days(instance, after_storage_id: int) -> set[str]:

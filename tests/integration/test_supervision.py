@@ -3,9 +3,6 @@ supervisor starts the server again, and the next ingest lands every event once."
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import signal
 import threading
 from datetime import UTC, datetime
 
@@ -24,24 +21,10 @@ from spark.session import (
     stop_session,
     within,
 )
-from stack import manager, spark_connect, supervisor
-from stack.process import read_pid_file
-from tests.helpers import free_port, wait_until
+from tests.helpers import kill_spark_server, wait_until
 
 EVENTS = GeneratorConfig(events=12_000, seed=61, start=datetime(2026, 3, 1, tzinfo=UTC),
                          duplicate_ratio=0.02, malformed_ratio=0.01)
-
-
-@pytest.fixture
-def own_server(stack, fresh_topics, tmp_path):
-    """Settings with a Spark Connect server of their own, under a supervisor of their own."""
-    own = dataclasses.replace(fresh_topics, state_dir=tmp_path / "state",
-                              lake_dir=str(tmp_path / "lake"),
-                              spark_remote=f"sc://127.0.0.1:{free_port()}")
-    spark_connect.start(own)
-    supervisor.ensure_running(own)
-    yield own
-    manager.down(own)
 
 
 @pytest.mark.timeout(600)
@@ -65,16 +48,12 @@ def test_a_streaming_ingest_whose_server_dies_fails_naming_it_and_the_next_lands
     streaming = threading.Thread(target=stream)
     streaming.start()
     assert landed_some.wait(240), "no micro-batch landed before the kill"
-    dead = read_pid_file(own.state_dir, spark_connect.NAME)
-    os.killpg(dead.pid, signal.SIGKILL)
+    restarted = kill_spark_server(own)
     streaming.join(180)
     assert not streaming.is_alive(), "the streaming ingest outlived its server by 3 minutes"
     (error,) = outcome
     assert isinstance(error, SparkServerUnavailable) and own.spark_remote in str(error), error
 
-    def restarted():
-        status = {s.name: s for s in manager.status(own)}[spark_connect.NAME]
-        return status.state == "running" and status.pid != dead.pid and status.restarts == 1
     wait_until(restarted, 180, "the supervisor to start the server again")
 
     again = connect(own.spark_remote, own.spark_retry_s)
