@@ -17,7 +17,7 @@ from clickstream_dagster.resources.spark import pipeline_spark
 from sandbox.pipeline import Sandbox
 from simulator.producer import produce
 from simulator.timeline import GeneratorConfig
-from spark.ingest.config import CONTINUOUS
+from spark.ingest.config import CONTINUOUS, IngestConfig
 from spark.ingest.stream import IngestJob
 
 SETTLE_TIMEOUT_S = 120
@@ -31,8 +31,9 @@ def continuous_freshness(sandbox: Sandbox, rate: float, seconds: float,
     settings = sandbox.settings
     spark = pipeline_spark(settings, "clickstream-dagster")
     trigger = f"{settings.ingest_trigger_s if trigger_s is None else trigger_s:g} seconds"
-    job = IngestJob(spark, settings.ingest_config(mode=CONTINUOUS, starting_offsets="latest",
-                                                  processing_time=trigger))
+    job = IngestJob(spark, IngestConfig.from_settings(settings, mode=CONTINUOUS,
+                                                      starting_offsets="latest",
+                                                      processing_time=trigger))
     query = job.start()
     try:
         _wait(lambda: job.batches, "the first (empty) micro-batch, which pins the start offsets")

@@ -30,7 +30,7 @@ from clickstream_dagster.checks.anomalies import ANOMALY_CHECKS
 from clickstream_dagster.checks.quality import QUALITY_CHECKS
 from clickstream_dagster.checks.serving import SERVING_CHECKS
 from clickstream_dagster.resources.spark import pipeline_spark
-from clickstream_dagster.settings import Settings
+from config.settings import Settings
 from sandbox.pipeline import Sandbox
 from simulator.producer import DEFAULT_WORKERS, produce
 from simulator.timeline import GeneratorConfig

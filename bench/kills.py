@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from clickstream_dagster.sensors import step_errors
-from clickstream_dagster.settings import Settings
+from config.settings import Settings
+from spark.ingest.config import IngestConfig
 from stack import elasticsearch, kafka, spark_connect, supervisor
 from stack.process import descendants, read_pid_file
 
@@ -133,7 +134,7 @@ def landing_accounting(spark, settings: Settings, batches: list[dict]) -> dict:
     """Every record on the topic read once, and every event landed once: the topic's records
     against the batch log's, and the landing's rows against its distinct event ids and the batch
     log's count."""
-    landing = spark.read.format("delta").load(settings.ingest_config().landing)
+    landing = spark.read.format("delta").load(IngestConfig.from_settings(settings).landing)
     counts = landing.selectExpr("count(*) rows", "count(distinct event_id) events").first()
     return {"topic_records": topic_records(settings),
             "logged_input_rows": sum(b["input_rows"] for b in batches),

@@ -34,10 +34,10 @@ from confluent_kafka import Producer
 from elasticsearch import ApiError, TransportError
 
 from clickstream_dagster.assets.live_refresh import LIVE_INDICES
-from clickstream_dagster.clients import elasticsearch_client
 from clickstream_dagster.resources.spark import pipeline_spark
 from clickstream_dagster.serving.indices import SESSIONS
-from clickstream_dagster.settings import Settings, child_env
+from config.clients import elasticsearch_client
+from config.settings import Settings, child_env
 from sandbox.instance import ensure_instance
 from sandbox.pipeline import Sandbox
 from simulator.producer import produce

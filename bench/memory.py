@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from clickstream_dagster.settings import Settings
+from config.settings import Settings
 from stack import elasticsearch, kafka, spark_connect
 from stack.process import read_pid_file, tree_rss_bytes
 

@@ -34,12 +34,13 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 
 from clickstream_dagster.resources.spark import pipeline_spark
-from clickstream_dagster.settings import Settings
+from config.settings import Settings
 from contract.decoder import judge
 from sandbox.pipeline import Sandbox
 from simulator.producer import DEFAULT_WORKERS, produce
 from simulator.timeline import SHARDS, GeneratorConfig, stream
 from spark.ingest import event_pass
+from spark.ingest.config import IngestConfig
 from spark.ingest.event_pass import INPUT_COLUMNS, EventPass
 from spark.ingest.stream import INGEST_CONF, IngestJob
 from spark.ingest.transform import flat_events
@@ -151,7 +152,7 @@ def _time_pass(config: GeneratorConfig, first_day: str | None) -> dict:
 def _time_layers(spark: SparkSession, settings: Settings, events: int, repeats: int
                  ) -> dict[str, dict]:
     kafka_rows = (spark.read.format("kafka")
-                  .options(**settings.ingest_config().spark_kafka_options)
+                  .options(**IngestConfig.from_settings(settings).spark_kafka_options)
                   .option("subscribe", settings.topic).option("startingOffsets", "earliest").load())
     timed: dict[str, dict] = {}
     previous = 0.0
@@ -169,7 +170,7 @@ def _real_ingest(spark: SparkSession, settings: Settings, events: int) -> dict:
     """The backlog through IngestJob into a scratch lake: the ingest as the asset runs it."""
     lake = Path(tempfile.mkdtemp(prefix="clickstream-profile-lake-"))
     try:
-        config = dataclasses.replace(settings.ingest_config(), lake_root=str(lake),
+        config = dataclasses.replace(IngestConfig.from_settings(settings), lake_root=str(lake),
                                      consumer_group=f"{PROFILE}-ingest")
         started = time.perf_counter()
         batches = IngestJob(spark, config).run()

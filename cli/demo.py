@@ -11,7 +11,7 @@ import dagster as dg
 from pyspark.sql import functions as F
 
 from clickstream_dagster.serving.indices import ANOMALIES, FUNNEL, SESSIONS, URL_COUNTRY
-from clickstream_dagster.settings import Settings
+from config.settings import Settings
 from sandbox.pipeline import Sandbox
 from simulator.producer import parse_shift, produce
 from simulator.timeline import GeneratorConfig

@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from clickstream_dagster.settings import (
+from config.settings import (
     DEFAULT_DAGSTER_HOME,
     SettingError,
     Settings,
@@ -108,8 +108,8 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from spark.session import SparkServerUnavailable, naming_the_server
 
     mode = CONTINUOUS if args.continuous else AVAILABLE_NOW
-    config = settings.ingest_config(mode=mode, max_offsets_per_trigger=args.max_offsets_per_trigger,
-                                    processing_time=args.processing_time)
+    config = IngestConfig.from_settings(settings, mode=mode, processing_time=args.processing_time,
+                                        max_offsets_per_trigger=args.max_offsets_per_trigger)
     print(f"ingesting {settings.topic} -> {config.landing} ({mode}); checkpoint {config.checkpoint}",
           file=sys.stderr, flush=True)
     spark = pipeline_spark(settings, "clickstream-ingest")
@@ -215,7 +215,7 @@ def _reset(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
-    from clickstream_dagster.clients import elasticsearch_client
+    from config.clients import elasticsearch_client
     from dashboard.app import serve
     from dashboard.queries import Indices
 

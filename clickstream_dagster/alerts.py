@@ -5,7 +5,7 @@ import json
 import logging
 import urllib.request
 
-from .settings import Settings
+from config.settings import Settings
 
 WEBHOOK_TIMEOUT_S = 10
 log = logging.getLogger(__name__)

@@ -2,6 +2,8 @@
 
 import dagster as dg
 
+from config.settings import Settings
+
 from .assets.analytics import ANALYTICS_ASSETS
 from .assets.ingest import clickstream_landing, clickstream_topic
 from .assets.lake import raw_clickstream
@@ -16,7 +18,6 @@ from .resources.spark import spark_config
 from .retention import retention_job
 from .schedules import SCHEDULES
 from .sensors import SENSORS
-from .settings import Settings
 
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:

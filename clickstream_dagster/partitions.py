@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from .settings import Settings
+from config.settings import Settings
 
 # First day with partitions (CLICKSTREAM_FIRST_DAY); backfills may go back to it, and the ingest
 # dead-letters events dated before it, so no day outside the partitions ever reaches a run.

@@ -9,11 +9,11 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 from pydantic import Field
 
+from config.settings import Settings
 from spark import retention
 
 from .resources import ElasticsearchResource, KafkaResource, LakeResource, SparkResource
 from .serving.indices import SERVED, expire_days
-from .settings import Settings
 
 DEFAULTS = Settings.from_env()
 

@@ -5,11 +5,12 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from config.settings import Settings
+
 from .assets.ingest import clickstream_landing
 from .jobs import daily_job
 from .retention import retention_job
 from .sensors import AUTOMATION, changed_days
-from .settings import Settings
 
 # A day is closed once late events can no longer be expected: two hours after midnight UTC by
 # default (the generator's and trackers' lateness stays well inside that), the finished day is

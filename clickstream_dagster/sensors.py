@@ -7,13 +7,14 @@ import time
 
 import dagster as dg
 
+from config.settings import Settings
+
 from .alerts import post_alert
 from .assets.ingest import IngestRunConfig, clickstream_landing, clickstream_topic
 from .jobs import daily_job, ingest_job
 from .partitions import FIRST_DAY, daily_partitions, day_is_closed
 from .resources import KafkaResource
 from .run_queue import queue_state, retry_suffix
-from .settings import Settings
 
 SETTINGS = Settings.from_env()
 SENSOR_INTERVAL_S = SETTINGS.sensor_interval_s

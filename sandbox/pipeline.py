@@ -18,10 +18,10 @@ from clickstream_dagster.assets.serving import SERVING_ASSETS
 from clickstream_dagster.checks.anomalies import ANOMALY_CHECKS
 from clickstream_dagster.checks.quality import QUALITY_CHECKS
 from clickstream_dagster.checks.serving import SERVING_CHECKS
-from clickstream_dagster.clients import elasticsearch_client, kafka_admin
 from clickstream_dagster.definitions import build_resources
 from clickstream_dagster.serving.indices import SERVED
-from clickstream_dagster.settings import Settings
+from config.clients import elasticsearch_client, kafka_admin
+from config.settings import Settings
 from stack import kafka
 
 # Everything the daily job materializes after ingest, blocking checks included.

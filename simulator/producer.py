@@ -13,8 +13,8 @@ from pathlib import Path
 from confluent_kafka import KafkaException, Producer
 from tqdm import tqdm
 
-from clickstream_dagster.clients import kafka_admin
-from clickstream_dagster.settings import Settings
+from config.clients import kafka_admin
+from config.settings import Settings
 
 from .timeline import (
     KIND_NAMES,

@@ -13,8 +13,8 @@ from pathlib import Path
 from elastic_transport import TransportError
 from elasticsearch import ApiError, UnsupportedProductError
 
-from clickstream_dagster.clients import elasticsearch_client
-from clickstream_dagster.settings import Settings, child_env
+from config.clients import elasticsearch_client
+from config.settings import Settings, child_env
 
 from . import maven
 from .certificates import self_signed_certificates

@@ -13,9 +13,9 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import NewTopic
 
-from clickstream_dagster.clients import kafka_admin, retention_ms
-from clickstream_dagster.settings import Settings
-from spark.ingest.config import KafkaSecurity
+from config.clients import kafka_admin, retention_ms
+from config.kafka import KafkaSecurity
+from config.settings import Settings
 
 from . import maven
 from .certificates import self_signed_certificates

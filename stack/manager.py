@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from clickstream_dagster.settings import Settings
+from config.settings import Settings
 from spark.jars import SPARK_VERSION
 
 from . import elasticsearch, kafka, spark_connect, supervisor

@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from clickstream_dagster.settings import Settings
+from config.settings import Settings
 from spark.jars import ARTIFACTS, COMPLETE_MARKER, installed_jars
 
 from .errors import StackError

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from clickstream_dagster.settings import Settings
+from config.settings import Settings
 from spark.jars import SPARK_VERSION
 
 from . import elasticsearch, kafka, spark_connect

@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 import pyspark
 
-from clickstream_dagster.settings import Settings, child_env
+from config.settings import Settings, child_env
 from spark.jars import SPARK_VERSION
 from spark.session import pipeline_conf
 

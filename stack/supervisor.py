@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from clickstream_dagster.settings import Settings
+from config.settings import Settings
 
 from .errors import StackError
 from .process import ServiceProcess, read_pid_file, start_lock, start_process

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from clickstream_dagster.settings import Settings, use_utc
+from config.settings import Settings, use_utc
 from tests.helpers import create_topics, delete_topics, free_port, isolated_topics
 
 use_utc()

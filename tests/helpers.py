@@ -137,7 +137,7 @@ def remove_indices(client, prefix: str, templates: list[str]) -> None:
 
 def environment_names() -> set[str]:
     """Every environment variable settings.py reads."""
-    from clickstream_dagster.settings import declarations
+    from config.settings import declarations
 
     return {declared.metadata["variable"] for declared in declarations()}
 

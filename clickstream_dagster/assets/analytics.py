@@ -5,13 +5,13 @@ from collections.abc import Callable
 import dagster as dg
 from pyspark.sql import DataFrame
 
+from config.settings import Settings
 from spark.analytics import anomalies, transform
 from spark.analytics.daily_tables import build_days, rows_per_day
 from spark.delta_lake import read_days
 
 from ..partitions import FINAL_FRESHNESS, SPARK_BACKFILL, daily_partitions
 from ..resources import LakeResource, SparkResource
-from ..settings import Settings
 from .lake import raw_clickstream
 from .metadata import OWNERS, asset_tags, code_version, column_lineage, days_result
 

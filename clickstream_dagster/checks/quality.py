@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta
 import dagster as dg
 from pyspark.sql import functions as F
 
+from config.settings import Settings
 from contract import event_schema, event_types
 from spark.analytics.daily_tables import rows_per_day
 from spark.analytics.transform import analytics_rows, is_person
@@ -16,7 +17,6 @@ from ..assets.analytics import ANALYTICS_ASSETS
 from ..assets.lake import raw_clickstream
 from ..partitions import daily_partitions, day_is_closed, run_partition_keys
 from ..resources import LakeResource, SparkResource
-from ..settings import Settings
 from .gx_suites import check_names, validate
 
 TRAILING_DAYS = 7

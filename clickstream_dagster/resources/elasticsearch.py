@@ -1,7 +1,7 @@
 import dagster as dg
 
-from ..clients import elasticsearch_client
-from ..settings import Settings
+from config.clients import elasticsearch_client
+from config.settings import Settings
 
 
 class ElasticsearchResource(dg.ConfigurableResource):

@@ -4,10 +4,9 @@ import dagster as dg
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
-from spark.ingest.config import KafkaSecurity
-
-from ..clients import kafka_admin, retention_ms
-from ..settings import Settings
+from config.clients import kafka_admin, retention_ms
+from config.kafka import KafkaSecurity
+from config.settings import Settings
 
 COORDINATOR_STARTING = (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
                         KafkaError.COORDINATOR_NOT_AVAILABLE)

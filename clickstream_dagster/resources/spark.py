@@ -4,10 +4,9 @@ import dagster as dg
 from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import SparkSession
 
+from config.settings import Settings
 from spark.jars import installed_jars
 from spark.session import build_session, connect, pipeline_conf, stop_session, within
-
-from ..settings import Settings
 
 SESSION_STOP_S = 10  # a run's session release, at most; the server closes an idle one anyway
 

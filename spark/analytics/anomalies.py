@@ -21,7 +21,8 @@ from datetime import date, timedelta
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from .defaults import DEFAULT_MIN_SESSIONS, DEFAULT_THRESHOLD
+from config.defaults import DEFAULT_MIN_SESSIONS, DEFAULT_THRESHOLD
+
 from .transform import WINDOW_MINUTES
 
 TRAILING_DAYS = 7

@@ -8,11 +8,12 @@ from collections.abc import Callable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from config.defaults import DEFAULT_MAX_EVENTS_PER_SECOND
+
 from .. import retention
 from ..delta_lake import read_days, replace_days
 from ..enrichment import with_enriched_columns
 from ..session import parallelism
-from .defaults import DEFAULT_MAX_EVENTS_PER_SECOND
 from .transform import analytics_rows, deduplicate_day, flag_fast_users
 
 # ~110 MB per zstd file for this schema: large enough for efficient scans, small enough to spread

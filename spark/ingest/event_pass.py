@@ -28,12 +28,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from config.defaults import IP_MODES, IP_TRUNCATE
 from contract import max_event_bytes
 from contract.decoder import decoder, event_type, judge, re2_pattern, rules, spark_text
 
 from .. import enrichment
 from ..enrichment.referrers import UTM_PARAMETERS, classify, host, utm
-from .config import IP_MODES, IP_TRUNCATE, OVERSIZED_BYTES_KEPT
+from .config import OVERSIZED_BYTES_KEPT
 
 # The Kafka source's columns the pass reads, with the micro-batch's ingest time.
 INPUT_COLUMNS = ["key", "value", "topic", "partition", "offset", "timestamp", "ingested_at"]

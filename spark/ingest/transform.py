@@ -13,7 +13,9 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from .config import IP_TRUNCATE, OVERSIZED_BYTES_KEPT
+from config.defaults import IP_TRUNCATE
+
+from .config import OVERSIZED_BYTES_KEPT
 from .event_pass import HELD_BACK, INPUT_COLUMNS, LAKE_COLUMNS, OUTPUT_SCHEMA, EventPass
 
 __all__ = ["HOUR_PARTITION", "LAKE_COLUMNS", "LANDING_PARTITIONS", "flat_events", "held_back",

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from clickstream_dagster.settings import child_env
+from config.settings import child_env
 
 EVENTS = 10_000
 STAGES = ["produce", "ingest", "compact", "aggregate", "validate", "index", "end_to_end", "freshness"]

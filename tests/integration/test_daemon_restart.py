@@ -20,11 +20,11 @@ import dagster as dg
 import yaml
 from pyspark.sql import functions as F
 
-from clickstream_dagster.clients import elasticsearch_client
 from clickstream_dagster.definitions import build_resources
 from clickstream_dagster.jobs import ingest_job
 from clickstream_dagster.serving.indices import SERVED
-from clickstream_dagster.settings import child_env
+from config.clients import elasticsearch_client
+from config.settings import child_env
 from simulator.producer import produce
 from simulator.timeline import GeneratorConfig
 from tests.helpers import remove_indices

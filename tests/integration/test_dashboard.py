@@ -18,9 +18,9 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from cli.demo import run_demo
-from clickstream_dagster.clients import elasticsearch_client
 from clickstream_dagster.serving.indices import ANOMALIES, FUNNEL, SERVED, URL_POPULARITY
-from clickstream_dagster.settings import child_env
+from config.clients import elasticsearch_client
+from config.settings import child_env
 from sandbox.pipeline import Sandbox
 from spark import lake_layout
 from spark.analytics.transform import FUNNEL_STEPS

@@ -22,13 +22,14 @@ from pyspark.sql import functions as F
 
 from clickstream_dagster.assets.ingest import clickstream_landing
 from clickstream_dagster.assets.serving import SERVING_ASSETS
-from clickstream_dagster.clients import elasticsearch_client
 from clickstream_dagster.definitions import build_resources
 from clickstream_dagster.resources import ElasticsearchResource
 from clickstream_dagster.serving.indices import SERVED, URL_COUNTRY, IndexingError, load_day
+from config.clients import elasticsearch_client
 from simulator.producer import produce
 from simulator.timeline import GeneratorConfig
 from spark.ingest.batch_log import read_batch_log
+from spark.ingest.config import IngestConfig
 from spark.ingest.stream import IngestJob
 from stack import elasticsearch, kafka, manager
 from stack.process import read_pid_file
@@ -105,7 +106,7 @@ def test_broker_stopped_during_an_ingest_then_every_event_lands_once(stack, spar
     """The broker goes away while an ingest reads it: that ingest waits or fails, and once the
     broker is back the next one lands every event exactly once."""
     settings = dataclasses.replace(stack, topic=fresh_topic, lake_dir=str(tmp_path / "lake"))
-    config = settings.ingest_config(max_offsets_per_trigger=5_000)
+    config = IngestConfig.from_settings(settings, max_offsets_per_trigger=5_000)
     events = GeneratorConfig(events=60_000, seed=43)
     assert produce(events, settings, progress=False).failed == 0
     outcome: list[object] = []
@@ -131,7 +132,7 @@ def test_two_ingests_on_one_checkpoint_land_every_event_exactly_once(stack, spar
     the interleaving, one may fail but the landing holds each event once, and the next ingest
     carries on from the checkpoint."""
     settings = dataclasses.replace(stack, topic=fresh_topic, lake_dir=str(tmp_path / "lake"))
-    config = settings.ingest_config(max_offsets_per_trigger=10_000)
+    config = IngestConfig.from_settings(settings, max_offsets_per_trigger=10_000)
     first = GeneratorConfig(events=60_000, seed=41)
     assert produce(first, settings, progress=False).failed == 0
     outcomes: list[object] = []

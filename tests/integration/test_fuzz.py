@@ -18,6 +18,7 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
+from spark.ingest.config import IngestConfig
 from spark.ingest.stream import IngestJob
 from tests.fuzz_inputs import ALLOWED, BAD_INPUTS, SEED, SHAPELESS, generate_bad_inputs, valid_events
 from tests.helpers import consume_all, create_topics, delete_topics, isolated_topics
@@ -47,8 +48,8 @@ def fuzzed(stack, spark, tmp_path_factory):
     assert producer.flush(60) == 0 and not failed
 
     lake = tmp_path_factory.mktemp("lake")
-    config = dataclasses.replace(settings, lake_dir=str(lake)).ingest_config(
-        max_offsets_per_trigger=2_500)
+    config = IngestConfig.from_settings(dataclasses.replace(settings, lake_dir=str(lake)),
+                                        max_offsets_per_trigger=2_500)
     batches = IngestJob(spark, config).run()
     yield settings, config, batches, valid, bad
     delete_topics(stack, [settings.topic, settings.dlq_topic])

@@ -17,7 +17,7 @@ import orjson
 import pytest
 from pyspark.sql import functions as F
 
-from clickstream_dagster.settings import child_env
+from config.settings import child_env
 from simulator.producer import produce
 from simulator.timeline import LATE, VALID, GeneratorConfig, stream
 from spark.delta_lake import (
@@ -27,6 +27,7 @@ from spark.delta_lake import (
     table_properties,
 )
 from spark.ingest.batch_log import read_batch_log
+from spark.ingest.config import IngestConfig
 from spark.ingest.stream import IngestJob
 from tests.helpers import consume_all, create_topics, delete_topics, isolated_topics
 
@@ -49,8 +50,8 @@ def _expected(config: GeneratorConfig):
 
 
 def _ingest(spark, settings, lake: Path, **overrides):
-    config = dataclasses.replace(settings, lake_dir=str(lake)).ingest_config(
-        max_offsets_per_trigger=8_000, **overrides)
+    config = IngestConfig.from_settings(dataclasses.replace(settings, lake_dir=str(lake)),
+                                        max_offsets_per_trigger=8_000, **overrides)
     return config, IngestJob(spark, config).run()
 
 
@@ -64,8 +65,9 @@ def faulty_run(stack, spark, tmp_path_factory):
     # some for the server's state maintenance to upload (see the last test).
     spark.conf.set(MIN_DELTAS_FOR_SNAPSHOT, "1")
     try:
-        config = dataclasses.replace(settings, lake_dir=str(lake)).ingest_config(
-            max_offsets_per_trigger=8_000, oversized_bytes_kept=KEPT_PER_TASK)
+        config = IngestConfig.from_settings(dataclasses.replace(settings, lake_dir=str(lake)),
+                                            max_offsets_per_trigger=8_000,
+                                            oversized_bytes_kept=KEPT_PER_TASK)
         job = IngestJob(spark, config)
         batches = job.run()
     finally:
@@ -153,8 +155,8 @@ def test_a_landing_partitioned_by_hour_keeps_its_layout(spark, faulty_run, tmp_p
     writing it that way, with the event's UTC hour."""
     settings, _, config, batches, _, _ = faulty_run
     # The whole topic in one micro-batch: the layout is the point, not the batching.
-    older = dataclasses.replace(settings, lake_dir=str(tmp_path)).ingest_config(
-        max_offsets_per_trigger=FAULTY.events)
+    older = IngestConfig.from_settings(dataclasses.replace(settings, lake_dir=str(tmp_path)),
+                                       max_offsets_per_trigger=FAULTY.events)
     (spark.read.format("delta").load(config.landing).limit(100)
      .withColumn("event_hour", F.date_format("event_ts", "HH"))
      .write.format("delta").partitionBy("event_date", "event_hour").save(older.landing))
@@ -300,7 +302,7 @@ def test_days_committed_by_a_run_that_never_reported_are_recomputed(stack, tmp_p
         from pyspark.sql import SparkSession
         session = SparkSession.builder.remote(settings.spark_remote).create()
         try:
-            IngestJob(session, settings.ingest_config()).run()
+            IngestJob(session, IngestConfig.from_settings(settings)).run()
         finally:
             session.stop()
         recovered = landing_metadata()

@@ -23,7 +23,6 @@ from clickstream_dagster.assets.live import live_indices
 from clickstream_dagster.assets.live_refresh import LiveRefresh
 from clickstream_dagster.assets.serving import SERVING_ASSETS
 from clickstream_dagster.checks.quality import QUALITY_CHECKS
-from clickstream_dagster.clients import elasticsearch_client
 from clickstream_dagster.definitions import build_resources
 from clickstream_dagster.resources import ElasticsearchResource
 from clickstream_dagster.sensors import landing_partitions_sensor
@@ -37,6 +36,7 @@ from clickstream_dagster.serving.indices import (
     URL_POPULARITY,
     write_live,
 )
+from config.clients import elasticsearch_client
 from simulator.population import CRAWLERS
 from simulator.timeline import GeneratorConfig, stream
 from spark.analytics import anomalies, transform

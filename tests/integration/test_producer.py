@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from clickstream_dagster.settings import child_env
+from config.settings import child_env
 from simulator.producer import GeneratorError, produce, write_jsonl
 from simulator.timeline import GeneratorConfig
 from tests.helpers import consume_all, free_port

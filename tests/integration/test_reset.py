@@ -6,8 +6,8 @@ import subprocess
 import sys
 import uuid
 
-from clickstream_dagster.clients import elasticsearch_client
-from clickstream_dagster.settings import child_env
+from config.clients import elasticsearch_client
+from config.settings import child_env
 from simulator.producer import produce
 from simulator.timeline import GeneratorConfig
 from tests.helpers import consume_all, create_topics, delete_topics, isolated_topics

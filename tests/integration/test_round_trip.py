@@ -6,7 +6,7 @@ import orjson
 from confluent_kafka import Producer
 from elasticsearch import helpers
 
-from clickstream_dagster.clients import elasticsearch_client
+from config.clients import elasticsearch_client
 
 MESSAGES = 10_000
 SAMPLE = 1_000

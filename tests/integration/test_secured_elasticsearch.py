@@ -17,7 +17,7 @@ from elasticsearch import AuthenticationException
 from clickstream_dagster.definitions import build_resources
 from clickstream_dagster.resources import ElasticsearchResource
 from clickstream_dagster.serving.indices import URL_POPULARITY, load_day
-from clickstream_dagster.settings import Settings
+from config.settings import Settings
 from stack import elasticsearch
 from stack.process import stop_process
 from tests.helpers import free_port

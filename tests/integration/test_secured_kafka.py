@@ -10,7 +10,7 @@ import pytest
 from clickstream_dagster.assets.ingest import clickstream_landing
 from clickstream_dagster.definitions import build_resources, defs
 from clickstream_dagster.sensors import kafka_ingest_sensor
-from clickstream_dagster.settings import Settings
+from config.settings import Settings
 from simulator.producer import GeneratorError, check_topic, produce
 from simulator.timeline import MALFORMED, GeneratorConfig, stream
 from stack import kafka

@@ -13,7 +13,7 @@ from clickstream_dagster import sensors
 from clickstream_dagster.assets.ingest import clickstream_landing
 from clickstream_dagster.definitions import build_resources, defs
 from clickstream_dagster.sensors import kafka_ingest_sensor, landing_partitions_sensor
-from clickstream_dagster.settings import Settings
+from config.settings import Settings
 from simulator.producer import produce
 from simulator.timeline import GeneratorConfig
 from tests.helpers import finish, queue_run

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from clickstream_dagster.clients import elasticsearch_client, kafka_admin
-from clickstream_dagster.settings import child_env
+from config.clients import elasticsearch_client, kafka_admin
+from config.settings import child_env
 from spark.session import (
     SparkServerUnavailable,
     connect,

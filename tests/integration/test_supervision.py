@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from simulator.producer import produce
 from simulator.timeline import GeneratorConfig
 from spark.ingest.batch_log import read_batch_log
-from spark.ingest.config import CONTINUOUS
+from spark.ingest.config import CONTINUOUS, IngestConfig
 from spark.ingest.stream import IngestJob
 from spark.session import (
     SparkServerUnavailable,
@@ -33,8 +33,9 @@ def test_a_streaming_ingest_whose_server_dies_fails_naming_it_and_the_next_lands
     own = own_server
     summary = produce(EVENTS, own, progress=False)
     session = connect(own.spark_remote, own.spark_retry_s)
-    ingest = IngestJob(session, own.ingest_config(mode=CONTINUOUS, processing_time="2 seconds",
-                                                  max_offsets_per_trigger=4_000))
+    ingest = IngestJob(session, IngestConfig.from_settings(own, mode=CONTINUOUS,
+                                                           processing_time="2 seconds",
+                                                           max_offsets_per_trigger=4_000))
     landed_some, outcome = threading.Event(), []
 
     def stream() -> None:
@@ -58,8 +59,8 @@ def test_a_streaming_ingest_whose_server_dies_fails_naming_it_and_the_next_lands
 
     again = connect(own.spark_remote, own.spark_retry_s)
     try:
-        IngestJob(again, own.ingest_config(max_offsets_per_trigger=8_000)).run()
-        landed = again.read.format("delta").load(own.ingest_config().landing)
+        IngestJob(again, IngestConfig.from_settings(own, max_offsets_per_trigger=8_000)).run()
+        landed = again.read.format("delta").load(IngestConfig.from_settings(own).landing)
         counts = landed.agg(F.count("*").alias("rows"), F.count_distinct("event_id").alias("ids"))
         expected = summary.kinds["valid"] + summary.kinds["late"]
         assert tuple(counts.first()) == (expected, expected)

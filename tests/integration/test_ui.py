@@ -18,9 +18,9 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from clickstream_dagster.clients import elasticsearch_client
 from clickstream_dagster.serving.indices import SERVED
-from clickstream_dagster.settings import child_env
+from config.clients import elasticsearch_client
+from config.settings import child_env
 from simulator.producer import produce
 from simulator.timeline import GeneratorConfig
 from spark.delta_lake import read_days

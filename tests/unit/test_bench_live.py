@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 
 from bench.live import LiveRun, Probe, Sample, _minute_line, _resolve, _window
-from clickstream_dagster.settings import Settings
+from config.settings import Settings
 
 START = datetime(2026, 11, 30, 12, 0, tzinfo=UTC).timestamp()
 

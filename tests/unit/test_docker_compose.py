@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from clickstream_dagster.settings import Settings
+from config.settings import Settings
 from stack.kafka import DLQ_PARTITIONS
 from stack.versions import ELASTICSEARCH_VERSION, KAFKA_VERSION
 from tests.helpers import environment_names

@@ -7,7 +7,7 @@ import dagster as dg
 
 from clickstream_dagster.assets.ingest import INGEST_JOB, clickstream_landing
 from clickstream_dagster.definitions import build_resources
-from clickstream_dagster.settings import Settings
+from config.settings import Settings
 from tests.helpers import finish, queue_run
 
 

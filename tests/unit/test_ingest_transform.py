@@ -11,7 +11,7 @@ import orjson
 import pytest
 from pyspark.sql import types as T
 
-from spark.ingest.config import IP_KEEP
+from config.defaults import IP_KEEP
 from spark.ingest.event_pass import network_of
 from spark.ingest.transform import (
     HOUR_PARTITION,

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from clickstream_dagster.settings import Settings
+from config.settings import Settings
 from spark.ingest.config import IngestConfig
 from tests.helpers import environment_names
 
@@ -62,10 +62,10 @@ def test_every_variable_settings_reads_is_documented():
 
 
 def test_the_ingest_defaults_are_written_once(monkeypatch):
-    """Settings take the ingest job's own defaults instead of repeating them."""
+    """Settings and the ingest job take their defaults from one declaration."""
     for var in ("CLICKSTREAM_TOPIC", "CLICKSTREAM_DLQ_TOPIC", "CLICKSTREAM_CONSUMER_GROUP"):
         monkeypatch.delenv(var, raising=False)
-    config = Settings.from_env().ingest_config()
+    config = IngestConfig.from_settings(Settings.from_env())
     assert (config.topic, config.dlq_topic, config.consumer_group) == (
         IngestConfig.topic, IngestConfig.dlq_topic, IngestConfig.consumer_group)
 
@@ -93,7 +93,7 @@ def test_kafka_security_reaches_both_kinds_of_client_and_says_what_is_missing(mo
         "bootstrap.servers": "127.0.0.1:9092", "security.protocol": "SASL_SSL",
         "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": "app", "sasl.password": 'pa"ss',
         "ssl.ca.location": "/etc/kafka/ca.pem"}
-    spark = settings.ingest_config().spark_kafka_options
+    spark = IngestConfig.from_settings(settings).spark_kafka_options
     assert spark["kafka.sasl.jaas.config"] == ('org.apache.kafka.common.security.scram.'
                                                'ScramLoginModule required username="app" '
                                                'password="pa\\"ss";')
@@ -104,11 +104,11 @@ def test_kafka_security_reaches_both_kinds_of_client_and_says_what_is_missing(mo
 
 
 def test_the_readme_table_is_the_settings_declaration():
-    from clickstream_dagster.settings import readme_with_table
+    from config.settings import readme_with_table
 
     readme = (ROOT / "README.md").read_text()
     assert readme_with_table(readme) == readme, \
-        "run `python -m clickstream_dagster.settings --write-readme`"
+        "run `python -m config.settings --write-readme`"
 
 
 @pytest.mark.parametrize(("variable", "value", "accepts"), [
@@ -122,7 +122,7 @@ def test_the_readme_table_is_the_settings_declaration():
 ])
 def test_an_invalid_value_names_the_variable_and_what_it_accepts(monkeypatch, variable, value,
                                                                  accepts):
-    from clickstream_dagster.settings import SettingError
+    from config.settings import SettingError
 
     monkeypatch.setenv(variable, value)
     with pytest.raises(SettingError, match=rf"^{variable}='{value}' is not {accepts}"):
@@ -130,7 +130,7 @@ def test_an_invalid_value_names_the_variable_and_what_it_accepts(monkeypatch, va
 
 
 def test_every_setting_is_declared_once_and_secrets_stay_out_of_sight():
-    from clickstream_dagster.settings import declarations
+    from config.settings import declarations
 
     variables = [d.metadata["variable"] for d in declarations()]
     assert len(variables) == len(set(variables))
@@ -139,12 +139,13 @@ def test_every_setting_is_declared_once_and_secrets_stay_out_of_sight():
     assert all(not d.repr for d in declarations() if d.metadata["secret"])
 
 
-def test_settings_import_neither_spark_nor_dagster():
+def test_the_configuration_imports_no_spark_no_dagster_and_no_layer_above_it():
     import subprocess
     import sys
 
+    above = {"pyspark", "dagster", "spark", "clickstream_dagster", "stack", "simulator"}
     loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, clickstream_dagster.settings; "
-                               "print(sorted({'pyspark', 'dagster'} & set(sys.modules)))"],
+        [sys.executable, "-c", "import sys, config.settings, config.clients; "
+                               f"print(sorted({above!r} & set(sys.modules)))"],
         capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]"

@@ -5,7 +5,7 @@ import dataclasses
 import sys
 import time
 
-from clickstream_dagster.settings import Settings
+from config.settings import Settings
 from stack import supervisor
 from stack.errors import StackError
 from stack.process import pid_file, start_process, stop_process

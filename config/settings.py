@@ -1,6 +1,6 @@
 """Every setting the project reads from the environment, declared once: its variable, type,
 default, meaning and whether it is a secret. The loader, its validation and the README's
-configuration table all come from the declarations below (`python -m clickstream_dagster.settings
+configuration table all come from the declarations below (`python -m config.settings
 --write-readme` rewrites the table; a unit test holds the README to it).
 
 Secrets (passwords, API keys) are only ever read from the environment, never from files in the
@@ -19,17 +19,22 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlparse
 
-from spark.analytics.defaults import (
+from .defaults import (
+    DEFAULT_CONSUMER_GROUP,
+    DEFAULT_DLQ_TOPIC,
     DEFAULT_MAX_EVENTS_PER_SECOND,
     DEFAULT_MIN_SESSIONS,
     DEFAULT_THRESHOLD,
+    DEFAULT_TOPIC,
+    IP_MODES,
+    IP_TRUNCATE,
 )
-from spark.ingest.config import IP_MODES, KAFKA_PROTOCOLS, SASL_MECHANISMS, IngestConfig, KafkaSecurity
+from .kafka import KAFKA_PROTOCOLS, SASL_MECHANISMS, KafkaSecurity
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 _HOME = Path.home()
 DEFAULT_DAGSTER_HOME = _HOME / ".local" / "share" / "clickstream" / "dagster"
-README_START = "<!-- settings: generated from clickstream_dagster/settings.py -->"
+README_START = "<!-- settings: generated from config/settings.py -->"
 README_END = "<!-- settings: end -->"
 # Read by others, not by the project, yet part of its configuration.
 DOCUMENTED_ELSEWHERE = [
@@ -176,13 +181,13 @@ class Settings:
         "Spark runs too",
         shown="unset: the system's CAs")
     topic: str = setting(
-        "CLICKSTREAM_TOPIC", IngestConfig.topic,
+        "CLICKSTREAM_TOPIC", DEFAULT_TOPIC,
         "topic the web events arrive on")
     dlq_topic: str = setting(
-        "CLICKSTREAM_DLQ_TOPIC", IngestConfig.dlq_topic,
+        "CLICKSTREAM_DLQ_TOPIC", DEFAULT_DLQ_TOPIC,
         "dead-letter topic for events that fail the contract")
     ip_anonymization: str = setting(
-        "CLICKSTREAM_IP_ANONYMIZATION", IngestConfig.ip_anonymization,
+        "CLICKSTREAM_IP_ANONYMIZATION", IP_TRUNCATE,
         "how client IP addresses reach the lake: `truncate` keeps their network (IPv4 /24, IPv6 "
         "/48), `off` keeps them as sent. Dead letters always keep the original bytes; no index "
         "serves an address",
@@ -197,7 +202,7 @@ class Settings:
         "a user with more distinct events than this within one second of a day is flagged as a "
         "bot (`bot_reason` `event_rate`) when the day is compacted")
     consumer_group: str = setting(
-        "CLICKSTREAM_CONSUMER_GROUP", IngestConfig.consumer_group,
+        "CLICKSTREAM_CONSUMER_GROUP", DEFAULT_CONSUMER_GROUP,
         "consumer group the ingest commits its landed offsets to, so `kafka-consumer-groups "
         "--describe` and the sensors see its lag")
     topic_partitions: int = setting(
@@ -387,14 +392,6 @@ class Settings:
                        kafka_sasl_username=security.username, kafka_sasl_password=security.password,
                        kafka_ssl_ca_location=security.ca_location)
 
-    def ingest_config(self, **overrides) -> IngestConfig:
-        """The ingest job's configuration for these settings; `overrides` set its other fields."""
-        return IngestConfig(bootstrap_servers=self.kafka_bootstrap_servers, lake_root=self.lake_dir,
-                            topic=self.topic, dlq_topic=self.dlq_topic,
-                            consumer_group=self.consumer_group, first_day=self.first_day,
-                            ip_anonymization=self.ip_anonymization,
-                            kafka_security=self.kafka_security, **overrides)
-
     def kafka_client_config(self, **more: str) -> dict[str, str]:
         """A confluent-kafka client's settings for the configured cluster, plus `more`."""
         return {"bootstrap.servers": self.kafka_bootstrap_servers,
@@ -487,7 +484,7 @@ def readme_with_table(readme: str) -> str:
 
 
 if __name__ == "__main__":
-    # python -m clickstream_dagster.settings [--write-readme]
+    # python -m config.settings [--write-readme]
     path = Path(__file__).resolve().parents[1] / "README.md"
     if sys.argv[1:] == ["--write-readme"]:
         path.write_text(readme_with_table(path.read_text()))
