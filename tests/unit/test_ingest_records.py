@@ -1,6 +1,6 @@
 """What the ingest keeps beside the lake: batch-log records written by older versions still load,
 and only a checkpoint on local disk trades Spark's checkpoint file manager for the one that renames
-without forking."""
+without forking, and is read without a Spark job."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import pytest
 
 from spark.ingest.batch_log import BatchStats
-from spark.ingest.checkpoint import file_manager_conf
+from spark.ingest.checkpoint import file_manager_conf, logged_offsets, query_id
 
 RECORD = {
     "batch_id": 7, "started_at": "2026-11-30T10:00:00.000+00:00",
@@ -48,3 +48,15 @@ def test_a_local_checkpoint_renames_through_the_file_system(checkpoint):
                                         "s3a://bucket/lake/_checkpoints/ingest"])
 def test_a_remote_checkpoint_keeps_sparks_default(checkpoint):
     assert file_manager_conf(checkpoint) == {}
+
+
+@pytest.mark.parametrize("scheme", ["", "file://"])
+def test_a_local_checkpoint_is_read_without_spark(tmp_path, scheme):
+    (tmp_path / "offsets").mkdir()
+    (tmp_path / "metadata").write_text('{"id":"5d1c4c2e-query"}\n')
+    # An offset log file as Spark writes it: version, batch metadata, one line per source.
+    (tmp_path / "offsets" / "3").write_text(
+        'v1\n{"batchWatermarkMs":0,"batchTimestampMs":1}\n{"clickstream":{"1":40,"0":25}}')
+    checkpoint = f"{scheme}{tmp_path}"
+    assert logged_offsets(None, checkpoint, "clickstream", 3) == {"0": 25, "1": 40}
+    assert query_id(None, checkpoint) == "5d1c4c2e-query"
