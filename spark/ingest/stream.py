@@ -259,7 +259,7 @@ class BatchWriter:
         # a new checkpoint gets a new one, so its batch 0 is never mistaken for the old batch 0.
         app_id = self._app_id(spark)
         events = events.persist(StorageLevel.MEMORY_AND_DISK)
-        refills = None
+        bad_rows = None
         try:
             counts = events.groupBy(
                 F.col("error").isNull().alias("valid"),
@@ -278,24 +278,26 @@ class BatchWriter:
             phases["landing"] = time.monotonic() - started - sum(phases.values())
             landed_at = datetime.now(UTC).isoformat(timespec="milliseconds")
             if per_reason:
-                bad_rows, rows_per_file = to_bad_rows(events), None
-                held = _detached(held_back(bad_rows)) if per_reason.get(
+                found, rows_per_file = to_bad_rows(events), None
+                held = _detached(held_back(found)) if per_reason.get(
                     HELD_BACK.removesuffix(":")) else None
                 if held is not None:
-                    # Read back once for both writes, and kept on disk: up to 1 MB a record.
-                    refills = refilled(held, self._records_at(held)).persist(StorageLevel.DISK_ONLY)
-                    bad_rows = with_held_back_payloads(bad_rows, refills)
+                    found = with_held_back_payloads(found, refilled(held, self._records_at(held)))
                     # A reader holds a file's rows a batch at a time: of these, no more than
                     # Kafka's 1 MB limit times this.
                     rows_per_file = HELD_BACK_ROWS_PER_FILE
+                # Both writes read the dead letters, which the first one puts on disk: the cached
+                # batch is scanned and the held-back records read from the topic once. On disk,
+                # since a read-back record can hold 1 MB.
+                bad_rows = found.persist(StorageLevel.DISK_ONLY)
                 append_batch(bad_rows, self.config.bad_rows, app_id, batch_id, ["ingest_date"],
                              max_rows_per_file=rows_per_file)
                 self._send_dead_letters(to_dead_letter_messages(bad_rows))
             phases["dead_letters"] = time.monotonic() - started - sum(phases.values())
         finally:
             events.unpersist()
-            if refills is not None:
-                refills.unpersist()
+            if bad_rows is not None:
+                bad_rows.unpersist()
         start, end = self._offset_range(spark, batch_id)
         input_rows = sum(end[p] - start.get(p, 0) for p in end)
         landed, dead = sum(per_date.values()), sum(per_reason.values())
