@@ -1,8 +1,16 @@
+import functools
 import time
 
 import dagster as dg
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    OffsetSpec,
+    ResourceType,
+)
 
 from config.clients import kafka_admin, retention_ms
 from config.kafka import KafkaSecurity
@@ -35,8 +43,10 @@ class KafkaResource(dg.ConfigurableResource):
         return Settings(kafka_bootstrap_servers=self.bootstrap_servers, topic=self.topic,
                         dlq_topic=self.dlq_topic).with_kafka_security(self.security())
 
-    def admin(self):
-        return kafka_admin(self.settings())
+    def admin(self) -> AdminClient:
+        """The process's admin client for this cluster: a sensor tick builds no client of its own."""
+        cluster = Settings(kafka_bootstrap_servers=self.bootstrap_servers)
+        return _shared_admin(cluster.with_kafka_security(self.security()))
 
     def set_retention(self, topic: str, days: int, timeout_s: float = 30) -> str:
         """Set the topic's `retention.ms` to `days` (0: forever); returns the value set."""
@@ -51,35 +61,38 @@ class KafkaResource(dg.ConfigurableResource):
     def end_offsets(self, topic: str | None = None, timeout_s: float = 10) -> dict[int, int]:
         """High watermark per partition; read-only, it never commits offsets."""
         topic = topic or self.topic
-        metadata = self.admin().list_topics(topic, timeout=timeout_s)
-        partitions = sorted(metadata.topics[topic].partitions)
-        consumer = Consumer(self.settings().kafka_client_config(**{
-            "group.id": "clickstream-offset-probe", "enable.auto.commit": "false"}))
-        try:
-            return {
-                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1]
-                for p in partitions
-            }
-        finally:
-            consumer.close()
+        admin = self.admin()
+        partitions = sorted(admin.list_topics(topic, timeout=timeout_s).topics[topic].partitions)
+        futures = admin.list_offsets({TopicPartition(topic, p): OffsetSpec.latest() for p in partitions},
+                                     request_timeout=timeout_s)
+        return {tp.partition: future.result().offset for tp, future in futures.items()}
 
     def committed_offsets(self, partitions: list[int], timeout_s: float = 10) -> dict[int, int]:
         """The ingest's committed position per partition (0 where it has committed none): what
         `kafka-consumer-groups --describe --group <consumer_group>` shows."""
-        consumer = Consumer(self.settings().kafka_client_config(**{
-            "group.id": self.consumer_group, "enable.auto.commit": "false"}))
+        request = [ConsumerGroupTopicPartitions(
+            self.consumer_group, [TopicPartition(self.topic, p) for p in partitions])]
         deadline = time.monotonic() + timeout_s
-        try:
-            while True:
-                try:
-                    committed = consumer.committed(
-                        [TopicPartition(self.topic, p) for p in partitions], timeout=timeout_s)
-                    break
-                except KafkaException as exc:
-                    # A new cluster answers "not coordinator" until its offsets topic exists.
-                    if exc.args[0].code() not in COORDINATOR_STARTING or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.5)
-        finally:
-            consumer.close()
+        while True:
+            future = self.admin().list_consumer_group_offsets(
+                request, request_timeout=timeout_s)[self.consumer_group]
+            try:
+                committed = future.result().topic_partitions
+                break
+            except KafkaException as exc:
+                # A new cluster answers "not coordinator" until its offsets topic exists.
+                if exc.args[0].code() not in COORDINATOR_STARTING or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        for tp in committed:
+            if tp.error:
+                raise KafkaException(tp.error)
+        # A partition the group has never committed answers a negative sentinel offset.
         return {tp.partition: max(tp.offset, 0) for tp in committed}
+
+
+@functools.lru_cache(maxsize=8)
+def _shared_admin(settings: Settings) -> AdminClient:
+    # librdkafka clients are thread-safe and reconnect on their own; a few clusters at most
+    # (tests point at several), and one that falls out is closed when it is collected.
+    return kafka_admin(settings)
