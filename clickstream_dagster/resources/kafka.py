@@ -2,7 +2,7 @@ import functools
 import time
 
 import dagster as dg
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -45,8 +45,12 @@ class KafkaResource(dg.ConfigurableResource):
 
     def admin(self) -> AdminClient:
         """The process's admin client for this cluster: a sensor tick builds no client of its own."""
-        cluster = Settings(kafka_bootstrap_servers=self.bootstrap_servers)
-        return _shared_admin(cluster.with_kafka_security(self.security()))
+        return _shared_admin(self.cluster())
+
+    def cluster(self) -> Settings:
+        """The settings that name the cluster and how to reach it, and nothing else."""
+        return Settings(kafka_bootstrap_servers=self.bootstrap_servers).with_kafka_security(
+            self.security())
 
     def set_retention(self, topic: str, days: int, timeout_s: float = 30) -> str:
         """Set the topic's `retention.ms` to `days` (0: forever); returns the value set."""
@@ -70,29 +74,33 @@ class KafkaResource(dg.ConfigurableResource):
     def committed_offsets(self, partitions: list[int], timeout_s: float = 10) -> dict[int, int]:
         """The ingest's committed position per partition (0 where it has committed none): what
         `kafka-consumer-groups --describe --group <consumer_group>` shows."""
-        request = [ConsumerGroupTopicPartitions(
-            self.consumer_group, [TopicPartition(self.topic, p) for p in partitions])]
+        # Asked of a consumer in the group, not the admin API: on a cluster whose group
+        # coordinator is not ready yet, the admin call crashes the whole process (segfault).
+        consumer = _shared_group_consumer(self.cluster(), self.consumer_group)
         deadline = time.monotonic() + timeout_s
         while True:
-            future = self.admin().list_consumer_group_offsets(
-                request, request_timeout=timeout_s)[self.consumer_group]
             try:
-                committed = future.result().topic_partitions
+                committed = consumer.committed(
+                    [TopicPartition(self.topic, p) for p in partitions], timeout=timeout_s)
                 break
             except KafkaException as exc:
                 # A new cluster answers "not coordinator" until its offsets topic exists.
                 if exc.args[0].code() not in COORDINATOR_STARTING or time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
-        for tp in committed:
-            if tp.error:
-                raise KafkaException(tp.error)
         # A partition the group has never committed answers a negative sentinel offset.
         return {tp.partition: max(tp.offset, 0) for tp in committed}
 
 
+# One client of each kind per cluster, kept by the process (the code server's, for sensors):
+# clients are thread-safe and reconnect on their own. A few clusters at most (tests point at
+# several); one that falls out of the cache is closed when it is collected.
 @functools.lru_cache(maxsize=8)
-def _shared_admin(settings: Settings) -> AdminClient:
-    # librdkafka clients are thread-safe and reconnect on their own; a few clusters at most
-    # (tests point at several), and one that falls out is closed when it is collected.
-    return kafka_admin(settings)
+def _shared_admin(cluster: Settings) -> AdminClient:
+    return kafka_admin(cluster)
+
+
+@functools.lru_cache(maxsize=8)
+def _shared_group_consumer(cluster: Settings, group: str) -> Consumer:
+    # It never subscribes, so it never joins the group: it only reads the group's offsets.
+    return Consumer(cluster.kafka_client_config(**{"group.id": group, "enable.auto.commit": "false"}))
