@@ -206,9 +206,7 @@ def _measure(live: LiveRun, home: Path, own_pids: dict[str, int], progress: bool
     client = elasticsearch_client(settings)
     batch_log = BatchLog(settings)
     sessions_alias = SESSIONS.with_prefix(settings.elasticsearch_index_prefix).alias
-    services = {name: read_pid_file(settings.state_dir, name)
-                for name in (kafka.NAME, elasticsearch.NAME, spark_connect.NAME)}
-    roots = {**own_pids, **{name: s.pid for name, s in services.items() if s and s.is_alive()}}
+    roots = {**own_pids, **_service_pids(settings)}
     cpu = CpuMeter(roots)
     began = time.time()
     end = began + live.minutes * 60
@@ -229,6 +227,8 @@ def _measure(live: LiveRun, home: Path, own_pids: dict[str, int], progress: bool
             next_lake_poll = now + LAKE_POLL_S
             batch_log.read_into(live, since=began)
         _resolve(live.probes, live.batches.values(), client, sessions_alias)
+        # A service the supervisor restarted (`--kill`) is counted under its new pid.
+        roots = cpu.follow({**own_pids, **_service_pids(settings)})
         by_process = cpu.shares()
         live.samples.append(Sample(now, *_run_counts(instance, began), sum(by_process.values()),
                                    round(sum(tree_rss_bytes(p) for p in roots.values()) / GIB, 2),
@@ -245,6 +245,12 @@ def _measure(live: LiveRun, home: Path, own_pids: dict[str, int], progress: bool
         batch_log.read_into(live, since=began)
         _resolve(live.probes, live.batches.values(), client, sessions_alias)
         time.sleep(2)
+
+
+def _service_pids(settings: Settings) -> dict[str, int]:
+    services = {name: read_pid_file(settings.state_dir, name)
+                for name in (kafka.NAME, elasticsearch.NAME, spark_connect.NAME)}
+    return {name: s.pid for name, s in services.items() if s and s.is_alive()}
 
 
 class BatchLog:
@@ -350,6 +356,11 @@ class CpuMeter:
         self._seen: dict[tuple[int, int], int] = {}
         self._at = time.time()
         self._spent()
+
+    def follow(self, roots: dict[str, int]) -> dict[str, int]:
+        """Measure these trees from now on (a restarted service has a new root); returns them."""
+        self._roots = roots
+        return roots
 
     def shares(self) -> dict[str, float]:
         """Each tree's share of all the machine's cores since the last call."""

@@ -1,8 +1,11 @@
 """`bench live`'s per-minute figures: micro-batches and CPU fall in the minute they belong to."""
 
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 
-from bench.live import LiveRun, Probe, Sample, _minute_line, _resolve, _window
+from bench.live import CpuMeter, LiveRun, Probe, Sample, _minute_line, _resolve, _window
 from config.settings import Settings
 
 START = datetime(2026, 11, 30, 12, 0, tzinfo=UTC).timestamp()
@@ -88,3 +91,17 @@ def test_bench_kill_targets_are_the_ones_the_cli_offers():
     from cli.main import KILL_TARGETS
 
     assert KILL_TARGETS == TARGETS
+
+
+def test_the_cpu_meter_counts_a_restarted_service_under_its_new_pid():
+    meter = CpuMeter({})  # the killed server: its tree is gone
+    busy = subprocess.Popen([sys.executable, "-c",
+                             "import time\nend = time.time() + 3\nwhile time.time() < end: pass"])
+    try:
+        meter.follow({"spark-connect": busy.pid})
+        time.sleep(1)
+        shares = meter.shares()
+    finally:
+        busy.kill()
+        busy.wait()
+    assert shares["spark-connect"] > 0
