@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import shutil
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -182,7 +183,23 @@ def create_topics(settings: Settings, partitions: dict[str, int],
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):  # another process won the race
                 raise StackError(f"Could not create Kafka topic {name}: {exc}") from exc
+    _await_leaders(admin, created)
     return created
+
+
+def _await_leaders(admin, names: list[str], timeout_s: float = 30) -> None:
+    # The controller answers before every broker's metadata shows the topic: a client that
+    # looked it up at once was told it did not exist.
+    deadline = time.monotonic() + timeout_s
+    while names:
+        topics = admin.list_topics(timeout=10).topics
+        if all(name in topics and not topics[name].error and topics[name].partitions
+               and all(p.leader >= 0 for p in topics[name].partitions.values()) for name in names):
+            return
+        if time.monotonic() > deadline:
+            raise StackError(f"Kafka created {', '.join(names)}, but its metadata did not show "
+                             f"a leader for every partition within {timeout_s:.0f} s; see its log")
+        time.sleep(0.1)
 
 
 def delete_topics(settings: Settings, names: list[str]) -> None:
