@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 from elasticsearch import Elasticsearch
 from elasticsearch.serializer import OrjsonSerializer
@@ -27,6 +28,13 @@ def kafka_admin(settings: Settings, *, timeout_s: float = 10) -> AdminClient:
         # failures themselves with a message that says what to do.
         "logger": _quiet,
     }))
+
+
+def kafka_group_reader(settings: Settings, group: str) -> Consumer:
+    """A consumer in `group` that never subscribes: it reads the group's committed offsets and
+    never joins the group. Quiet like `kafka_admin`, since a kept one outlives its cluster."""
+    return Consumer(settings.kafka_client_config(**{
+        "group.id": group, "enable.auto.commit": "false", "logger": _quiet}))
 
 
 def elasticsearch_client(settings: Settings, *, timeout_s: float = 30, retries: int = 3):

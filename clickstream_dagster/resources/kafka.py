@@ -12,7 +12,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from config.clients import kafka_admin, retention_ms
+from config.clients import kafka_admin, kafka_group_reader, retention_ms
 from config.kafka import KafkaSecurity
 from config.settings import Settings
 
@@ -102,5 +102,4 @@ def _shared_admin(cluster: Settings) -> AdminClient:
 
 @functools.lru_cache(maxsize=8)
 def _shared_group_consumer(cluster: Settings, group: str) -> Consumer:
-    # It never subscribes, so it never joins the group: it only reads the group's offsets.
-    return Consumer(cluster.kafka_client_config(**{"group.id": group, "enable.auto.commit": "false"}))
+    return kafka_group_reader(cluster, group)
