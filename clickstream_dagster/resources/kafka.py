@@ -39,10 +39,6 @@ class KafkaResource(dg.ConfigurableResource):
                              username=self.sasl_username, password=self.sasl_password,
                              ca_location=self.ssl_ca_location)
 
-    def settings(self) -> Settings:
-        return Settings(kafka_bootstrap_servers=self.bootstrap_servers, topic=self.topic,
-                        dlq_topic=self.dlq_topic).with_kafka_security(self.security())
-
     def admin(self) -> AdminClient:
         """The process's admin client for this cluster: a sensor tick builds no client of its own."""
         return _shared_admin(self.cluster())

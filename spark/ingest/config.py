@@ -24,7 +24,6 @@ CONTINUOUS = "continuous"
 OVERSIZED_BYTES_KEPT = 4 * 1024**2
 
 
-
 @dataclass(frozen=True)
 class IngestConfig:
     bootstrap_servers: str
