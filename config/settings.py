@@ -88,6 +88,12 @@ def _remote_url(text: str) -> str | None:
     return text
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise ValueError
+    return int(text)
+
+
 def _hour_of_day(text: str) -> int:
     hour = int(text)
     if not 0 <= hour <= 23:
@@ -107,6 +113,7 @@ def _expand(text: str) -> str:
 _remote = Parser(_remote_url, "a Spark Connect URL (sc://host:port), or none to run Spark inside "
                               "each process")
 _days = Parser(_non_negative, "a whole number of days, or 0 to keep forever")
+_count = Parser(_positive, "a whole number, 1 or more")
 _hour = Parser(_hour_of_day, "an hour of the day, 0 to 23")
 _iso_day = Parser(_day, "a day written YYYY-MM-DD, for example 2024-01-01")
 _path_or_uri = Parser(_expand, "a path or a URI")
@@ -250,6 +257,18 @@ class Settings:
         "master of the Spark that `stack up` starts (the Connect server, or each process's own "
         "with `CLICKSTREAM_SPARK_REMOTE=none`): `local[*]`, `spark://host:7077`, `yarn`, "
         "`k8s://...`")
+    spark_workers: int = setting(
+        "CLICKSTREAM_SPARK_WORKERS", 2,
+        "workers of the Spark standalone cluster that `stack up` starts, beside its master, when "
+        "`SPARK_MASTER` is `spark://127.0.0.1:PORT` and no master answers there. The Connect "
+        "server is the cluster's driver; each worker runs one executor",
+        parse=_count)
+    spark_worker_cores: int = setting(
+        "CLICKSTREAM_SPARK_WORKER_CORES", 1,
+        "cores each of those workers offers its executor", parse=_count)
+    spark_worker_memory: str = setting(
+        "CLICKSTREAM_SPARK_WORKER_MEMORY", "2g",
+        "memory each of those workers offers, all of it its executor's heap")
     spark_driver_memory: str = setting(
         "SPARK_DRIVER_MEMORY", "3g",
         "driver memory of that Spark (the executor too, in local mode); 3g keeps the whole local "
@@ -416,6 +435,16 @@ class Settings:
     @property
     def spark_connect_port(self) -> int:
         return urlparse((self.spark_remote or "").replace("sc://", "http://", 1)).port or 15002
+
+    @property
+    def spark_cluster_is_local(self) -> bool:
+        """True when SPARK_MASTER is a standalone master on loopback, which `stack up` may start."""
+        parsed = urlparse(self.spark_master.replace("spark://", "http://", 1))
+        return self.spark_master.startswith("spark://") and (parsed.hostname or "") in LOOPBACK_HOSTS
+
+    @property
+    def spark_master_port(self) -> int:
+        return urlparse(self.spark_master.replace("spark://", "http://", 1)).port or 7077
 
     @property
     def elasticsearch_is_local(self) -> bool:

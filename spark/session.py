@@ -16,6 +16,8 @@ from contextlib import contextmanager
 
 from pyspark.sql import SparkSession
 
+from config.settings import Settings
+
 # Settings that hold on a laptop and on a cluster alike; sizes come from the caller.
 BASE_CONF = {
     "spark.sql.session.timeZone": "UTC",
@@ -71,20 +73,36 @@ LOCAL_DISK_CONF = {
 }
 
 
-def pipeline_conf(master: str, shuffle_partitions: int) -> dict[str, str]:
-    """Everything the pipeline's Spark needs, for an in-process session or a Connect server."""
+def pipeline_conf(master: str, shuffle_partitions: int, cores: int | None = None) -> dict[str, str]:
+    """Everything the pipeline's Spark needs, for an in-process session or a Connect server.
+    `cores`: the executors' cores in all, where the master URL does not say."""
     conf = {**BASE_CONF, **DELTA_CONF, **STREAMING_CONF, **LOCAL_DISK_CONF, **KAFKA_CLIENT_CONF,
             # Spark's default of 200 suits a cluster; on a few cores each of those tasks is pure
             # overhead.
             "spark.sql.shuffle.partitions": str(shuffle_partitions)}
     local = re.fullmatch(r"local\[(\d+|\*)(,\d+)?\]|local", master)
-    if local:  # readable through spark.conf, which Connect clients have (sparkContext they lack)
-        cores = local.group(1) if local.group(1) and local.group(1) != "*" else None
-        conf["spark.default.parallelism"] = cores or str(os.cpu_count() or 1)
+    if local:
+        given = local.group(1) if local.group(1) and local.group(1) != "*" else None
+        cores = int(given or os.cpu_count() or 1)
+    if cores:  # readable through spark.conf, which Connect clients have (sparkContext they lack)
+        conf["spark.default.parallelism"] = str(cores)
         # Delta rebuilds a table's snapshot from its log in 50 tasks by default, sized for a
         # cluster; every read and commit of a small live table paid for 50 tasks on a few cores.
-        conf["spark.databricks.delta.snapshotPartitions"] = conf["spark.default.parallelism"]
+        conf["spark.databricks.delta.snapshotPartitions"] = str(cores)
     return conf
+
+
+def settings_conf(settings: Settings) -> dict[str, str]:
+    """`pipeline_conf` for `settings`' master. On the standalone cluster `stack up` starts on
+    loopback, executors are sized as its workers and reach the driver on loopback."""
+    if not settings.spark_cluster_is_local:
+        return pipeline_conf(settings.spark_master, settings.spark_shuffle_partitions)
+    return {**pipeline_conf(settings.spark_master, settings.spark_shuffle_partitions,
+                            settings.spark_workers * settings.spark_worker_cores),
+            "spark.executor.memory": settings.spark_worker_memory,
+            "spark.executor.cores": str(settings.spark_worker_cores),
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1"}
 
 
 def connect(remote: str, retry_s: float, *, shared: bool = False) -> SparkSession:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from config.settings import Settings
 from spark.jars import SPARK_VERSION
 
-from . import elasticsearch, kafka, spark_connect, supervisor
+from . import elasticsearch, kafka, spark_cluster, spark_connect, supervisor
 from .errors import StackError
 from .maven import fetch_spark_jars
 from .process import (
@@ -24,7 +24,13 @@ from .process import (
     stop_process,
     wait_for,
 )
-from .services import Service, elasticsearch_service, kafka_service, spark_connect_service
+from .services import (
+    Service,
+    elasticsearch_service,
+    kafka_service,
+    spark_cluster_services,
+    spark_connect_service,
+)
 
 
 @dataclass(frozen=True)
@@ -59,10 +65,11 @@ def up(settings: Settings) -> list[ServiceStatus]:
     created = kafka.ensure_topics(settings)
     if created:
         print(f"  created topics: {', '.join(created)}", flush=True)
+    cluster = [_up(settings, service) for service in spark_cluster_services(settings)]
     if not settings.spark_remote:  # runs start Spark in-process: they only need the jars
-        statuses = [kafka_status, es_status, _spark_status(fetch_spark_jars(settings))]
+        statuses = [kafka_status, es_status, *cluster, _spark_status(fetch_spark_jars(settings))]
     else:
-        statuses = [kafka_status, es_status, _up(settings, spark_connect_service(settings))]
+        statuses = [kafka_status, es_status, *cluster, _up(settings, spark_connect_service(settings))]
     supervisor.ensure_running(settings)
     return statuses + _supervisor_status(settings)
 
@@ -71,7 +78,8 @@ def status(settings: Settings) -> list[ServiceStatus]:
     spark = (_status(settings, spark_connect_service(settings)) if settings.spark_remote
              else _spark_status(None))
     return [_status(settings, kafka_service(settings)),
-            _status(settings, elasticsearch_service(settings)), spark,
+            _status(settings, elasticsearch_service(settings)),
+            *(_status(settings, service) for service in spark_cluster_services(settings)), spark,
             *_supervisor_status(settings)]
 
 
@@ -79,7 +87,11 @@ def down(settings: Settings) -> list[str]:
     """Stop only the processes that `up` started (tracked by pid file); returns their names. The
     supervisor goes first, so it does not start again what is being stopped."""
     stopped = []
-    for name in (supervisor.NAME, spark_connect.NAME, elasticsearch.NAME, kafka.NAME):
+    # Workers by their pid files: `up` may have started more of them than the settings now say.
+    workers = sorted(path.stem for path in (settings.state_dir / "run").glob(
+        f"{spark_cluster.WORKER_PREFIX}*.json"))
+    for name in (supervisor.NAME, spark_connect.NAME, *workers, spark_cluster.MASTER,
+                 elasticsearch.NAME, kafka.NAME):
         if stop_process(settings.state_dir, name):
             stopped.append(name)
     supervisor.restarts_file(settings.state_dir).unlink(missing_ok=True)  # counted from `up` on

@@ -1,4 +1,4 @@
-"""The three services the local stack can start, as `up`, `status` and the supervisor see them: they
+"""The services the local stack can start, as `up`, `status` and the supervisor see them: they
 differ only in these fields."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 from config.settings import Settings
 from spark.jars import SPARK_VERSION
 
-from . import elasticsearch, kafka, spark_connect
+from . import elasticsearch, kafka, spark_cluster, spark_connect
 from .versions import ELASTICSEARCH_VERSION, KAFKA_VERSION
 
 
@@ -65,9 +65,39 @@ def spark_connect_service(settings: Settings) -> Service:
         lambda: spark_connect.start(settings), 180, lambda health, ours: health.version)
 
 
+def spark_master_service(settings: Settings) -> Service:
+    port = settings.spark_master_port
+    return Service(
+        spark_cluster.MASTER, "Spark master", SPARK_VERSION, settings.spark_master, "SPARK_MASTER",
+        settings.spark_cluster_is_local,
+        "start that cluster, or set SPARK_MASTER=local[*] to run Spark inside its driver",
+        ((port, "the Spark master"), (spark_cluster.master_ui_port(settings), "the Spark master's UI")),
+        lambda timeout: spark_cluster.probe_master(settings, timeout),
+        lambda: spark_cluster.start_master(settings), 60, lambda health, ours: SPARK_VERSION)
+
+
+def spark_worker_service(settings: Settings, number: int) -> Service:
+    port = spark_cluster.worker_port(settings, number)
+    return Service(
+        spark_cluster.worker_name(number), f"Spark worker {number}", SPARK_VERSION,
+        f"127.0.0.1:{port}", "CLICKSTREAM_SPARK_WORKERS", settings.spark_cluster_is_local,
+        "start that cluster's workers", ((port, f"Spark worker {number}"),),
+        lambda timeout: spark_cluster.probe_worker(settings, number, timeout),
+        lambda: spark_cluster.start_worker(settings, number), 60, lambda health, ours: SPARK_VERSION)
+
+
+def spark_cluster_services(settings: Settings) -> list[Service]:
+    """The standalone master and its workers, when SPARK_MASTER is one on loopback."""
+    if not settings.spark_cluster_is_local:
+        return []
+    return [spark_master_service(settings),
+            *(spark_worker_service(settings, n) for n in range(1, settings.spark_workers + 1))]
+
+
 def local_services(settings: Settings) -> list[Service]:
     """The services this stack would start itself (on loopback addresses), in start order."""
-    services = [kafka_service(settings), elasticsearch_service(settings)]
+    services = [kafka_service(settings), elasticsearch_service(settings),
+                *spark_cluster_services(settings)]
     if settings.spark_remote:
         services.append(spark_connect_service(settings))
     return [service for service in services if service.is_local]

@@ -15,7 +15,7 @@ import pyspark
 
 from config.settings import Settings, child_env
 from spark.jars import SPARK_VERSION
-from spark.session import pipeline_conf
+from spark.session import settings_conf
 
 from .java import find_java_home
 from .maven import fetch_spark_jars
@@ -66,7 +66,7 @@ def server_command(settings: Settings, bind: str = "127.0.0.1") -> tuple[list[st
         "templates", "spark-connect-log4j2.properties").read_text())
     spark_home = Path(pyspark.__file__).parent
     conf = {
-        **pipeline_conf(settings.spark_master, settings.spark_shuffle_partitions),
+        **settings_conf(settings),
         # A heap that ran out leaves a JVM no work can trust: it exits, and the supervisor
         # restarts it.
         "spark.driver.extraJavaOptions": f"-Duser.timezone=UTC -Dlog4j2.configurationFile={log4j} "

@@ -6,7 +6,7 @@ from pyspark.sql import SparkSession
 
 from config.settings import Settings
 from spark.jars import installed_jars
-from spark.session import build_session, connect, pipeline_conf, stop_session, within
+from spark.session import build_session, connect, settings_conf, stop_session, within
 
 SESSION_STOP_S = 10  # a run's session release, at most; the server closes an idle one anyway
 
@@ -50,7 +50,7 @@ def spark_config(settings: Settings, conf: dict[str, str] | None = None) -> dict
         return {"spark.remote": settings.spark_remote, **(conf or {})}
     return {"spark.app.name": "clickstream-dagster", "spark.master": settings.spark_master,
             "spark.driver.memory": settings.spark_driver_memory,
-            "spark.jars": ",".join(installed_jars(settings.cache_dir)), **_in_process_conf(settings),
+            "spark.jars": ",".join(installed_jars(settings.cache_dir)), **settings_conf(settings),
             **(conf or {})}
 
 
@@ -64,8 +64,5 @@ def pipeline_spark(settings: Settings, app_name: str, conf: dict[str, str] | Non
                              conf=conf)
     return build_session(
         app_name, master=settings.spark_master, driver_memory=settings.spark_driver_memory,
-        jars=installed_jars(settings.cache_dir), conf={**_in_process_conf(settings), **(conf or {})})
+        jars=installed_jars(settings.cache_dir), conf={**settings_conf(settings), **(conf or {})})
 
-
-def _in_process_conf(settings: Settings) -> dict[str, str]:
-    return pipeline_conf(settings.spark_master, settings.spark_shuffle_partitions)

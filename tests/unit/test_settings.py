@@ -28,6 +28,32 @@ def test_remote_services_are_never_local(monkeypatch):
     assert settings.elasticsearch_url == "https://es.internal:9243"
 
 
+def test_a_standalone_master_on_loopback_is_the_stacks_to_start(monkeypatch):
+    from spark.session import settings_conf
+    from stack.services import local_services
+
+    monkeypatch.setenv("SPARK_MASTER", "spark://127.0.0.1:7177")
+    monkeypatch.setenv("CLICKSTREAM_SPARK_WORKERS", "3")
+    monkeypatch.setenv("CLICKSTREAM_SPARK_WORKER_CORES", "2")
+    settings = Settings.from_env()
+    assert settings.spark_cluster_is_local and settings.spark_master_port == 7177
+    names = [service.name for service in local_services(settings)]
+    # Master and workers before the Connect server, which is their driver.
+    assert names[-5:] == ["spark-master", "spark-worker-1", "spark-worker-2", "spark-worker-3",
+                          "spark-connect"]
+    conf = settings_conf(settings)
+    assert conf["spark.default.parallelism"] == conf["spark.databricks.delta.snapshotPartitions"] == "6"
+    assert conf["spark.driver.host"] == "127.0.0.1"
+    assert conf["spark.executor.memory"] == settings.spark_worker_memory
+    # A cluster elsewhere is used as it is: nothing to start, and Spark's own sizing.
+    monkeypatch.setenv("SPARK_MASTER", "spark://spark-master.internal:7077")
+    remote = Settings.from_env()
+    assert not remote.spark_cluster_is_local
+    assert not {"spark-master", "spark-worker-1"} & {s.name for s in local_services(remote)}
+    assert "spark.default.parallelism" not in settings_conf(remote)
+    assert "spark.driver.host" not in settings_conf(remote)
+
+
 def test_lake_uri_passes_through_and_paths_expand(monkeypatch):
     monkeypatch.setenv("CLICKSTREAM_LAKE_DIR", "s3a://bucket/lake")
     assert Settings.from_env().lake_dir == "s3a://bucket/lake"
@@ -119,6 +145,7 @@ def test_the_readme_table_is_the_settings_declaration():
     ("CLICKSTREAM_DAY_CLOSE_HOUR_UTC", "25", "an hour of the day"),
     ("CLICKSTREAM_SPARK_REMOTE", "127.0.0.1:15002", "a Spark Connect URL"),
     ("CLICKSTREAM_FIRST_DAY", "2026-02-30", "a day written YYYY-MM-DD"),
+    ("CLICKSTREAM_SPARK_WORKERS", "0", "a whole number, 1 or more"),
 ])
 def test_an_invalid_value_names_the_variable_and_what_it_accepts(monkeypatch, variable, value,
                                                                  accepts):
