@@ -298,6 +298,13 @@ class Settings:
     kafka_heap: str = setting(
         "CLICKSTREAM_KAFKA_HEAP", "1g",
         "local broker's maximum heap")
+    kafka_brokers: int = setting(
+        "CLICKSTREAM_KAFKA_BROKERS", 1,
+        "brokers `stack up` starts when `KAFKA_BOOTSTRAP_SERVERS` is on loopback, each also a KRaft "
+        "controller: broker N listens on the first address's port + 2(N-1), its controller on the "
+        "next port. With 3 or more, topics get 3 replicas and `min.insync.replicas=2`. List every "
+        "broker in `KAFKA_BOOTSTRAP_SERVERS`, so a client can start while the first is down",
+        parse=_count)
     elasticsearch_heap: str = setting(
         "CLICKSTREAM_ES_HEAP", "1g",
         "local Elasticsearch heap")

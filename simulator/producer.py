@@ -42,6 +42,7 @@ PRODUCER_CONF = {
 BATCH = 2_000
 REALTIME_BUCKET_S = 10
 CONNECT_TIMEOUT_S = 10
+TOPIC_WAIT_S = 5
 
 
 class GeneratorError(RuntimeError):
@@ -108,15 +109,21 @@ class Summary:
 
 def check_topic(settings: Settings, topic: str) -> int:
     """Fail fast, within a bounded time, when the broker is unreachable or the topic is missing."""
-    try:
-        metadata = kafka_admin(settings, timeout_s=CONNECT_TIMEOUT_S).list_topics(
-            timeout=CONNECT_TIMEOUT_S)
-    except KafkaException as exc:
-        raise GeneratorError(
-            f"Cannot reach Kafka at {settings.kafka_bootstrap_servers} within {CONNECT_TIMEOUT_S} s "
-            f"({exc.args[0].str() if exc.args else exc}). Start the stack with `clickstream stack up` "
-            f"or set KAFKA_BOOTSTRAP_SERVERS."
-        ) from None
+    admin = kafka_admin(settings, timeout_s=CONNECT_TIMEOUT_S)
+    # Each broker learns of a new topic on its own: one may not know yet what another created.
+    deadline = time.monotonic() + TOPIC_WAIT_S
+    while True:
+        try:
+            metadata = admin.list_topics(timeout=CONNECT_TIMEOUT_S)
+        except KafkaException as exc:
+            raise GeneratorError(
+                f"Cannot reach Kafka at {settings.kafka_bootstrap_servers} within "
+                f"{CONNECT_TIMEOUT_S} s ({exc.args[0].str() if exc.args else exc}). Start the "
+                f"stack with `clickstream stack up` or set KAFKA_BOOTSTRAP_SERVERS."
+            ) from None
+        if topic in metadata.topics or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     if topic not in metadata.topics:
         raise GeneratorError(
             f"Topic {topic!r} does not exist on {settings.kafka_bootstrap_servers}. "

@@ -1,4 +1,5 @@
-"""The local Apache Kafka broker: real jars from Maven Central, KRaft single-node mode."""
+"""The local Apache Kafka brokers: real jars from Maven Central, in KRaft mode, each broker also a
+controller. One by default; `CLICKSTREAM_KAFKA_BROKERS` of them on consecutive port pairs."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from . import maven
 from .certificates import self_signed_certificates
 from .errors import StackError
 from .java import find_java_home
-from .process import ServiceProcess, start_process, wait_for
+from .process import ServiceProcess, read_pid_file, start_process, wait_for
 from .versions import KAFKA_SCALA_VERSION, KAFKA_VERSION, LOG4J_VERSION, SLF4J_VERSION
 
 NAME = "kafka"
@@ -68,10 +69,67 @@ def install(settings: Settings) -> Path:
     return dest
 
 
-def start(settings: Settings) -> ServiceProcess:
-    """Render the config, format storage on first start, and launch the broker in the background."""
-    return _start_broker(settings, NAME, settings.state_dir / NAME, settings.kafka_port,
-                         probe_settings=settings)
+def broker_name(number: int) -> str:
+    return NAME if number == 1 else f"{NAME}-{number}"
+
+
+def broker_port(settings: Settings, number: int) -> int:
+    """Broker `number`'s client port; its controller listens on the next one."""
+    return settings.kafka_port + 2 * (number - 1)
+
+
+def one_broker(settings: Settings, number: int) -> Settings:
+    """`settings` pointing at broker `number` alone, to ask it whether it is up."""
+    return replace(settings, kafka_bootstrap_servers=f"127.0.0.1:{broker_port(settings, number)}")
+
+
+def start(settings: Settings) -> list[ServiceProcess]:
+    """Start every local broker that does not run, then wait for each: with several, none answers
+    before a majority of the controllers is up, so all are launched before any is waited for."""
+    launched = [(number, _launch_cluster_broker(settings, number))
+                for number in range(1, settings.kafka_brokers + 1) if not _runs(settings, number)]
+    for number, service in launched:
+        wait_for(f"Kafka {KAFKA_VERSION} broker {number}",
+                 lambda n=number: probe(one_broker(settings, n), 2), service=service, timeout_s=90)
+    return [service for _, service in launched]
+
+
+def start_broker(settings: Settings, number: int) -> ServiceProcess:
+    """Start broker `number` alone and wait for it; the others keep the quorum meanwhile."""
+    service = _launch_cluster_broker(settings, number)
+    wait_for(f"Kafka {KAFKA_VERSION} broker {number}",
+             lambda: probe(one_broker(settings, number), 2), service=service, timeout_s=90)
+    return service
+
+
+def _runs(settings: Settings, number: int) -> bool:
+    process = read_pid_file(settings.state_dir, broker_name(number))
+    return process is not None and process.is_alive()
+
+
+def _launch_cluster_broker(settings: Settings, number: int) -> ServiceProcess:
+    brokers = settings.kafka_brokers
+    voters = ",".join(f"{n}@127.0.0.1:{broker_port(settings, n) + 1}" for n in range(1, brokers + 1))
+    return _launch_broker(settings, broker_name(number), settings.state_dir / broker_name(number),
+                          broker_port(settings, number), node_id=number, voters=voters,
+                          replicas=min(3, brokers), min_isr=min(2, brokers),
+                          cluster_id=_cluster_id(settings))
+
+
+def _cluster_id(settings: Settings) -> str:
+    """The id every broker of the local cluster formats its storage with: the one a broker already
+    has, else a new one."""
+    for number in range(1, settings.kafka_brokers + 1):
+        meta = settings.state_dir / broker_name(number) / "data" / "meta.properties"
+        if meta.exists():
+            for line in meta.read_text().splitlines():
+                if line.startswith("cluster.id="):
+                    return line.removeprefix("cluster.id=")
+    path = settings.state_dir / "run" / "kafka-cluster.id"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_new_cluster_id())
+    return path.read_text()
 
 
 @dataclass(frozen=True)
@@ -105,25 +163,31 @@ def start_secured(settings: Settings, port: int, username: str, password: str) -
         "ssl.keystore.type": "PEM",
         "ssl.keystore.location": str(certs / "node.pem"),
     }
-    service = _start_broker(settings, SECURED_NAME, home, port, probe_settings=secured,
-                            overrides=listeners,
-                            scram=f"SCRAM-SHA-512=[name={username},password={password}]")
+    service = _launch_broker(settings, SECURED_NAME, home, port, overrides=listeners,
+                             scram=f"SCRAM-SHA-512=[name={username},password={password}]")
+    wait_for(f"Kafka {KAFKA_VERSION}", lambda: probe(secured, 2), service=service, timeout_s=90)
     return SecuredBroker(secured, service)
 
 
-def _start_broker(settings: Settings, name: str, home: Path, port: int, *, probe_settings: Settings,
-                  overrides: dict[str, str] | None = None, scram: str | None = None
-                  ) -> ServiceProcess:
+def _launch_broker(settings: Settings, name: str, home: Path, port: int, *, node_id: int = 1,
+                   voters: str | None = None, replicas: int = 1, min_isr: int = 1,
+                   cluster_id: str | None = None, overrides: dict[str, str] | None = None,
+                   scram: str | None = None) -> ServiceProcess:
+    """Render the config, format storage on first start, and launch the broker in the background."""
     java_home, _ = find_java_home(settings.java_home)
     jars = install(settings)
     data_dir = home / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     config = home / "server.properties"
     rendered = _template("kafka-server.properties").format(
+        node_id=node_id,
+        voters=voters or f"{node_id}@127.0.0.1:{port + 1}",
         port=port,
         controller_port=port + 1,
         data_dir=data_dir,
         partitions=settings.topic_partitions,
+        replicas=replicas,
+        min_isr=min_isr,
     )
     # A later key wins in a properties file.
     config.write_text(rendered + "".join(f"{k}={v}\n" for k, v in (overrides or {}).items()))
@@ -142,17 +206,14 @@ def _start_broker(settings: Settings, name: str, home: Path, port: int, *, probe
     ]
     log = settings.state_dir / "logs" / f"{name}.log"
     if not (data_dir / "meta.properties").exists():
-        _format_storage(java, config, log, scram)
-    service = start_process(
+        _format_storage(java, config, log, cluster_id or _new_cluster_id(), scram)
+    return start_process(
         name,
         [*java, "kafka.Kafka", str(config)],
         state_dir=settings.state_dir,
         log=log,
         marker=str(config),
     )
-    wait_for(f"Kafka {KAFKA_VERSION}", lambda: probe(probe_settings, 2), service=service,
-             timeout_s=90)
-    return service
 
 
 def ensure_topics(settings: Settings) -> list[str]:
@@ -208,12 +269,17 @@ def delete_topics(settings: Settings, names: list[str]) -> None:
         future.result(timeout=30)
 
 
-def _format_storage(java: list[str], config: Path, log: Path, scram: str | None = None) -> None:
-    """Format the broker's storage; `scram` adds a SCRAM credential (`MECHANISM=[name=...,
-    password=...]`), which KRaft can only take before the first start."""
+def _new_cluster_id() -> str:
     cluster_id = "-"
     while cluster_id.startswith("-"):  # as Kafka's own ids: a leading dash reads as an option
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    return cluster_id
+
+
+def _format_storage(java: list[str], config: Path, log: Path, cluster_id: str,
+                    scram: str | None = None) -> None:
+    """Format the broker's storage; `scram` adds a SCRAM credential (`MECHANISM=[name=...,
+    password=...]`), which KRaft can only take before the first start."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.run(

@@ -7,6 +7,7 @@ real service already answering (docker compose, say), is used as it is and nothi
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from config.settings import Settings
@@ -27,7 +28,7 @@ from .process import (
 from .services import (
     Service,
     elasticsearch_service,
-    kafka_service,
+    kafka_services,
     spark_cluster_services,
     spark_connect_service,
 )
@@ -60,16 +61,18 @@ def up(settings: Settings) -> list[ServiceStatus]:
     """Start whatever is not already answering, create the topics, and fetch Spark's jars."""
     check_free_space(settings.cache_dir)
     check_free_space(settings.state_dir)
-    kafka_status = _up(settings, kafka_service(settings))
+    kafka_status, *more_brokers = [_up(settings, service) for service in kafka_services(settings)]
     es_status = _up(settings, elasticsearch_service(settings))
     created = kafka.ensure_topics(settings)
     if created:
         print(f"  created topics: {', '.join(created)}", flush=True)
     cluster = [_up(settings, service) for service in spark_cluster_services(settings)]
     if not settings.spark_remote:  # runs start Spark in-process: they only need the jars
-        statuses = [kafka_status, es_status, *cluster, _spark_status(fetch_spark_jars(settings))]
+        statuses = [kafka_status, *more_brokers, es_status, *cluster,
+                    _spark_status(fetch_spark_jars(settings))]
     else:
-        statuses = [kafka_status, es_status, *cluster, _up(settings, spark_connect_service(settings))]
+        statuses = [kafka_status, *more_brokers, es_status, *cluster,
+                    _up(settings, spark_connect_service(settings))]
     supervisor.ensure_running(settings)
     return statuses + _supervisor_status(settings)
 
@@ -77,7 +80,7 @@ def up(settings: Settings) -> list[ServiceStatus]:
 def status(settings: Settings) -> list[ServiceStatus]:
     spark = (_status(settings, spark_connect_service(settings)) if settings.spark_remote
              else _spark_status(None))
-    return [_status(settings, kafka_service(settings)),
+    return [*(_status(settings, service) for service in kafka_services(settings)),
             _status(settings, elasticsearch_service(settings)),
             *(_status(settings, service) for service in spark_cluster_services(settings)), spark,
             *_supervisor_status(settings)]
@@ -87,15 +90,24 @@ def down(settings: Settings) -> list[str]:
     """Stop only the processes that `up` started (tracked by pid file); returns their names. The
     supervisor goes first, so it does not start again what is being stopped."""
     stopped = []
-    # Workers by their pid files: `up` may have started more of them than the settings now say.
-    workers = sorted(path.stem for path in (settings.state_dir / "run").glob(
-        f"{spark_cluster.WORKER_PREFIX}*.json"))
+    # Workers and brokers by their pid files: `up` may have started more than the settings now say.
+    workers = _started(settings, f"{spark_cluster.WORKER_PREFIX}*")
     for name in (supervisor.NAME, spark_connect.NAME, *workers, spark_cluster.MASTER,
-                 elasticsearch.NAME, kafka.NAME):
+                 elasticsearch.NAME):
         if stop_process(settings.state_dir, name):
             stopped.append(name)
+    # Together: a broker's controlled shutdown waits for a quorum its stopped peers no longer make.
+    brokers = _started(settings, f"{kafka.NAME}") + _started(settings, f"{kafka.NAME}-[0-9]*")
+    with ThreadPoolExecutor(max(len(brokers), 1)) as pool:
+        stopped += [name for name, done in zip(brokers, pool.map(
+            lambda name: stop_process(settings.state_dir, name), brokers), strict=True) if done]
     supervisor.restarts_file(settings.state_dir).unlink(missing_ok=True)  # counted from `up` on
     return stopped
+
+
+def _started(settings: Settings, pattern: str) -> list[str]:
+    """The services whose pid file's name matches `pattern`."""
+    return sorted(path.stem for path in (settings.state_dir / "run").glob(f"{pattern}.json"))
 
 
 def _up(settings: Settings, service: Service) -> ServiceStatus:

@@ -35,13 +35,36 @@ class Service:
 
 
 def kafka_service(settings: Settings) -> Service:
+    """The cluster as `up` starts it (every broker), and its first broker as the supervisor and
+    `status` see it."""
+    ports = []
+    for number in range(1, settings.kafka_brokers + 1):
+        port = kafka.broker_port(settings, number)
+        ports += [(port, "Kafka"), (port + 1, "the Kafka controller")]
+    first = kafka.one_broker(settings, 1) if settings.kafka_brokers > 1 else settings
     return Service(
         kafka.NAME, "Kafka", KAFKA_VERSION, settings.kafka_bootstrap_servers,
         "KAFKA_BOOTSTRAP_SERVERS", settings.kafka_is_local,
-        "start that cluster, or unset the variable to use a local broker",
-        ((settings.kafka_port, "Kafka"), (settings.kafka_port + 1, "the Kafka controller")),
-        lambda timeout: kafka.probe(settings, timeout), lambda: kafka.start(settings), 90,
+        "start that cluster, or unset the variable to use a local broker", tuple(ports),
+        lambda timeout: kafka.probe(first, timeout), lambda: kafka.start(settings), 90,
         lambda health, ours: KAFKA_VERSION if ours else "?")
+
+
+def kafka_broker_service(settings: Settings, number: int) -> Service:
+    """Broker `number` of a local cluster, after the first."""
+    port = kafka.broker_port(settings, number)
+    return Service(
+        kafka.broker_name(number), f"Kafka broker {number}", KAFKA_VERSION, f"127.0.0.1:{port}",
+        "CLICKSTREAM_KAFKA_BROKERS", settings.kafka_is_local, "start that cluster's brokers",
+        ((port, "Kafka"), (port + 1, "the Kafka controller")),
+        lambda timeout: kafka.probe(kafka.one_broker(settings, number), timeout),
+        lambda: kafka.start_broker(settings, number), 90,
+        lambda health, ours: KAFKA_VERSION if ours else "?")
+
+
+def kafka_services(settings: Settings) -> list[Service]:
+    return [kafka_service(settings),
+            *(kafka_broker_service(settings, n) for n in range(2, settings.kafka_brokers + 1))]
 
 
 def elasticsearch_service(settings: Settings) -> Service:
@@ -96,7 +119,7 @@ def spark_cluster_services(settings: Settings) -> list[Service]:
 
 def local_services(settings: Settings) -> list[Service]:
     """The services this stack would start itself (on loopback addresses), in start order."""
-    services = [kafka_service(settings), elasticsearch_service(settings),
+    services = [*kafka_services(settings), elasticsearch_service(settings),
                 *spark_cluster_services(settings)]
     if settings.spark_remote:
         services.append(spark_connect_service(settings))

@@ -54,6 +54,20 @@ def test_a_standalone_master_on_loopback_is_the_stacks_to_start(monkeypatch):
     assert "spark.driver.host" not in settings_conf(remote)
 
 
+def test_several_local_brokers_take_consecutive_port_pairs(monkeypatch):
+    from stack.services import kafka_service, local_services
+
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9192,127.0.0.1:9194,127.0.0.1:9196")
+    monkeypatch.setenv("CLICKSTREAM_KAFKA_BROKERS", "3")
+    settings = Settings.from_env()
+    assert [s.name for s in local_services(settings)][:3] == ["kafka", "kafka-2", "kafka-3"]
+    # `up` refuses to start the cluster while any broker's or controller's port is taken.
+    assert [port for port, _ in kafka_service(settings).ports] == list(range(9192, 9198))
+    monkeypatch.setenv("CLICKSTREAM_KAFKA_BROKERS", "0")
+    with pytest.raises(ValueError, match="CLICKSTREAM_KAFKA_BROKERS='0' is not a whole number, 1 or more"):
+        Settings.from_env()
+
+
 def test_lake_uri_passes_through_and_paths_expand(monkeypatch):
     monkeypatch.setenv("CLICKSTREAM_LAKE_DIR", "s3a://bucket/lake")
     assert Settings.from_env().lake_dir == "s3a://bucket/lake"
