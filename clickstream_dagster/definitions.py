@@ -46,6 +46,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             username=settings.elasticsearch_username,
             ca_certs=settings.elasticsearch_ca_certs,
             index_prefix=settings.elasticsearch_index_prefix,
+            number_of_replicas=settings.index_replicas,
             **secret,
         ),
         "lake": LakeResource(root=settings.lake_dir, ip_anonymization=settings.ip_anonymization,

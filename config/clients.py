@@ -48,4 +48,4 @@ def elasticsearch_client(settings: Settings, *, timeout_s: float = 30, retries: 
     if settings.elasticsearch_ca_certs:
         kwargs["ca_certs"] = settings.elasticsearch_ca_certs
     # orjson serializes bulk bodies several times faster than the standard library's json.
-    return Elasticsearch(settings.elasticsearch_url, serializer=OrjsonSerializer(), **kwargs)
+    return Elasticsearch(settings.elasticsearch_urls, serializer=OrjsonSerializer(), **kwargs)

@@ -117,7 +117,8 @@ _count = Parser(_positive, "a whole number, 1 or more")
 _hour = Parser(_hour_of_day, "an hour of the day, 0 to 23")
 _iso_day = Parser(_day, "a day written YYYY-MM-DD, for example 2024-01-01")
 _path_or_uri = Parser(_expand, "a path or a URI")
-_url = Parser(lambda text: text.rstrip("/"), "a URL")
+_url = Parser(lambda text: ",".join(url.strip().rstrip("/") for url in text.split(",")),
+              "a URL, or URLs separated by commas")
 BY_TYPE = {str: Parser(str, "text"), int: Parser(_whole, "a whole number"),
            float: Parser(float, "a number"), bool: Parser(_flag, "on or off"),
            Path: Parser(lambda text: Path(text).expanduser(), "a path")}
@@ -217,8 +218,14 @@ class Settings:
         "partitions of the event topic when the stack creates it (the dead-letter topic gets 1)")
     elasticsearch_url: str = setting(
         "ELASTICSEARCH_URL", "http://127.0.0.1:9200",
-        "Elasticsearch endpoint; loopback http is started by `stack up` when nothing answers",
+        "Elasticsearch endpoint, or several separated by commas (clients use whichever answers); "
+        "loopback http is started by `stack up` when nothing answers",
         parse=_url)
+    elasticsearch_replicas: int | None = setting(
+        "CLICKSTREAM_ES_REPLICAS", None,
+        "replicas of every served index; each needs a node of its own",
+        parse=Parser(_non_negative, "a whole number, 0 or more"),
+        shown="unset: 1 with `CLICKSTREAM_ES_NODES` of 2 or more, else 0")
     elasticsearch_api_key: str | None = setting(
         "ELASTICSEARCH_API_KEY", None,
         "API key (takes precedence over user and password)",
@@ -308,6 +315,12 @@ class Settings:
     elasticsearch_heap: str = setting(
         "CLICKSTREAM_ES_HEAP", "1g",
         "local Elasticsearch heap")
+    elasticsearch_nodes: int = setting(
+        "CLICKSTREAM_ES_NODES", 1,
+        "nodes `stack up` starts when `ELASTICSEARCH_URL` is loopback http, each master-eligible "
+        "and holding data: node N serves HTTP on the first URL's port + N-1 (transport: + 100). "
+        "List every node in `ELASTICSEARCH_URL`, so clients outlive the first",
+        parse=_count)
     elasticsearch_user: str = setting(
         "CLICKSTREAM_ES_USER", "clickstream",
         "system user that runs Elasticsearch when the stack runs as root")
@@ -454,13 +467,24 @@ class Settings:
         return urlparse(self.spark_master.replace("spark://", "http://", 1)).port or 7077
 
     @property
+    def elasticsearch_urls(self) -> list[str]:
+        return self.elasticsearch_url.split(",")
+
+    @property
     def elasticsearch_is_local(self) -> bool:
-        parsed = urlparse(self.elasticsearch_url)
-        return parsed.scheme == "http" and (parsed.hostname or "") in LOOPBACK_HOSTS
+        parsed = [urlparse(url) for url in self.elasticsearch_urls]
+        return all(p.scheme == "http" and (p.hostname or "") in LOOPBACK_HOSTS for p in parsed)
 
     @property
     def elasticsearch_port(self) -> int:
-        return urlparse(self.elasticsearch_url).port or 9200
+        return urlparse(self.elasticsearch_urls[0]).port or 9200
+
+    @property
+    def index_replicas(self) -> int:
+        """Replicas of each served index: as set, else 1 on a local cluster of several nodes."""
+        if self.elasticsearch_replicas is not None:
+            return self.elasticsearch_replicas
+        return 1 if self.elasticsearch_nodes > 1 else 0
 
 
 def _host_of(server: str) -> str:

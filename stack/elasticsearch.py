@@ -1,4 +1,6 @@
-"""The local Elasticsearch node: Maven Central's integ-test zip, single-node, run unprivileged."""
+"""The local Elasticsearch nodes: Maven Central's integ-test zip, run unprivileged. One
+single-node cluster by default; `CLICKSTREAM_ES_NODES` master-eligible data nodes on consecutive
+ports."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from . import maven
 from .certificates import self_signed_certificates
 from .errors import StackError
 from .java import find_java_home
-from .process import ServiceProcess, start_process, wait_for
+from .process import ServiceProcess, read_pid_file, start_process, wait_for
 from .versions import ELASTICSEARCH_VERSION
 
 NAME = "elasticsearch"
@@ -69,13 +71,70 @@ def install(settings: Settings) -> Path:
     return home
 
 
-def start(settings: Settings) -> ServiceProcess:
-    """Launch a single-node cluster on loopback and wait until it reports yellow or green."""
-    return _start_node(settings, NAME, settings.elasticsearch_port, settings.state_dir / NAME, {
-        # Local development: no TLS or passwords on loopback. Production clusters set credentials
-        # (see start_secured for a local node that asks for them).
-        "xpack.security.enabled": "false",
-    }, cluster="clickstream", probe_settings=settings)
+# Local development: no TLS or passwords on loopback. Production clusters set credentials (see
+# start_secured for a local node that asks for them).
+LOCAL_SECURITY = {"xpack.security.enabled": "false"}
+
+
+def node_name(number: int) -> str:
+    return NAME if number == 1 else f"{NAME}-{number}"
+
+
+def node_port(settings: Settings, number: int) -> int:
+    """Node `number`'s HTTP port; its transport port is 100 above."""
+    return settings.elasticsearch_port + number - 1
+
+
+def one_node(settings: Settings, number: int) -> Settings:
+    """`settings` pointing at node `number` alone, to ask it whether it is up."""
+    return replace(settings, elasticsearch_url=f"http://127.0.0.1:{node_port(settings, number)}")
+
+
+def start(settings: Settings) -> list[ServiceProcess]:
+    """Launch every local node that does not run, then wait until each reports yellow or green:
+    a new cluster of several forms only once its initial master nodes have found each other."""
+    launched = [(number, _launch_local_node(settings, number))
+                for number in range(1, settings.elasticsearch_nodes + 1)
+                if not _runs(settings, number)]
+    for number, service in launched:
+        wait_for(f"Elasticsearch {ELASTICSEARCH_VERSION} node {number}",
+                 lambda n=number: probe(one_node(settings, n), 2), service=service, timeout_s=180)
+    return [service for _, service in launched]
+
+
+def start_node(settings: Settings, number: int) -> ServiceProcess:
+    """Start node `number` alone, into the cluster the others keep, and wait for it."""
+    service = _launch_local_node(settings, number)
+    wait_for(f"Elasticsearch {ELASTICSEARCH_VERSION} node {number}",
+             lambda: probe(one_node(settings, number), 2), service=service, timeout_s=180)
+    return service
+
+
+def _runs(settings: Settings, number: int) -> bool:
+    process = read_pid_file(settings.state_dir, node_name(number))
+    return process is not None and process.is_alive()
+
+
+def _launch_local_node(settings: Settings, number: int) -> ServiceProcess:
+    nodes = settings.elasticsearch_nodes
+    if nodes == 1:
+        return _launch_node(settings, NAME, settings.elasticsearch_port, settings.state_dir / NAME,
+                            LOCAL_SECURITY, cluster="clickstream")
+    names = [f"clickstream-{n}" for n in range(1, nodes + 1)]
+    discovery = {
+        "discovery.seed_hosts": ",".join(f"127.0.0.1:{node_port(settings, n) + 100}"
+                                         for n in range(1, nodes + 1)),
+        # Read only when the cluster first forms; a restarted node rejoins the one that exists.
+        "cluster.initial_master_nodes": ",".join(names),
+    }
+    base = settings.state_dir / node_name(number)
+    # A config folder of its own: nodes started together would race to create one keystore.
+    config = base / "config"
+    if not config.exists():
+        shutil.copytree(install(settings) / "config", config)
+    return _launch_node(settings, node_name(number), node_port(settings, number), base,
+                        {**LOCAL_SECURITY, **discovery}, cluster="clickstream",
+                        node=names[number - 1], config=config)
 
 
 @dataclass(frozen=True)
@@ -104,20 +163,24 @@ def start_secured(settings: Settings, port: int, username: str, password: str) -
     secured = replace(settings, elasticsearch_url=f"https://127.0.0.1:{port}",
                       elasticsearch_username=username, elasticsearch_password=password,
                       elasticsearch_ca_certs=str(certs / "ca.crt"))
-    service = _start_node(settings, SECURED_NAME, port, base, {
+    service = _launch_node(settings, SECURED_NAME, port, base, {
         "xpack.security.enabled": "true",
         "xpack.security.http.ssl.enabled": "true",
         "xpack.security.http.ssl.key": "certs/node.key",
         "xpack.security.http.ssl.certificate": "certs/node.crt",
         "xpack.security.http.ssl.certificate_authorities": "certs/ca.crt",
         "xpack.security.authc.api_key.enabled": "true",
-    }, cluster="clickstream-secured", probe_settings=secured, config=config)
+    }, cluster="clickstream-secured", config=config)
+    wait_for(f"Elasticsearch {ELASTICSEARCH_VERSION}", lambda: probe(secured, 2), service=service,
+             timeout_s=180)
     return SecuredNode(secured, service)
 
 
-def _start_node(settings: Settings, name: str, port: int, base: Path, security: dict[str, str], *,
-                cluster: str, probe_settings: Settings, config: Path | None = None
-                ) -> ServiceProcess:
+def _launch_node(settings: Settings, name: str, port: int, base: Path, options: dict[str, str], *,
+                 cluster: str, node: str | None = None, config: Path | None = None
+                 ) -> ServiceProcess:
+    """Launch one node in the background; `options` are its security and discovery settings (a
+    node alone is a single-node cluster)."""
     java_home, _ = find_java_home(settings.java_home)
     home = install(settings)
     for folder in ("data", "logs"):
@@ -131,39 +194,32 @@ def _start_node(settings: Settings, name: str, port: int, base: Path, security: 
         "TZ": "UTC",
         **({"ES_PATH_CONF": str(config)} if config else {}),
     }
-    options = {
+    settings_of_node = {
         "cluster.name": cluster,
-        "node.name": f"{cluster}-local",
-        "discovery.type": "single-node",
+        "node.name": node or f"{cluster}-local",
+        **({} if "discovery.seed_hosts" in options else {"discovery.type": "single-node"}),
         "network.host": "127.0.0.1",
         "http.port": port,
         "transport.port": port + 100,
         "path.data": base / "data",
         "path.logs": base / "logs",
-        **security,
+        **options,
         # A nearly full developer disk must not flip every index to read-only.
         "cluster.routing.allocation.disk.threshold_enabled": "false",
     }
     cmd = [str(home / "bin" / "elasticsearch")]
-    for key, value in options.items():
+    for key, value in settings_of_node.items():
         cmd += ["-E", f"{key}={value}"]
-    service = start_process(
+    return start_process(
         name,
         cmd,
         state_dir=settings.state_dir,
         log=settings.state_dir / "logs" / f"{name}.log",
-        marker=str(home),
+        marker=str(base / "data"),
         env=env,
         cwd=base,
         run_as=run_as,
     )
-    wait_for(
-        f"Elasticsearch {ELASTICSEARCH_VERSION}",
-        lambda: probe(probe_settings, 2),
-        service=service,
-        timeout_s=180,
-    )
-    return service
 
 
 def _service_user(settings: Settings, base: Path) -> dict:

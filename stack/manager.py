@@ -27,7 +27,7 @@ from .process import (
 )
 from .services import (
     Service,
-    elasticsearch_service,
+    elasticsearch_services,
     kafka_services,
     spark_cluster_services,
     spark_connect_service,
@@ -62,16 +62,16 @@ def up(settings: Settings) -> list[ServiceStatus]:
     check_free_space(settings.cache_dir)
     check_free_space(settings.state_dir)
     kafka_status, *more_brokers = [_up(settings, service) for service in kafka_services(settings)]
-    es_status = _up(settings, elasticsearch_service(settings))
+    es_status, *more_nodes = [_up(settings, service) for service in elasticsearch_services(settings)]
     created = kafka.ensure_topics(settings)
     if created:
         print(f"  created topics: {', '.join(created)}", flush=True)
     cluster = [_up(settings, service) for service in spark_cluster_services(settings)]
     if not settings.spark_remote:  # runs start Spark in-process: they only need the jars
-        statuses = [kafka_status, *more_brokers, es_status, *cluster,
+        statuses = [kafka_status, *more_brokers, es_status, *more_nodes, *cluster,
                     _spark_status(fetch_spark_jars(settings))]
     else:
-        statuses = [kafka_status, *more_brokers, es_status, *cluster,
+        statuses = [kafka_status, *more_brokers, es_status, *more_nodes, *cluster,
                     _up(settings, spark_connect_service(settings))]
     supervisor.ensure_running(settings)
     return statuses + _supervisor_status(settings)
@@ -81,7 +81,7 @@ def status(settings: Settings) -> list[ServiceStatus]:
     spark = (_status(settings, spark_connect_service(settings)) if settings.spark_remote
              else _spark_status(None))
     return [*(_status(settings, service) for service in kafka_services(settings)),
-            _status(settings, elasticsearch_service(settings)),
+            *(_status(settings, service) for service in elasticsearch_services(settings)),
             *(_status(settings, service) for service in spark_cluster_services(settings)), spark,
             *_supervisor_status(settings)]
 
@@ -92,15 +92,16 @@ def down(settings: Settings) -> list[str]:
     stopped = []
     # Workers and brokers by their pid files: `up` may have started more than the settings now say.
     workers = _started(settings, f"{spark_cluster.WORKER_PREFIX}*")
-    for name in (supervisor.NAME, spark_connect.NAME, *workers, spark_cluster.MASTER,
-                 elasticsearch.NAME):
+    for name in (supervisor.NAME, spark_connect.NAME, *workers, spark_cluster.MASTER):
         if stop_process(settings.state_dir, name):
             stopped.append(name)
-    # Together: a broker's controlled shutdown waits for a quorum its stopped peers no longer make.
-    brokers = _started(settings, f"{kafka.NAME}") + _started(settings, f"{kafka.NAME}-[0-9]*")
-    with ThreadPoolExecutor(max(len(brokers), 1)) as pool:
-        stopped += [name for name, done in zip(brokers, pool.map(
-            lambda name: stop_process(settings.state_dir, name), brokers), strict=True) if done]
+    # A cluster's members together: a broker's controlled shutdown waits for a quorum its stopped
+    # peers no longer make.
+    for service in (elasticsearch.NAME, kafka.NAME):
+        members = _started(settings, service) + _started(settings, f"{service}-[0-9]*")
+        with ThreadPoolExecutor(max(len(members), 1)) as pool:
+            stopped += [name for name, done in zip(members, pool.map(
+                lambda name: stop_process(settings.state_dir, name), members), strict=True) if done]
     supervisor.restarts_file(settings.state_dir).unlink(missing_ok=True)  # counted from `up` on
     return stopped
 

@@ -68,14 +68,38 @@ def kafka_services(settings: Settings) -> list[Service]:
 
 
 def elasticsearch_service(settings: Settings) -> Service:
-    port = settings.elasticsearch_port
+    """The cluster as `up` starts it (every node), and its first node as the supervisor and
+    `status` see it."""
+    ports = []
+    for number in range(1, settings.elasticsearch_nodes + 1):
+        port = elasticsearch.node_port(settings, number)
+        ports += [(port, "Elasticsearch"), (port + 100, "the Elasticsearch transport")]
+    first = elasticsearch.one_node(settings, 1) if settings.elasticsearch_nodes > 1 else settings
     return Service(
         elasticsearch.NAME, "Elasticsearch", ELASTICSEARCH_VERSION,
         settings.elasticsearch_url, "ELASTICSEARCH_URL", settings.elasticsearch_is_local,
         "start that cluster, check its credentials, or unset the variable to use a local node",
-        ((port, "Elasticsearch"), (port + 100, "the Elasticsearch transport")),
-        lambda timeout: elasticsearch.probe(settings, timeout),
+        tuple(ports), lambda timeout: elasticsearch.probe(first, timeout),
         lambda: elasticsearch.start(settings), 180, lambda health, ours: health.version)
+
+
+def elasticsearch_node_service(settings: Settings, number: int) -> Service:
+    """Node `number` of a local cluster, after the first."""
+    port = elasticsearch.node_port(settings, number)
+    return Service(
+        elasticsearch.node_name(number), f"Elasticsearch node {number}", ELASTICSEARCH_VERSION,
+        f"http://127.0.0.1:{port}", "CLICKSTREAM_ES_NODES", settings.elasticsearch_is_local,
+        "start that cluster's nodes",
+        ((port, "Elasticsearch"), (port + 100, "the Elasticsearch transport")),
+        lambda timeout: elasticsearch.probe(elasticsearch.one_node(settings, number), timeout),
+        lambda: elasticsearch.start_node(settings, number), 180,
+        lambda health, ours: health.version)
+
+
+def elasticsearch_services(settings: Settings) -> list[Service]:
+    return [elasticsearch_service(settings),
+            *(elasticsearch_node_service(settings, n)
+              for n in range(2, settings.elasticsearch_nodes + 1))]
 
 
 def spark_connect_service(settings: Settings) -> Service:
@@ -119,7 +143,7 @@ def spark_cluster_services(settings: Settings) -> list[Service]:
 
 def local_services(settings: Settings) -> list[Service]:
     """The services this stack would start itself (on loopback addresses), in start order."""
-    services = [*kafka_services(settings), elasticsearch_service(settings),
+    services = [*kafka_services(settings), *elasticsearch_services(settings),
                 *spark_cluster_services(settings)]
     if settings.spark_remote:
         services.append(spark_connect_service(settings))

@@ -13,7 +13,7 @@ class ElasticsearchResource(dg.ConfigurableResource):
     password: str | None = None
     ca_certs: str | None = None
     request_timeout_s: float = 60
-    number_of_replicas: int = 0  # 0 on one node; 1 or more on a cluster
+    number_of_replicas: int = 0  # CLICKSTREAM_ES_REPLICAS: 0 on one node, 1 or more on a cluster
     index_prefix: str  # index families are <prefix>-url-country etc.
 
     def client(self):

@@ -68,6 +68,27 @@ def test_several_local_brokers_take_consecutive_port_pairs(monkeypatch):
         Settings.from_env()
 
 
+def test_several_local_nodes_serve_every_index_with_a_replica(monkeypatch):
+    from config.clients import elasticsearch_client
+    from stack.services import elasticsearch_service, local_services
+
+    monkeypatch.setenv("ELASTICSEARCH_URL", "http://127.0.0.1:9300/, http://127.0.0.1:9301")
+    monkeypatch.setenv("CLICKSTREAM_ES_NODES", "2")
+    settings = Settings.from_env()
+    assert settings.elasticsearch_urls == ["http://127.0.0.1:9300", "http://127.0.0.1:9301"]
+    assert settings.elasticsearch_is_local and settings.index_replicas == 1
+    assert "elasticsearch-2" in [s.name for s in local_services(settings)]
+    assert [port for port, _ in elasticsearch_service(settings).ports] == [9300, 9400, 9301, 9401]
+    # Clients know every node, so they outlive the first.
+    nodes = elasticsearch_client(settings).transport.node_pool.all()
+    assert sorted(node.base_url for node in nodes) == settings.elasticsearch_urls
+    monkeypatch.setenv("CLICKSTREAM_ES_REPLICAS", "0")
+    assert Settings.from_env().index_replicas == 0
+    monkeypatch.delenv("CLICKSTREAM_ES_NODES")
+    monkeypatch.delenv("CLICKSTREAM_ES_REPLICAS")
+    assert Settings.from_env().index_replicas == 0
+
+
 def test_lake_uri_passes_through_and_paths_expand(monkeypatch):
     monkeypatch.setenv("CLICKSTREAM_LAKE_DIR", "s3a://bucket/lake")
     assert Settings.from_env().lake_dir == "s3a://bucket/lake"
