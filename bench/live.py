@@ -44,8 +44,8 @@ from simulator.producer import produce
 from simulator.timeline import GeneratorConfig
 from spark.ingest.batch_log import read_batch_log
 from spark.session import connect
-from stack import elasticsearch, kafka, spark_connect
 from stack.process import descendants, read_pid_file, tree_rss_bytes
+from stack.services import local_services
 
 from . import report
 from .kills import Kill, failed_runs, landing_accounting, recovery, restarts_since, topic_records
@@ -248,8 +248,9 @@ def _measure(live: LiveRun, home: Path, own_pids: dict[str, int], progress: bool
 
 
 def _service_pids(settings: Settings) -> dict[str, int]:
-    services = {name: read_pid_file(settings.state_dir, name)
-                for name in (kafka.NAME, elasticsearch.NAME, spark_connect.NAME)}
+    """Every service `stack up` runs for `settings`: brokers, nodes, the server, a cluster's workers."""
+    services = {service.name: read_pid_file(settings.state_dir, service.name)
+                for service in local_services(settings)}
     return {name: s.pid for name, s in services.items() if s and s.is_alive()}
 
 
