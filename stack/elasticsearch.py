@@ -22,7 +22,7 @@ from . import maven
 from .certificates import self_signed_certificates
 from .errors import StackError
 from .java import find_java_home
-from .process import ServiceProcess, read_pid_file, start_process, wait_for
+from .process import Members, ServiceProcess, start_process, wait_for
 from .versions import ELASTICSEARCH_VERSION
 
 NAME = "elasticsearch"
@@ -90,29 +90,22 @@ def one_node(settings: Settings, number: int) -> Settings:
     return replace(settings, elasticsearch_url=f"http://127.0.0.1:{node_port(settings, number)}")
 
 
+def node_ports(settings: Settings, number: int) -> tuple[tuple[int, str], ...]:
+    """Node `number`'s ports, each with what must listen there."""
+    port = node_port(settings, number)
+    return (port, "Elasticsearch"), (port + 100, "the Elasticsearch transport")
+
+
+def nodes(settings: Settings) -> Members:
+    # A new cluster of several forms only once its initial master nodes have found each other.
+    return Members(f"Elasticsearch {ELASTICSEARCH_VERSION} node", settings.elasticsearch_nodes,
+                   node_name, lambda number: _launch_local_node(settings, number),
+                   lambda number: probe(one_node(settings, number), 2), timeout_s=180)
+
+
 def start(settings: Settings) -> list[ServiceProcess]:
-    """Launch every local node that does not run, then wait until each reports yellow or green:
-    a new cluster of several forms only once its initial master nodes have found each other."""
-    launched = [(number, _launch_local_node(settings, number))
-                for number in range(1, settings.elasticsearch_nodes + 1)
-                if not _runs(settings, number)]
-    for number, service in launched:
-        wait_for(f"Elasticsearch {ELASTICSEARCH_VERSION} node {number}",
-                 lambda n=number: probe(one_node(settings, n), 2), service=service, timeout_s=180)
-    return [service for _, service in launched]
-
-
-def start_node(settings: Settings, number: int) -> ServiceProcess:
-    """Start node `number` alone, into the cluster the others keep, and wait for it."""
-    service = _launch_local_node(settings, number)
-    wait_for(f"Elasticsearch {ELASTICSEARCH_VERSION} node {number}",
-             lambda: probe(one_node(settings, number), 2), service=service, timeout_s=180)
-    return service
-
-
-def _runs(settings: Settings, number: int) -> bool:
-    process = read_pid_file(settings.state_dir, node_name(number))
-    return process is not None and process.is_alive()
+    """Start every local node that does not run, and wait until each reports yellow or green."""
+    return nodes(settings).start_all(settings.state_dir)
 
 
 def _launch_local_node(settings: Settings, number: int) -> ServiceProcess:

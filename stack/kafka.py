@@ -23,7 +23,7 @@ from . import maven
 from .certificates import self_signed_certificates
 from .errors import StackError
 from .java import find_java_home
-from .process import ServiceProcess, read_pid_file, start_process, wait_for
+from .process import Members, ServiceProcess, start_process, wait_for
 from .versions import KAFKA_SCALA_VERSION, KAFKA_VERSION, LOG4J_VERSION, SLF4J_VERSION
 
 NAME = "kafka"
@@ -83,28 +83,22 @@ def one_broker(settings: Settings, number: int) -> Settings:
     return replace(settings, kafka_bootstrap_servers=f"127.0.0.1:{broker_port(settings, number)}")
 
 
+def broker_ports(settings: Settings, number: int) -> tuple[tuple[int, str], ...]:
+    """Broker `number`'s ports, each with what must listen there."""
+    port = broker_port(settings, number)
+    return (port, "Kafka"), (port + 1, "the Kafka controller")
+
+
+def brokers(settings: Settings) -> Members:
+    # With several, no broker answers before a majority of the controllers is up.
+    return Members(f"Kafka {KAFKA_VERSION} broker", settings.kafka_brokers, broker_name,
+                   lambda number: _launch_cluster_broker(settings, number),
+                   lambda number: probe(one_broker(settings, number), 2), timeout_s=90)
+
+
 def start(settings: Settings) -> list[ServiceProcess]:
-    """Start every local broker that does not run, then wait for each: with several, none answers
-    before a majority of the controllers is up, so all are launched before any is waited for."""
-    launched = [(number, _launch_cluster_broker(settings, number))
-                for number in range(1, settings.kafka_brokers + 1) if not _runs(settings, number)]
-    for number, service in launched:
-        wait_for(f"Kafka {KAFKA_VERSION} broker {number}",
-                 lambda n=number: probe(one_broker(settings, n), 2), service=service, timeout_s=90)
-    return [service for _, service in launched]
-
-
-def start_broker(settings: Settings, number: int) -> ServiceProcess:
-    """Start broker `number` alone and wait for it; the others keep the quorum meanwhile."""
-    service = _launch_cluster_broker(settings, number)
-    wait_for(f"Kafka {KAFKA_VERSION} broker {number}",
-             lambda: probe(one_broker(settings, number), 2), service=service, timeout_s=90)
-    return service
-
-
-def _runs(settings: Settings, number: int) -> bool:
-    process = read_pid_file(settings.state_dir, broker_name(number))
-    return process is not None and process.is_alive()
+    """Start every local broker that does not run."""
+    return brokers(settings).start_all(settings.state_dir)
 
 
 def _launch_cluster_broker(settings: Settings, number: int) -> ServiceProcess:

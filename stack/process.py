@@ -11,7 +11,7 @@ import socket
 import subprocess
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -273,3 +273,38 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         pass
     except PermissionError:
         os.kill(pid, sig)
+
+
+@dataclass(frozen=True)
+class Members:
+    """The processes of one local cluster (Kafka's brokers, Elasticsearch's nodes), numbered from
+    1: how to name, launch and ask each of them."""
+
+    what: str  # "Kafka 4.1.1 broker"
+    count: int
+    name: Callable[[int], str]
+    launch: Callable[[int], ServiceProcess]
+    probe: Callable[[int], object]  # truthy once the member answers
+    timeout_s: float
+
+    def start_all(self, state_dir: Path) -> list[ServiceProcess]:
+        """Launch every member that does not run, then wait for each: a cluster of several answers
+        only once enough of its members have found each other."""
+        launched = []
+        for number in range(1, self.count + 1):
+            running = read_pid_file(state_dir, self.name(number))
+            if running is None or not running.is_alive():
+                launched.append((number, self.launch(number)))
+        for number, service in launched:
+            self._wait(number, service)
+        return [service for _, service in launched]
+
+    def start_one(self, number: int) -> ServiceProcess:
+        """One member alone, into the cluster the others keep."""
+        service = self.launch(number)
+        self._wait(number, service)
+        return service
+
+    def _wait(self, number: int, service: ServiceProcess) -> None:
+        wait_for(f"{self.what} {number}", lambda: self.probe(number), service=service,
+                 timeout_s=self.timeout_s)

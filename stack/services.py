@@ -37,10 +37,7 @@ class Service:
 def kafka_service(settings: Settings) -> Service:
     """The cluster as `up` starts it (every broker), and its first broker as the supervisor and
     `status` see it."""
-    ports = []
-    for number in range(1, settings.kafka_brokers + 1):
-        port = kafka.broker_port(settings, number)
-        ports += [(port, "Kafka"), (port + 1, "the Kafka controller")]
+    ports = [p for n in range(1, settings.kafka_brokers + 1) for p in kafka.broker_ports(settings, n)]
     first = kafka.one_broker(settings, 1) if settings.kafka_brokers > 1 else settings
     return Service(
         kafka.NAME, "Kafka", KAFKA_VERSION, settings.kafka_bootstrap_servers,
@@ -56,9 +53,9 @@ def kafka_broker_service(settings: Settings, number: int) -> Service:
     return Service(
         kafka.broker_name(number), f"Kafka broker {number}", KAFKA_VERSION, f"127.0.0.1:{port}",
         "CLICKSTREAM_KAFKA_BROKERS", settings.kafka_is_local, "start that cluster's brokers",
-        ((port, "Kafka"), (port + 1, "the Kafka controller")),
+        kafka.broker_ports(settings, number),
         lambda timeout: kafka.probe(kafka.one_broker(settings, number), timeout),
-        lambda: kafka.start_broker(settings, number), 90,
+        lambda: kafka.brokers(settings).start_one(number), 90,
         lambda health, ours: KAFKA_VERSION if ours else "?")
 
 
@@ -70,10 +67,8 @@ def kafka_services(settings: Settings) -> list[Service]:
 def elasticsearch_service(settings: Settings) -> Service:
     """The cluster as `up` starts it (every node), and its first node as the supervisor and
     `status` see it."""
-    ports = []
-    for number in range(1, settings.elasticsearch_nodes + 1):
-        port = elasticsearch.node_port(settings, number)
-        ports += [(port, "Elasticsearch"), (port + 100, "the Elasticsearch transport")]
+    ports = [p for n in range(1, settings.elasticsearch_nodes + 1)
+             for p in elasticsearch.node_ports(settings, n)]
     first = elasticsearch.one_node(settings, 1) if settings.elasticsearch_nodes > 1 else settings
     return Service(
         elasticsearch.NAME, "Elasticsearch", ELASTICSEARCH_VERSION,
@@ -89,10 +84,9 @@ def elasticsearch_node_service(settings: Settings, number: int) -> Service:
     return Service(
         elasticsearch.node_name(number), f"Elasticsearch node {number}", ELASTICSEARCH_VERSION,
         f"http://127.0.0.1:{port}", "CLICKSTREAM_ES_NODES", settings.elasticsearch_is_local,
-        "start that cluster's nodes",
-        ((port, "Elasticsearch"), (port + 100, "the Elasticsearch transport")),
+        "start that cluster's nodes", elasticsearch.node_ports(settings, number),
         lambda timeout: elasticsearch.probe(elasticsearch.one_node(settings, number), timeout),
-        lambda: elasticsearch.start_node(settings, number), 180,
+        lambda: elasticsearch.nodes(settings).start_one(number), 180,
         lambda health, ours: health.version)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sys
-import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from importlib import resources
@@ -20,13 +19,11 @@ from .java import find_java_home
 from .process import ServiceProcess, start_process, wait_for
 
 MASTER = "spark-master"
+WORKER_PREFIX = "spark-worker-"
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
 # Master and workers only schedule; the executors they start hold the data.
 DAEMON_MEMORY = "512m"
-
-
-WORKER_PREFIX = "spark-worker-"
 
 
 def worker_name(number: int) -> str:
