@@ -109,14 +109,14 @@ def start(settings: Settings) -> list[ServiceProcess]:
 
 
 def _launch_local_node(settings: Settings, number: int) -> ServiceProcess:
-    nodes = settings.elasticsearch_nodes
-    if nodes == 1:
+    count = settings.elasticsearch_nodes
+    if count == 1:
         return _launch_node(settings, NAME, settings.elasticsearch_port, settings.state_dir / NAME,
                             LOCAL_SECURITY, cluster="clickstream")
-    names = [f"clickstream-{n}" for n in range(1, nodes + 1)]
+    names = [f"clickstream-{n}" for n in range(1, count + 1)]
     discovery = {
         "discovery.seed_hosts": ",".join(f"127.0.0.1:{node_port(settings, n) + 100}"
-                                         for n in range(1, nodes + 1)),
+                                         for n in range(1, count + 1)),
         # Read only when the cluster first forms; a restarted node rejoins the one that exists.
         "cluster.initial_master_nodes": ",".join(names),
     }

@@ -102,11 +102,11 @@ def start(settings: Settings) -> list[ServiceProcess]:
 
 
 def _launch_cluster_broker(settings: Settings, number: int) -> ServiceProcess:
-    brokers = settings.kafka_brokers
-    voters = ",".join(f"{n}@127.0.0.1:{broker_port(settings, n) + 1}" for n in range(1, brokers + 1))
+    count = settings.kafka_brokers
+    voters = ",".join(f"{n}@127.0.0.1:{broker_port(settings, n) + 1}" for n in range(1, count + 1))
     return _launch_broker(settings, broker_name(number), settings.state_dir / broker_name(number),
                           broker_port(settings, number), node_id=number, voters=voters,
-                          replicas=min(3, brokers), min_isr=min(2, brokers),
+                          replicas=min(3, count), min_isr=min(2, count),
                           cluster_id=_cluster_id(settings))
 
 

@@ -25,7 +25,7 @@ from stack import elasticsearch, manager
 from stack.process import read_pid_file
 from tests.helpers import free_port, wait_until
 
-ROWS = 300_000
+ROWS = 150_000
 DAY = "2026-11-30"
 
 
