@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from simulator.producer import produce
 from simulator.timeline import GeneratorConfig
 from spark import lake_layout
 from stack import manager, spark_cluster
-from tests.helpers import delete_topics, free_port, remove_indices
+from tests.helpers import create_topics, delete_topics, free_port, remove_indices
 
 EVENTS = 2_000
 DAYS = 1
@@ -58,32 +59,53 @@ def _comparable(frame):
         for field in frame.schema.fields if field.name not in WALL_CLOCK))
 
 
+@dataclasses.dataclass(frozen=True)
+class _Reader(Sandbox):
+    """A sandbox with a lake, dead letters and indices of its own that reads another sandbox's
+    event topic, so both can process the same events at once."""
+
+    source: str = ""
+
+    @property
+    def settings(self):
+        return dataclasses.replace(super().settings, topic=self.source)
+
+
 @pytest.fixture(scope="module")
 def lakes(stack, tmp_path_factory):
-    """One topic, ingested and processed twice: by local mode and by a two-worker cluster."""
+    """One topic, ingested and processed twice at once: by local mode and by a two-worker
+    cluster."""
     name = f"test-cluster-{uuid.uuid4().hex[:8]}"
     root = tmp_path_factory.mktemp("cluster")
     local = Sandbox(name, dataclasses.replace(stack, lake_dir=str(root / "local" / "lake")))
     master_port = free_port(pairs=WORKERS + 2)
-    cluster = Sandbox(name, dataclasses.replace(
+    cluster = _Reader(f"{name}-on-cluster", dataclasses.replace(
         stack, lake_dir=str(root / "cluster" / "lake"), state_dir=root / "state",
         spark_master=f"spark://127.0.0.1:{master_port}", spark_workers=WORKERS,
-        spark_worker_memory="1g", spark_remote=f"sc://127.0.0.1:{free_port()}"))
+        spark_worker_memory="1g", spark_remote=f"sc://127.0.0.1:{free_port()}"), source=name)
     start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=DAYS)
     first, last = start.date().isoformat(), (start + timedelta(days=DAYS - 1)).date().isoformat()
     local.reset()
+    create_topics(stack, {cluster.settings.dlq_topic: 1})
     summary = produce(GeneratorConfig(events=EVENTS, seed=37, start=start, days=DAYS,
                                       duplicate_ratio=0.05, late_ratio=0.02, malformed_ratio=0.02),
                       local.settings, workers=1, progress=False)
     try:
-        served_local = _run(local, first, last)
-        statuses = {s.name: s for s in manager.up(cluster.settings)}
-        served_cluster = _run(cluster, first, last)
+        # Local mode runs while the cluster starts and runs: the module's time is the longer one.
+        with ThreadPoolExecutor(1, thread_name_prefix="local-mode") as pool:
+            local_run = pool.submit(_run, local, first, last)
+            statuses = {s.name: s for s in manager.up(cluster.settings)}
+            served_cluster = _run(cluster, first, last)
+            served_local = local_run.result()
         yield local, cluster, summary, served_local, served_cluster, statuses
     finally:
         manager.down(cluster.settings)
-        delete_topics(stack, [local.settings.topic, local.settings.dlq_topic])
-        remove_indices(elasticsearch_client(stack), name, [s.with_prefix(name).name for s in SERVED])
+        delete_topics(stack, [local.settings.topic, local.settings.dlq_topic,
+                              cluster.settings.dlq_topic])
+        client = elasticsearch_client(stack)
+        for sandbox in (local, cluster):
+            remove_indices(client, sandbox.name,
+                           [s.with_prefix(sandbox.name).name for s in SERVED])
         shutil.rmtree(root, ignore_errors=True)
 
 
