@@ -16,8 +16,8 @@ use_utc()
 
 # The integration modules that take longest, in that order, ahead of the rest: the workers take
 # modules in collection order, so they finish together instead of one running a long module alone.
-LONGEST_FIRST = ("test_ui", "test_ingest", "test_supervision", "test_dashboard", "test_assets",
-                 "test_live", "test_bench")
+LONGEST_FIRST = ("test_ingest", "test_ui", "test_live", "test_spark_cluster", "test_dashboard",
+                 "test_supervision", "test_assets", "test_elasticsearch_nodes", "test_bench")
 
 
 def pytest_collection_modifyitems(items):
