@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,25 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
     rank = {module: n for n, module in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(Path(str(item.fspath)).stem, len(rank)))
+
+
+# Each module's setup, calls and teardown, summed: what LONGEST_FIRST is kept by. Under xdist the
+# workers' reports reach the controller, which prints the summary.
+MODULE_SECONDS: dict[str, float] = defaultdict(float)
+SLOWEST_MODULES = 12
+
+
+def pytest_runtest_logreport(report):
+    MODULE_SECONDS[report.nodeid.split("::", 1)[0]] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not MODULE_SECONDS:
+        return
+    terminalreporter.write_sep("=", f"slowest {SLOWEST_MODULES} modules (setup, calls and teardown)")
+    slowest = sorted(MODULE_SECONDS.items(), key=lambda item: item[1], reverse=True)
+    for module, seconds in slowest[:SLOWEST_MODULES]:
+        terminalreporter.write_line(f"{seconds:8.1f}s {module}")
 
 
 @pytest.fixture(scope="session")
