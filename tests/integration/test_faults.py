@@ -1,11 +1,14 @@
 """Faults with the real services: the broker stopped mid-produce and mid-ingest, Elasticsearch
-stopped mid-load and before a run, two ingests at once. Each test recovers, then counts exactly."""
+stopped mid-load and before a run, two ingests at once, a full lake. Each test recovers, then
+counts exactly. The broker and Elasticsearch that are stopped are the module's own, started by
+`stack up` on settings of their own, so the suite's services stay up for the other tests."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -33,19 +36,41 @@ from spark.ingest.config import IngestConfig
 from spark.ingest.stream import IngestJob
 from stack import elasticsearch, kafka, manager
 from stack.process import read_pid_file
-from tests.helpers import remove_indices
-
-# Each of these stops the broker or Elasticsearch that every other test uses.
-pytestmark = pytest.mark.serial
+from tests.helpers import create_topics, delete_topics, free_port, remove_indices
 
 EVENTS = 400_000
 
 
-def _stop_service(stack, name: str, sig: signal.Signals) -> None:
-    """Signal one of the stack's own services and wait until it is gone."""
-    service = read_pid_file(stack.state_dir, name)
+@pytest.fixture(scope="module")
+def own(stack):
+    """Settings whose broker and Elasticsearch node are the module's own (the suite's Spark
+    Connect server serves them), under a supervisor of their own."""
+    # Under the stack's state folder: as root, Elasticsearch's unprivileged user must reach it.
+    state = stack.state_dir / f"test-faults-{uuid.uuid4().hex[:8]}"
+    settings = dataclasses.replace(
+        stack, state_dir=state, kafka_heap="512m", elasticsearch_heap="512m",
+        kafka_bootstrap_servers=f"127.0.0.1:{free_port(pairs=2)}",
+        elasticsearch_url=f"http://127.0.0.1:{free_port(also=(100,))}")
+    manager.up(settings)
+    yield settings
+    manager.down(settings)
+    shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture
+def own_topic(own):
+    """A topic of its own on the module's broker, deleted afterwards."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    create_topics(own, {name: 3})
+    yield name
+    delete_topics(own, [name])
+
+
+def _stop_service(own, name: str, sig: signal.Signals) -> None:
+    """Signal one of the module's own services and wait until it is gone."""
+    service = read_pid_file(own.state_dir, name)
     if service is None or not service.is_alive():
-        pytest.fail(f"this test stops the stack's own {name}; it found none started by `stack up`")
+        pytest.fail(f"this test stops the module's own {name}; it found none started by `stack up`")
     os.killpg(service.pid, sig)
     deadline = time.monotonic() + 60
     while service.is_alive() and time.monotonic() < deadline:
@@ -55,8 +80,8 @@ def _stop_service(stack, name: str, sig: signal.Signals) -> None:
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_broker_stopped_and_restarted_during_produce_delivers_every_event_once(
-        stack, spark, fresh_topic, stop):
-    settings = dataclasses.replace(stack, topic=fresh_topic)
+        own, spark, own_topic, stop):
+    settings = dataclasses.replace(own, topic=own_topic)
     summaries = []
     producer = threading.Thread(target=lambda: summaries.append(
         produce(GeneratorConfig(events=EVENTS, seed=31), settings, progress=False)))
@@ -64,10 +89,10 @@ def test_broker_stopped_and_restarted_during_produce_delivers_every_event_once(
     try:
         time.sleep(1.0)  # some batches acknowledged, most still to come
         assert producer.is_alive(), "the produce finished before the broker could be stopped"
-        _stop_service(stack, kafka.NAME, stop)
+        _stop_service(own, kafka.NAME, stop)
         time.sleep(3)  # the producer retries against a broker that is gone
     finally:
-        manager.up(stack)  # the next tests need the broker back, whatever happened here
+        manager.up(own)  # the next tests need the broker back, whatever happened here
     producer.join(timeout=180)
     (summary,) = summaries
     assert (summary.produced, summary.failed, summary.errors) == (EVENTS, 0, [])
@@ -75,18 +100,18 @@ def test_broker_stopped_and_restarted_during_produce_delivers_every_event_once(
     # On the topic: every event, and each exactly once (the idempotent producer's retries after
     # the restart never write a second copy).
     events = (spark.read.format("kafka").option("kafka.bootstrap.servers",
-                                                stack.kafka_bootstrap_servers)
-              .option("subscribe", fresh_topic).option("startingOffsets", "earliest").load()
+                                                own.kafka_bootstrap_servers)
+              .option("subscribe", own_topic).option("startingOffsets", "earliest").load()
               .select(F.get_json_object(F.col("value").cast("string"), "$.event_id").alias("id")))
     counted = events.agg(F.count("*").alias("records"), F.count_distinct("id").alias("ids")).first()
     assert (counted["records"], counted["ids"]) == (EVENTS, EVENTS)
 
 
-def _ingest_in_a_session_of_its_own(stack, config, outcomes: list, timeout_s: float | None = None
-                                    ) -> None:
+def _ingest_in_a_session_of_its_own(settings, config, outcomes: list,
+                                    timeout_s: float | None = None) -> None:
     """One available-now ingest, as another process would run it; its batches or its error are
     appended to `outcomes` (failing clearly is an allowed outcome of these faults)."""
-    session = SparkSession.builder.remote(stack.spark_remote).create()
+    session = SparkSession.builder.remote(settings.spark_remote).create()
     try:
         outcomes.append(IngestJob(session, config).run(timeout_s=timeout_s))
     except Exception as exc:
@@ -101,25 +126,25 @@ def _landed(spark, table: str) -> tuple[int, int]:
     return tuple(rows.agg(F.count("*"), F.count_distinct("event_id")).first())
 
 
-def test_broker_stopped_during_an_ingest_then_every_event_lands_once(stack, spark, tmp_path,
-                                                                      fresh_topic):
+def test_broker_stopped_during_an_ingest_then_every_event_lands_once(own, spark, tmp_path,
+                                                                      own_topic):
     """The broker goes away while an ingest reads it: that ingest waits or fails, and once the
     broker is back the next one lands every event exactly once."""
-    settings = dataclasses.replace(stack, topic=fresh_topic, lake_dir=str(tmp_path / "lake"))
+    settings = dataclasses.replace(own, topic=own_topic, lake_dir=str(tmp_path / "lake"))
     config = IngestConfig.from_settings(settings, max_offsets_per_trigger=5_000)
     events = GeneratorConfig(events=60_000, seed=43)
     assert produce(events, settings, progress=False).failed == 0
     outcome: list[object] = []
     worker = threading.Thread(target=_ingest_in_a_session_of_its_own,
-                              args=(stack, config, outcome, 120))
+                              args=(own, config, outcome, 120))
     worker.start()
     try:
         time.sleep(4)  # the query is started and into its first micro-batches
         assert worker.is_alive(), "the ingest finished before the broker could be stopped"
-        _stop_service(stack, kafka.NAME, signal.SIGTERM)
+        _stop_service(own, kafka.NAME, signal.SIGTERM)
         time.sleep(5)
     finally:
-        manager.up(stack)
+        manager.up(own)
     worker.join(timeout=300)
     assert outcome, "the interrupted ingest neither returned nor failed"
     IngestJob(spark, config).run()
@@ -154,10 +179,10 @@ def test_two_ingests_on_one_checkpoint_land_every_event_exactly_once(stack, spar
     assert _landed(spark, config.landing) == (first.events + second.events,) * 2
 
 
-def test_elasticsearch_stopped_during_a_load_keeps_the_last_load_served(stack):
+def test_elasticsearch_stopped_during_a_load_keeps_the_last_load_served(own):
     """Elasticsearch going away mid-load fails the load; once it is back the day still serves
     its previous load, whole, and the retried load serves exactly its rows."""
-    client = elasticsearch_client(stack)
+    client = elasticsearch_client(own)
     spec = URL_COUNTRY.with_prefix(f"test-faults-{uuid.uuid4().hex[:8]}")
     day = "2026-06-01"
     rows = pa.Table.from_pylist([
@@ -177,12 +202,12 @@ def test_elasticsearch_stopped_during_a_load_keeps_the_last_load_served(stack):
     try:
         time.sleep(2)  # the new index exists and is partly loaded
         assert loader.is_alive(), "the load finished before Elasticsearch could be stopped"
-        _stop_service(stack, elasticsearch.NAME, signal.SIGTERM)
+        _stop_service(own, elasticsearch.NAME, signal.SIGTERM)
         loader.join(timeout=300)
     finally:
-        manager.up(stack)
+        manager.up(own)
     assert failures, "a load whose Elasticsearch went away must fail"
-    client = elasticsearch_client(stack)
+    client = elasticsearch_client(own)
     alias = spec.index_for(day)
     client.cluster.health(index=alias, wait_for_status="yellow", timeout="60s")
     assert client.count(index=alias)["count"] == client.count(index=spec.alias)["count"] == 1_000
@@ -195,13 +220,13 @@ def test_elasticsearch_stopped_during_a_load_keeps_the_last_load_served(stack):
     remove_indices(client, spec.name, [spec.name])
 
 
-def test_an_index_load_is_retried_until_elasticsearch_is_back(stack, spark, tmp_path):
+def test_an_index_load_is_retried_until_elasticsearch_is_back(own, spark, tmp_path):
     """The index asset's retry policy: a run that starts while Elasticsearch is down retries the
     step with backoff and, once Elasticsearch is back, serves exactly the table's rows."""
-    settings = dataclasses.replace(stack, lake_dir=str(tmp_path / "lake"))
+    settings = dataclasses.replace(own, lake_dir=str(tmp_path / "lake"))
     resources = build_resources(settings)
     prefix = f"test-retry-{uuid.uuid4().hex[:8]}"
-    resources["elasticsearch"] = ElasticsearchResource(url=stack.elasticsearch_url,
+    resources["elasticsearch"] = ElasticsearchResource(url=own.elasticsearch_url,
                                                        index_prefix=prefix)
     day = "2026-06-01"
     table = spark.createDataFrame(
@@ -212,18 +237,18 @@ def test_an_index_load_is_retried_until_elasticsearch_is_back(stack, spark, tmp_
         resources["lake"].analytics(URL_COUNTRY.table))
     url_country_index = SERVING_ASSETS[SERVED.index(URL_COUNTRY)]
 
-    _stop_service(stack, elasticsearch.NAME, signal.SIGTERM)
-    restarter = threading.Thread(target=lambda: (time.sleep(5), manager.up(stack)))
+    _stop_service(own, elasticsearch.NAME, signal.SIGTERM)
+    restarter = threading.Thread(target=lambda: (time.sleep(5), manager.up(own)))
     restarter.start()
     try:
         result = dg.materialize([url_country_index], partition_key=day, resources=resources,
                                 raise_on_error=False)
     finally:
         restarter.join()
-        manager.up(stack)
+        manager.up(own)
     retried = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert result.success and retried
-    client = elasticsearch_client(stack)
+    client = elasticsearch_client(own)
     spec = URL_COUNTRY.with_prefix(prefix)
     assert client.count(index=spec.index_for(day))["count"] == 500
     remove_indices(client, spec.name, [spec.name])
