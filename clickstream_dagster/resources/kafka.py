@@ -1,5 +1,7 @@
 import functools
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import dagster as dg
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -16,8 +18,14 @@ from config.clients import kafka_admin, kafka_group_reader, retention_ms
 from config.kafka import KafkaSecurity
 from config.settings import Settings
 
-COORDINATOR_STARTING = (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-                        KafkaError.COORDINATOR_NOT_AVAILABLE)
+# Answers of a cluster that is still settling, which pass within seconds: a group coordinator
+# still loading (a new cluster has no offsets topic yet), or a partition whose new leader does not
+# serve it yet (a topic just created, a broker just gone).
+SETTLING = (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+            KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.NOT_LEADER_FOR_PARTITION,
+            KafkaError.LEADER_NOT_AVAILABLE)
+SETTLING_PAUSE_S = 0.5
+T = TypeVar("T")
 
 
 class KafkaResource(dg.ConfigurableResource):
@@ -63,9 +71,13 @@ class KafkaResource(dg.ConfigurableResource):
         topic = topic or self.topic
         admin = self.admin()
         partitions = sorted(admin.list_topics(topic, timeout=timeout_s).topics[topic].partitions)
-        futures = admin.list_offsets({TopicPartition(topic, p): OffsetSpec.latest() for p in partitions},
-                                     request_timeout=timeout_s)
-        return {tp.partition: future.result().offset for tp, future in futures.items()}
+
+        def ask() -> dict[int, int]:
+            futures = admin.list_offsets(
+                {TopicPartition(topic, p): OffsetSpec.latest() for p in partitions},
+                request_timeout=timeout_s)
+            return {tp.partition: future.result().offset for tp, future in futures.items()}
+        return until_settled(ask, timeout_s)
 
     def committed_offsets(self, partitions: list[int], timeout_s: float = 10) -> dict[int, int]:
         """The ingest's committed position per partition (0 where it has committed none): what
@@ -73,19 +85,23 @@ class KafkaResource(dg.ConfigurableResource):
         # Asked of a consumer in the group, not the admin API: on a cluster whose group
         # coordinator is not ready yet, the admin call crashes the whole process (segfault).
         consumer = _shared_group_consumer(self.cluster(), self.consumer_group)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                committed = consumer.committed(
-                    [TopicPartition(self.topic, p) for p in partitions], timeout=timeout_s)
-                break
-            except KafkaException as exc:
-                # A new cluster answers "not coordinator" until its offsets topic exists.
-                if exc.args[0].code() not in COORDINATOR_STARTING or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+        committed = until_settled(lambda: consumer.committed(
+            [TopicPartition(self.topic, p) for p in partitions], timeout=timeout_s), timeout_s)
         # A partition the group has never committed answers a negative sentinel offset.
         return {tp.partition: max(tp.offset, 0) for tp in committed}
+
+
+def until_settled(call: Callable[[], T], timeout_s: float) -> T:
+    """`call`, asked again while the cluster answers that it is settling, for about `timeout_s`;
+    any other error, or the last settling one, is raised."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            if exc.args[0].code() not in SETTLING or time.monotonic() > deadline:
+                raise
+            time.sleep(SETTLING_PAUSE_S)
 
 
 # One client of each kind per cluster, kept by the process (the code server's, for sensors):
