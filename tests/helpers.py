@@ -213,3 +213,22 @@ def webhook_server():
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def services_of_their_own(stack, state_dir, **changes):
+    """`stack up` on the suite's settings with `changes` and a state folder of their own: it
+    starts what does not answer yet (the suite's other services serve the rest), under a
+    supervisor of its own. Stopped, and the folder removed, afterwards."""
+    import dataclasses
+    import shutil
+
+    from stack import manager
+
+    settings = dataclasses.replace(stack, state_dir=state_dir, **changes)
+    manager.up(settings)
+    try:
+        yield settings
+    finally:
+        manager.down(settings)
+        shutil.rmtree(state_dir, ignore_errors=True)

@@ -6,9 +6,7 @@ serves exactly the table."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
-import shutil
 import signal
 import threading
 import time
@@ -23,7 +21,7 @@ from clickstream_dagster.serving.indices import URL_COUNTRY, load_day
 from config.clients import elasticsearch_client
 from stack import elasticsearch, manager
 from stack.process import read_pid_file
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port, services_of_their_own, wait_until
 
 ROWS = 150_000
 DAY = "2026-11-30"
@@ -32,15 +30,12 @@ DAY = "2026-11-30"
 @pytest.fixture(scope="module")
 def nodes(stack):
     # Under the stack's state folder: as root, Elasticsearch's unprivileged user must reach it.
-    state = stack.state_dir / f"test-es-nodes-{uuid.uuid4().hex[:8]}"
     port = free_port(pairs=2, also=(100, 101))
-    settings = dataclasses.replace(
-        stack, state_dir=state, elasticsearch_nodes=2, elasticsearch_heap="512m",
-        elasticsearch_url=f"http://127.0.0.1:{port},http://127.0.0.1:{port + 1}")
-    manager.up(settings)
-    yield settings
-    manager.down(settings)
-    shutil.rmtree(state, ignore_errors=True)
+    with services_of_their_own(
+            stack, stack.state_dir / f"test-es-nodes-{uuid.uuid4().hex[:8]}",
+            elasticsearch_nodes=2, elasticsearch_heap="512m",
+            elasticsearch_url=f"http://127.0.0.1:{port},http://127.0.0.1:{port + 1}") as settings:
+        yield settings
 
 
 def _url_country_table() -> pa.Table:

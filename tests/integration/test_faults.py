@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -36,7 +35,13 @@ from spark.ingest.config import IngestConfig
 from spark.ingest.stream import IngestJob
 from stack import elasticsearch, kafka, manager
 from stack.process import read_pid_file
-from tests.helpers import create_topics, delete_topics, free_port, remove_indices
+from tests.helpers import (
+    create_topics,
+    delete_topics,
+    free_port,
+    remove_indices,
+    services_of_their_own,
+)
 
 EVENTS = 400_000
 
@@ -46,15 +51,12 @@ def own(stack):
     """Settings whose broker and Elasticsearch node are the module's own (the suite's Spark
     Connect server serves them), under a supervisor of their own."""
     # Under the stack's state folder: as root, Elasticsearch's unprivileged user must reach it.
-    state = stack.state_dir / f"test-faults-{uuid.uuid4().hex[:8]}"
-    settings = dataclasses.replace(
-        stack, state_dir=state, kafka_heap="512m", elasticsearch_heap="512m",
-        kafka_bootstrap_servers=f"127.0.0.1:{free_port(pairs=2)}",
-        elasticsearch_url=f"http://127.0.0.1:{free_port(also=(100,))}")
-    manager.up(settings)
-    yield settings
-    manager.down(settings)
-    shutil.rmtree(state, ignore_errors=True)
+    with services_of_their_own(
+            stack, stack.state_dir / f"test-faults-{uuid.uuid4().hex[:8]}",
+            kafka_heap="512m", elasticsearch_heap="512m",
+            kafka_bootstrap_servers=f"127.0.0.1:{free_port(pairs=2)}",
+            elasticsearch_url=f"http://127.0.0.1:{free_port(also=(100,))}") as settings:
+        yield settings
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from simulator.timeline import GeneratorConfig
 from spark import lake_layout
 from stack import kafka, manager
 from stack.process import read_pid_file
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port, services_of_their_own, wait_until
 
 BROKERS = 3
 
@@ -38,14 +38,12 @@ def cluster(stack, tmp_path_factory):
     suite's Elasticsearch and Spark Connect server serve it."""
     root = tmp_path_factory.mktemp("brokers")
     port = free_port(pairs=2 * BROKERS)
-    settings = dataclasses.replace(
-        stack, state_dir=root / "state", lake_dir=str(root / "lake"), kafka_brokers=BROKERS,
-        kafka_heap="512m",
-        kafka_bootstrap_servers=",".join(f"127.0.0.1:{port + 2 * n}" for n in range(BROKERS)))
-    manager.up(settings)
-    yield settings
-    manager.down(settings)
-    shutil.rmtree(root, ignore_errors=True)
+    with services_of_their_own(
+            stack, root / "state", lake_dir=str(root / "lake"), kafka_brokers=BROKERS,
+            kafka_heap="512m",
+            kafka_bootstrap_servers=",".join(f"127.0.0.1:{port + 2 * n}" for n in range(BROKERS))
+    ) as settings:
+        yield settings
 
 
 @pytest.fixture
