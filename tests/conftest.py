@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
 from config.settings import Settings, use_utc
-from tests.helpers import create_topics, delete_topics, free_port, isolated_topics
+from tests.helpers import create_topics, delete_topics, free_port, isolated_topics, topic_of_its_own
 
 use_utc()
 
@@ -81,10 +80,8 @@ def spark(stack: Settings):
 @pytest.fixture
 def fresh_topic(stack: Settings):
     """A topic of its own for one test, deleted afterwards, so tests never see each other's data."""
-    name = f"test-{uuid.uuid4().hex[:12]}"
-    create_topics(stack, {name: 3})
-    yield name
-    delete_topics(stack, [name])
+    with topic_of_its_own(stack) as name:
+        yield name
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 import urllib.request
+import uuid
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from stack.kafka import create_topics, delete_topics  # noqa: F401 (re-exported)
@@ -213,6 +214,17 @@ def webhook_server():
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def topic_of_its_own(settings, partitions: int = 3):
+    """A new, uniquely named topic on the cluster of `settings`, deleted afterwards."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    create_topics(settings, {name: partitions})
+    try:
+        yield name
+    finally:
+        delete_topics(settings, [name])
 
 
 @contextlib.contextmanager

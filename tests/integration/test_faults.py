@@ -35,13 +35,7 @@ from spark.ingest.config import IngestConfig
 from spark.ingest.stream import IngestJob
 from stack import elasticsearch, kafka, manager
 from stack.process import read_pid_file
-from tests.helpers import (
-    create_topics,
-    delete_topics,
-    free_port,
-    remove_indices,
-    services_of_their_own,
-)
+from tests.helpers import free_port, remove_indices, services_of_their_own, topic_of_its_own
 
 EVENTS = 400_000
 
@@ -62,10 +56,8 @@ def own(stack):
 @pytest.fixture
 def own_topic(own):
     """A topic of its own on the module's broker, deleted afterwards."""
-    name = f"test-{uuid.uuid4().hex[:12]}"
-    create_topics(own, {name: 3})
-    yield name
-    delete_topics(own, [name])
+    with topic_of_its_own(own) as name:
+        yield name
 
 
 def _stop_service(own, name: str, sig: signal.Signals) -> None:
