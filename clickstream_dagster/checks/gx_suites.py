@@ -8,6 +8,7 @@ table.
 from __future__ import annotations
 
 import json
+import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cache
@@ -20,6 +21,9 @@ SUITES = resources.files(__package__) / "suites"
 # Spark is a query of its own, which costs a small frame more than its transfer. Larger frames stay
 # on Spark, where the data is.
 LOCAL_ROWS = 100_000
+# GX keeps the frame under validation in its shared context, keyed by the asset's one batch id, so
+# two validations at once in one process (threads of an in-process run) read each other's frames.
+_ONE_AT_A_TIME = threading.Lock()
 
 
 class SuiteNotEvaluated(RuntimeError):
@@ -87,8 +91,9 @@ def validate(suite: str, frame: DataFrame, parameters: dict) -> dict[str, CheckO
     """Run the suite on `frame`; results grouped by property, with GX's observed values."""
     local = frame.count() <= LOCAL_ROWS
     data = frame.toPandas() if local else frame
-    result = _validation(suite, "pandas" if local else "spark").run(
-        batch_parameters={"dataframe": data}, expectation_parameters=parameters)
+    with _ONE_AT_A_TIME:
+        result = _validation(suite, "pandas" if local else "spark").run(
+            batch_parameters={"dataframe": data}, expectation_parameters=parameters)
     # GX reports an exception raised while computing a metric as a failed expectation, which
     # would block the pipeline as if the data were bad, with the cause dropped from the metadata.
     errors = [f"{item.expectation_config.type}"

@@ -3,15 +3,18 @@ and fails on a repeated one, with the observed proportion in its result."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 
 import pytest
+from pyspark.sql import functions as F
 
 from clickstream_dagster.checks import gx_suites
 from clickstream_dagster.checks.gx_suites import validate
 from clickstream_dagster.checks.quality import _parameters
 
 DAY = "2026-03-04"
+ROUNDS = 30  # without a lock, two threads mixed their frames within this many rounds
 
 
 def _raw(spark, event_ids: list[str]):
@@ -67,3 +70,19 @@ def test_a_suite_that_cannot_be_evaluated_is_an_error_not_a_failed_check(spark, 
     frame = _raw(spark, ["a", "b"]).drop("url")
     with pytest.raises(gx_suites.SuiteNotEvaluated, match=r"not_be_null\(url\).*url"):
         validate("raw_clickstream", frame, _parameters(DAY, {DAY: 2}, {}))
+
+
+def test_validations_at_once_in_one_process_each_judge_their_own_frame(spark):
+    # In-process runs on threads validate at the same time; each verdict must be on its own rows.
+    frames = {True: _raw(spark, ["a", "b", "c"]),
+              False: _raw(spark, [f"e{i}" for i in range(7)]).withColumn("url", F.lit("not a url"))}
+
+    def judge(clean: bool) -> list[bool]:
+        rows = 3 if clean else 7
+        parameters = _parameters(DAY, {DAY: rows}, {})
+        return [validate("raw_clickstream", frames[clean], parameters)["url_is_well_formed"].passed
+                for _ in range(ROUNDS)]
+
+    with ThreadPoolExecutor(2) as pool:
+        verdicts = dict(zip((True, False), pool.map(judge, (True, False)), strict=True))
+    assert verdicts == {clean: [clean] * ROUNDS for clean in (True, False)}
