@@ -96,5 +96,20 @@ class Sandbox:
             failed = {e.check_name: {key: value.value for key, value in e.metadata.items()}
                       for e in result.get_asset_check_evaluations() if not e.passed}
             raise SandboxRunFailed(f"{self.name} run {result.run_id} failed" +
-                                   (f"; failed checks: {failed}" if failed else "; see the log above"))
+                                   (f"; failed checks: {failed}" if failed else "") +
+                                   "".join(f"; {cause}" for cause in _step_failures(result)))
         return result
+
+
+def _step_failures(result: dg.ExecuteInProcessResult) -> list[str]:
+    """Each failed step with the first line of its innermost error, which names the cause (a
+    Spark exception's class and message, say) where Dagster's own wrapper does not."""
+    causes = []
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        lines = error.message.strip().splitlines() if error else []
+        first = lines[0][:500] if lines else "no error recorded"  # "Class: message"
+        causes.append(f"step {event.step_key} failed: {first}")
+    return causes
