@@ -33,7 +33,7 @@ import orjson
 from confluent_kafka import Producer
 from elasticsearch import ApiError, TransportError
 
-from clickstream_dagster.assets.live_refresh import LIVE_INDICES
+from clickstream_dagster.live.refresh import LIVE_INDICES
 from clickstream_dagster.resources.spark import pipeline_spark
 from clickstream_dagster.serving.indices import SESSIONS
 from config.clients import elasticsearch_client

@@ -16,9 +16,9 @@ from spark.ingest.config import AVAILABLE_NOW, CONTINUOUS, IngestConfig
 from spark.ingest.stream import IngestJob
 from spark.session import naming_the_server
 
+from ..live.refresh import LIVE_INDICES, LiveRefresh
 from ..partitions import FIRST_DAY, FUTURE_DAYS, LIVE_FRESHNESS
 from ..resources import ElasticsearchResource, KafkaResource, LakeResource, SparkResource
-from .live_refresh import LIVE_INDICES, LiveRefresh
 from .metadata import OWNERS, asset_tags, code_version, table_schema
 
 clickstream_topic = dg.AssetSpec(

@@ -1,16 +1,17 @@
 """The live path: open days reach Elasticsearch after every ingest, with work proportional to the
-new rows, not to the day (see live_refresh.py). Closed days belong to the daily assets."""
+new rows, not to the day (see live/refresh.py). Closed days belong to the daily assets."""
 
 import dagster as dg
 
 from spark.analytics import live
 
+from ..live import documents as live_documents
+from ..live import refresh as live_refresh
+from ..live.refresh import LIVE_INDICES, LiveRefresh
 from ..partitions import LIVE_FRESHNESS
 from ..resources import ElasticsearchResource, LakeResource, SparkResource
-from ..serving import indices, live_documents
-from . import live_refresh
+from ..serving import indices
 from .ingest import clickstream_landing
-from .live_refresh import LIVE_INDICES, LiveRefresh
 from .metadata import OWNERS, asset_tags, code_version
 
 

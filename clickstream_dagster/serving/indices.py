@@ -69,7 +69,7 @@ class IndexSpec:
         # `final` tells a closed day's checked recompute from the live path's refreshes of an open
         # day; `materialization` names the run that wrote the document. A live document also
         # keeps the state it merges from, stored but not searchable, and the landing version it
-        # includes (serving/live_documents.py).
+        # includes (live/documents.py).
         return {**self.fields, "materialization": KEYWORD, "final": {"type": "boolean"},
                 "live_state": {"type": "object", "enabled": False}, "landing_version": LONG}
 

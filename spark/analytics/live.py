@@ -2,7 +2,7 @@
 
 A refresh reads the rows the landing gained since the last one (Delta's change feed reads only the
 files those commits added) and merges them into the live documents in Elasticsearch, which keep
-their own mergeable state (clickstream_dagster/serving/live_documents.py). Spark computes those
+their own mergeable state (clickstream_dagster/live/documents.py). Spark computes those
 states itself only for a whole open day: the first refresh, or one with too many new rows.
 """
 

@@ -118,7 +118,7 @@ FIRST_TOUCH = {"channel": "referrer_class", "campaign": "campaign_name", "browse
 
 def session_parts(raw: DataFrame) -> DataFrame:
     """Whole sessions' measures per (event_date, session_id), before they are shaped into rows: the
-    live documents keep these as their state, and merge them as serving/live_documents.py does."""
+    live documents keep these as their state, and merge them as clickstream_dagster/live/documents.py does."""
     raw = with_enriched_columns(raw)  # a lake from before the enrichment: its fields read as null
     # Ordered by time then id (unique in a session): the smallest is the first event.
     ordered = F.struct("event_ts", "event_id", "url_path", *FIRST_TOUCH.values())
@@ -240,7 +240,7 @@ def bot_traffic(raw: DataFrame) -> DataFrame:
 
 
 # The live documents' distinct counts (2^12 registers: about 1.6 % relative standard error). Their
-# sketches merge with clickstream_dagster/serving/live_documents.py's, which use the same settings.
+# sketches merge with clickstream_dagster/live/documents.py's, which use the same settings.
 HLL_LG_K = 12
 
 

@@ -20,10 +20,10 @@ from clickstream_dagster.assets.analytics import ANALYTICS_ASSETS
 from clickstream_dagster.assets.ingest import clickstream_landing
 from clickstream_dagster.assets.lake import raw_clickstream
 from clickstream_dagster.assets.live import live_indices
-from clickstream_dagster.assets.live_refresh import LiveRefresh
 from clickstream_dagster.assets.serving import SERVING_ASSETS
 from clickstream_dagster.checks.quality import QUALITY_CHECKS
 from clickstream_dagster.definitions import build_resources
+from clickstream_dagster.live.refresh import LiveRefresh
 from clickstream_dagster.resources import ElasticsearchResource
 from clickstream_dagster.sensors import landing_partitions_sensor
 from clickstream_dagster.serving.indices import (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import functions as F
 
-from clickstream_dagster.serving import live_documents as ld
+from clickstream_dagster.live import documents as ld
 from clickstream_dagster.serving.indices import json_value
 from spark.analytics import live, transform
 from tests.unit.test_analytics_transform import COLUMNS, EVENTS

@@ -1,6 +1,6 @@
 """One refresh of the open days' live documents, from the landing rows after a cursor, with work
 proportional to the new rows, not to the day: the documents keep their own mergeable state
-(serving/live_documents.py). `live_indices` runs one after each available-now ingest; a streaming
+(documents.py). `live_indices` runs one after each available-now ingest; a streaming
 ingest run runs one after each micro-batch it lands. Closed days belong to the daily assets."""
 
 import logging
@@ -16,9 +16,9 @@ from spark.delta_lake import enable_change_feed, table_created_s, table_version
 
 from ..partitions import open_days
 from ..resources import ElasticsearchResource, LakeResource
-from ..serving import live_documents
 from ..serving.indices import write_live
-from ..serving.live_documents import FAMILIES, Family
+from . import documents as live_documents
+from .documents import FAMILIES, Family
 
 LIVE_INDICES = dg.AssetKey("live_indices")
 # New rows one refresh merges in Python; beyond this (a backlog) Spark computes the open days'

@@ -25,7 +25,7 @@ from elasticsearch import Elasticsearch
 
 from spark.analytics.transform import FIRST_TOUCH, HLL_LG_K, WINDOW_MINUTES
 
-from .indices import SESSIONS, URL_COUNTRY, URL_POPULARITY, IndexSpec, json_value
+from ..serving.indices import SESSIONS, URL_COUNTRY, URL_POPULARITY, IndexSpec, json_value
 
 # Sketches are built as Spark's hll_sketch_agg builds them (HLL_LG_K registers, HLL_8): Spark's
 # day-wide sketches and ours merge, and agree on every id they share.
