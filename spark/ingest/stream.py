@@ -11,11 +11,13 @@ and reaches Spark only through the micro-batch's own session.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from pyspark import StorageLevel
+from pyspark.errors.exceptions.connect import SparkException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -58,6 +60,14 @@ INGEST_CONF = {"spark.sql.maxConcurrentOutputFileWriters": "64",
 
 # An interrupted streaming run waits this long for its micro-batch in flight before it stops it.
 STOP_WAIT_INTERRUPTED_S = 10
+
+# The server gives the Python worker that runs `BatchWriter` a fixed 10 s to start and connect
+# back; a loaded driver can miss that. No query exists then, so starting again is safe.
+WORKER_NOT_BACK = "Python worker failed to connect back"
+STARTS_WHEN_THE_WORKER_IS_LATE = 3
+WAIT_BEFORE_NEXT_START_S = 2.0
+
+log = logging.getLogger(__name__)
 # Bad-rows files of a micro-batch with held-back (oversized) records stay this short.
 HELD_BACK_ROWS_PER_FILE = 64
 
@@ -236,7 +246,23 @@ class IngestJob:
             writer = writer.trigger(processingTime=self.config.processing_time)
         else:
             raise ValueError(f"unknown mode {self.config.mode!r}: use {AVAILABLE_NOW} or {CONTINUOUS}")
-        return writer.start()
+        return start_past_a_late_worker(writer)
+
+
+def start_past_a_late_worker(writer, attempts: int = STARTS_WHEN_THE_WORKER_IS_LATE,
+                             wait_s: float = WAIT_BEFORE_NEXT_START_S):
+    """`writer.start()`, started again when the server's foreachBatch worker missed its time to
+    connect back; any other error, or the last attempt's, is raised as it came."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return writer.start()
+        except SparkException as exc:
+            if WORKER_NOT_BACK not in str(exc) or attempt == attempts:
+                raise
+            log.warning("the Spark server's Python worker for the ingest's micro-batches did not "
+                        "connect back in time (attempt %d of %d); starting the query again in "
+                        "%g s", attempt, attempts, wait_s)
+            time.sleep(wait_s)
 
 
 class BatchWriter:

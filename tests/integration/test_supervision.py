@@ -1,8 +1,11 @@
 """A Spark Connect server killed under a streaming ingest: the ingest fails naming the server, the
-supervisor starts the server again, and the next ingest lands every event once."""
+supervisor starts the server again, and the next ingest lands every event once. And a server whose
+foreachBatch worker starts too late for it: the ingest starts its query again."""
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 import threading
 from datetime import UTC, datetime
 
@@ -21,10 +24,13 @@ from spark.session import (
     stop_session,
     within,
 )
-from tests.helpers import kill_spark_server, wait_until
+from tests.helpers import free_port, kill_spark_server, wait_until
 
 EVENTS = GeneratorConfig(events=12_000, seed=61, start=datetime(2026, 3, 1, tzinfo=UTC),
                          duplicate_ratio=0.02, malformed_ratio=0.01)
+
+# The server waits a fixed 10 s for its foreachBatch worker to connect back.
+LATE_S = 12
 
 
 @pytest.mark.timeout(600)
@@ -71,3 +77,41 @@ def test_a_streaming_ingest_whose_server_dies_fails_naming_it_and_the_next_lands
     finally:
         stop_session(again)
         within(10, lambda: stop_session(session))  # its server is gone
+
+
+@pytest.mark.timeout(300)
+def test_a_foreach_batch_worker_that_connects_back_late_only_delays_the_ingest(
+        fresh_topics, tmp_path, monkeypatch):
+    from stack import manager, spark_connect
+
+    # The server's interpreter for foreachBatch: late once, as a loaded driver's can be.
+    late_once = tmp_path / "late-once"
+    python = tmp_path / "late-python"
+    python.write_text(f"""#!/bin/sh
+if [ "$2" = pyspark.sql.connect.streaming.worker.foreach_batch_worker ] && mkdir {late_once} 2>/dev/null
+then sleep {LATE_S}
+fi
+exec {sys.executable} "$@"
+""")
+    python.chmod(0o755)
+    own = dataclasses.replace(fresh_topics, state_dir=tmp_path / "state",
+                              lake_dir=str(tmp_path / "lake"),
+                              spark_remote=f"sc://127.0.0.1:{free_port()}")
+    with monkeypatch.context() as server_side:
+        server_side.setattr(sys, "executable", str(python))
+        spark_connect.start(own)
+    session = None
+    try:
+        summary = produce(GeneratorConfig(events=2_000, seed=62,
+                                          start=datetime(2026, 3, 1, tzinfo=UTC)), own,
+                          progress=False)
+        session = connect(own.spark_remote, own.spark_retry_s)
+        IngestJob(session, IngestConfig.from_settings(own)).run()
+        assert late_once.exists(), "the worker was never late: the test tested nothing"
+        landed = session.read.format("delta").load(IngestConfig.from_settings(own).landing)
+        counts = landed.agg(F.count("*").alias("rows"), F.count_distinct("event_id").alias("ids"))
+        assert tuple(counts.first()) == (summary.kinds["valid"],) * 2
+    finally:
+        if session is not None:
+            stop_session(session)
+        manager.down(own)
