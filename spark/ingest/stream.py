@@ -68,6 +68,7 @@ STARTS_WHEN_THE_WORKER_IS_LATE = 3
 WAIT_BEFORE_NEXT_START_S = 2.0
 
 log = logging.getLogger(__name__)
+
 # Bad-rows files of a micro-batch with held-back (oversized) records stay this short.
 HELD_BACK_ROWS_PER_FILE = 64
 

@@ -81,7 +81,7 @@ def test_a_streaming_ingest_whose_server_dies_fails_naming_it_and_the_next_lands
 
 @pytest.mark.timeout(300)
 def test_a_foreach_batch_worker_that_connects_back_late_only_delays_the_ingest(
-        fresh_topics, tmp_path, monkeypatch):
+        fresh_topics, tmp_path, monkeypatch, caplog):
     from stack import manager, spark_connect
 
     # The server's interpreter for foreachBatch: late once, as a loaded driver's can be.
@@ -97,17 +97,18 @@ exec {sys.executable} "$@"
     own = dataclasses.replace(fresh_topics, state_dir=tmp_path / "state",
                               lake_dir=str(tmp_path / "lake"),
                               spark_remote=f"sc://127.0.0.1:{free_port()}")
-    with monkeypatch.context() as server_side:
-        server_side.setattr(sys, "executable", str(python))
-        spark_connect.start(own)
     session = None
     try:
+        with monkeypatch.context() as server_side:
+            server_side.setattr(sys, "executable", str(python))
+            spark_connect.start(own)
         summary = produce(GeneratorConfig(events=2_000, seed=62,
                                           start=datetime(2026, 3, 1, tzinfo=UTC)), own,
                           progress=False)
         session = connect(own.spark_remote, own.spark_retry_s)
         IngestJob(session, IngestConfig.from_settings(own)).run()
-        assert late_once.exists(), "the worker was never late: the test tested nothing"
+        assert late_once.exists() and "did not connect back in time" in caplog.text, (
+            "the worker was never late: the test tested nothing")
         landed = session.read.format("delta").load(IngestConfig.from_settings(own).landing)
         counts = landed.agg(F.count("*").alias("rows"), F.count_distinct("event_id").alias("ids"))
         assert tuple(counts.first()) == (summary.kinds["valid"],) * 2
