@@ -284,6 +284,11 @@ class Settings:
         "SPARK_SHUFFLE_PARTITIONS", 8,
         "Partitions after a shuffle in the daily jobs; about 2-4 per core in the cluster (AQE "
         "merges small ones)")
+    spark_class_archive: bool = setting(
+        "CLICKSTREAM_SPARK_CLASS_ARCHIVE", True,
+        "the local Spark Connect server keeps the classes it loaded in an archive under the cache "
+        "folder when it stops, and the next one starts from it, answering and running its first "
+        "queries sooner; `off` starts every server from the jars alone")
     dagster_home: Path | None = setting(
         "DAGSTER_HOME", None,
         "Dagster instance folder: run history, sensor cursors. Unset, `clickstream demo` uses a "

@@ -17,6 +17,7 @@ from config.settings import Settings, child_env
 from spark.jars import SPARK_VERSION
 from spark.session import settings_conf
 
+from .class_archive import ClassArchive
 from .java import find_java_home
 from .maven import fetch_spark_jars
 from .process import ServiceProcess, start_process, wait_for
@@ -54,8 +55,10 @@ def probe(settings: Settings, timeout_s: float = 3) -> SparkConnectHealth | None
                                   "spark.sql.session.timeZone", "?"))
 
 
-def server_command(settings: Settings, bind: str = "127.0.0.1") -> tuple[list[str], dict[str, str], Path]:
-    """The spark-submit command, environment and working folder of the server."""
+def server_command(settings: Settings, bind: str = "127.0.0.1", java_option: str = ""
+                   ) -> tuple[list[str], dict[str, str], Path]:
+    """The spark-submit command, environment and working folder of the server; `java_option` is
+    one more option for its JVM."""
     java_home, _ = find_java_home(settings.java_home)
     jars = fetch_spark_jars(settings)
     home = settings.state_dir / NAME
@@ -70,7 +73,7 @@ def server_command(settings: Settings, bind: str = "127.0.0.1") -> tuple[list[st
         # A heap that ran out leaves a JVM no work can trust: it exits, and the supervisor
         # restarts it.
         "spark.driver.extraJavaOptions": f"-Duser.timezone=UTC -Dlog4j2.configurationFile={log4j} "
-                                         f"-XX:+ExitOnOutOfMemoryError",
+                                         f"-XX:+ExitOnOutOfMemoryError {java_option}".rstrip(),
         "spark.local.dir": str(scratch),
         "spark.sql.warehouse.dir": str(home / "warehouse"),
         "spark.connect.grpc.binding.address": bind,
@@ -105,12 +108,25 @@ def server_command(settings: Settings, bind: str = "127.0.0.1") -> tuple[list[st
     return cmd, env, home
 
 
+def class_archive(settings: Settings) -> ClassArchive:
+    """The class-data archive of this server's JDK and jars (see stack/class_archive.py)."""
+    java_home, _ = find_java_home(settings.java_home)
+    jars = [Path(jar) for jar in fetch_spark_jars(settings)]
+    classpath = sorted((Path(pyspark.__file__).parent / "jars").glob("*.jar"))
+    return ClassArchive.for_server(settings.cache_dir, java_home, classpath + jars)
+
+
 def start(settings: Settings) -> ServiceProcess:
     """Launch the server on loopback with the pipeline's Spark settings and wait until it answers."""
-    cmd, env, home = server_command(settings)
+    java_option, written = "", None
+    if settings.spark_class_archive:
+        java_option, written = class_archive(settings).java_option()
+    cmd, env, home = server_command(settings, java_option=java_option)
     service = start_process(NAME, cmd, state_dir=settings.state_dir,
                             log=settings.state_dir / "logs" / "spark-connect.log",
                             marker=str(home / "tmp"), env=env, cwd=home)
+    if written is not None:
+        ClassArchive.owned_by(written, service.pid)
     wait_for(f"Spark Connect {SPARK_VERSION}", lambda: probe(settings, 2), service=service,
              timeout_s=180)
     return service

@@ -1,0 +1,85 @@
+"""The Spark server's class-data archive: which file a start maps, which one it writes, and what a
+start tidies away."""
+
+import os
+import subprocess
+from pathlib import Path
+
+from stack.class_archive import ClassArchive
+
+
+def _dead_pid() -> int:
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    return finished.pid
+
+
+def _archive(tmp_path: Path) -> ClassArchive:
+    java_home, jar = tmp_path / "jdk", tmp_path / "spark-core.jar"
+    java_home.mkdir(exist_ok=True)
+    (java_home / "release").write_text('JAVA_VERSION="17.0.15"\n')
+    if not jar.exists():
+        jar.write_bytes(b"classes")
+    return ClassArchive.for_server(tmp_path / "cache", java_home, [jar])
+
+
+def _started(archive: ClassArchive, pid: int) -> Path:
+    option, written = archive.java_option()
+    assert option == f"-XX:ArchiveClassesAtExit={written}"
+    ClassArchive.owned_by(written, pid)
+    return written
+
+
+def _written_by(archive: ClassArchive, pid: int, size: int) -> Path:
+    written = _started(archive, pid)
+    written.write_bytes(b"x" * size)  # what the server writes at its exit
+    return written
+
+
+def test_a_new_jar_or_jdk_makes_a_new_archive(tmp_path):
+    first = _archive(tmp_path)
+    assert _archive(tmp_path).key == first.key
+    (tmp_path / "spark-core.jar").write_bytes(b"other classes")
+    assert _archive(tmp_path).key != first.key
+    (tmp_path / "jdk" / "release").write_text('JAVA_VERSION="17.0.16"\n')
+    assert len({first.key, _archive(tmp_path).key}) == 2
+
+
+def test_the_file_a_stopped_server_wrote_is_what_the_next_start_maps(tmp_path):
+    archive = _archive(tmp_path)
+    written = _written_by(archive, _dead_pid(), 10)
+    assert archive.java_option() == (f"-XX:SharedArchiveFile={archive.path}", None)
+    assert archive.path.read_bytes() == b"x" * 10 and not written.exists()
+    assert sorted(p.name for p in archive.folder.iterdir()) == [archive.path.name]
+
+
+def test_a_file_still_being_written_is_never_mapped_nor_removed(tmp_path):
+    archive = _archive(tmp_path)
+    written = _written_by(archive, os.getpid(), 10)  # this process: a server still running
+    option, other = archive.java_option()
+    assert option.startswith("-XX:ArchiveClassesAtExit=") and other != written
+    assert written.exists() and not archive.path.exists()
+
+
+def test_two_servers_that_wrote_at_once_leave_the_larger_archive(tmp_path):
+    archive = _archive(tmp_path)
+    servers = [subprocess.Popen(["sleep", "60"]) for _ in range(2)]
+    both = [_started(archive, server.pid) for server in servers]  # neither has stopped yet
+    for server, written, size in zip(servers, both, (30, 10), strict=True):
+        written.write_bytes(b"x" * size)
+        server.kill()
+        server.wait()
+    archive.tidy()
+    assert archive.path.stat().st_size == 30
+    assert sorted(p.name for p in archive.folder.iterdir()) == [archive.path.name]
+
+
+def test_an_old_jdks_archive_and_unowned_leftovers_are_removed(tmp_path):
+    old = _archive(tmp_path)
+    old.folder.mkdir(parents=True)
+    old.path.write_bytes(b"old")
+    (old.folder / f"{old.key}.1234abcd.jsa").write_bytes(b"left by a start that failed")
+    (tmp_path / "spark-core.jar").write_bytes(b"upgraded classes")
+    new = _archive(tmp_path)
+    new.tidy()
+    assert list(new.folder.iterdir()) == []
