@@ -3,8 +3,9 @@
 A server that stops writes the classes it loaded to an archive on its way out; the next server
 maps them at start instead of loading and verifying each one again, so it answers and runs its
 first queries sooner. The archive belongs to one JDK and one set of jars: a new one of either
-gives it a new key, and the old archive is removed. A JVM that finds an archive it cannot use
-runs without it, so a bad archive costs speed, never a start.
+gives it a new key, and the old archive is removed once no start has used it for a week (two
+checkouts can share the cache folder, each with its own key). A JVM that finds an archive it
+cannot use runs without it, so a bad archive costs speed, never a start.
 
 Each server writes its own file, named for it, and only once it has exited is that file taken
 as the archive: two servers stopping at once never write the same file, and a start never maps a
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from pathlib import Path
 FOLDER = "spark-class-archive"
 SUFFIX = ".jsa"
 OWNER = ".pid"  # beside a file being written: the pid of the server that writes it at its exit
+UNUSED_DAYS = 7  # another key's archive that no start mapped for this long is removed
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class ClassArchive:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.tidy()
         if self.path.exists():
+            os.utime(self.path)  # in use: see tidy
             return f"-XX:SharedArchiveFile={self.path}", None
         written = self.folder / f"{self.key}.{uuid.uuid4().hex[:8]}{SUFFIX}"
         return f"-XX:ArchiveClassesAtExit={written}", written
@@ -73,8 +77,20 @@ class ClassArchive:
                 written.unlink(missing_ok=True)
             owner.unlink(missing_ok=True)
         for archive in self.folder.glob(f"*{SUFFIX}"):
-            if archive != self.path and not archive.with_suffix(OWNER).exists():
+            if archive == self.path or archive.with_suffix(OWNER).exists():
+                continue
+            # Another key's archive may be another checkout's, sharing this cache: it goes once
+            # no start has mapped it for a while, as an old JDK's or old jars' does.
+            unowned_write = archive.name.count(".") > 1
+            if unowned_write or time.time() - _mtime(archive) > UNUSED_DAYS * 86_400:
                 archive.unlink(missing_ok=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return time.time()
 
 
 def _size(path: Path) -> int:

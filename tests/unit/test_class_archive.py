@@ -3,9 +3,10 @@ start tidies away."""
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
-from stack.class_archive import ClassArchive
+from stack.class_archive import UNUSED_DAYS, ClassArchive
 
 
 def _dead_pid() -> int:
@@ -74,12 +75,27 @@ def test_two_servers_that_wrote_at_once_leave_the_larger_archive(tmp_path):
     assert sorted(p.name for p in archive.folder.iterdir()) == [archive.path.name]
 
 
-def test_an_old_jdks_archive_and_unowned_leftovers_are_removed(tmp_path):
+def test_another_keys_archive_goes_once_unused_for_a_week_and_unowned_leftovers_at_once(tmp_path):
     old = _archive(tmp_path)
     old.folder.mkdir(parents=True)
     old.path.write_bytes(b"old")
-    (old.folder / f"{old.key}.1234abcd.jsa").write_bytes(b"left by a start that failed")
+    leftover = old.folder / f"{old.key}.1234abcd.jsa"
+    leftover.write_bytes(b"left by a start that failed")
     (tmp_path / "spark-core.jar").write_bytes(b"upgraded classes")
     new = _archive(tmp_path)
+    new.tidy()  # the old archive may be another checkout's, in use
+    assert [p.name for p in new.folder.iterdir()] == [old.path.name]
+    unused = time.time() - (UNUSED_DAYS + 1) * 86_400
+    os.utime(old.path, (unused, unused))
     new.tidy()
     assert list(new.folder.iterdir()) == []
+
+
+def test_a_start_that_maps_the_archive_marks_it_used(tmp_path):
+    archive = _archive(tmp_path)
+    archive.folder.mkdir(parents=True)
+    archive.path.write_bytes(b"classes")
+    unused = time.time() - (UNUSED_DAYS + 1) * 86_400
+    os.utime(archive.path, (unused, unused))
+    archive.java_option()
+    assert time.time() - archive.path.stat().st_mtime < 60
