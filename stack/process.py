@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -80,12 +81,32 @@ def _private_pages(pid: int) -> int:
                if line.startswith(("Private_Clean:", "Private_Dirty:")))
 
 
-def _default_stop_signals() -> None:
-    """In the child before exec: SIGTERM and SIGINT stop it. A shell's background job (`nohup make
-    run &`) ignores SIGINT, and Dagster maps SIGTERM to the SIGINT handler in its processes; a
-    JVM that starts with SIGTERM ignored never stops on it, so `stack down` could not stop it."""
-    for stop in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop, signal.SIG_DFL)
+# The child's first program: a fresh interpreter that sets SIGTERM and SIGINT back to their default
+# (a shell's background job, `nohup make run &`, ignores SIGINT, and Dagster maps SIGTERM to the
+# SIGINT handler in its processes; a JVM that starts with SIGTERM ignored never stops on it), drops
+# root when asked, and execs the command. So Popen needs no preexec_fn nor user, and can vfork: a
+# forked child of a process with live gRPC channels (any Spark Connect client) runs gRPC's fork
+# handlers, and some of those children died before they could exec.
+_LAUNCH = """import os, signal, sys
+for stop in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(stop, signal.SIG_DFL)
+user, group, groups, *command = sys.argv[1:]
+if group:
+    os.setgroups([int(g) for g in groups.split(",") if g])
+    os.setgid(int(group))
+if user:
+    os.setuid(int(user))
+os.execvp(command[0], command)
+"""
+_LAUNCHED = "os.execvp(command[0], command)"  # in the launcher's command line, until it execs
+
+
+def launched(cmd: list[str], run_as: dict | None = None) -> list[str]:
+    """`cmd` behind the launcher above; `run_as` holds user, group and extra_groups ids."""
+    run_as = run_as or {}
+    ids = [str(run_as.get("user", "")), str(run_as.get("group", "")),
+           ",".join(str(g) for g in run_as.get("extra_groups", []))]
+    return [sys.executable, "-I", "-S", "-c", _LAUNCH, *ids, *cmd]
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -135,22 +156,24 @@ def start_process(
 ) -> ServiceProcess:
     """Start `cmd` detached in its own session, logging to `log`, and record its pid file."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    if shutil.which(cmd[0]) is None:  # the launcher would fail only in the log
+        raise FileNotFoundError(f"{name}: no program {cmd[0]!r} to start")
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            cmd,
+            launched(cmd, run_as),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
             cwd=cwd,
-            **(run_as or {}),  # user, group and extra_groups when dropping root
             start_new_session=True,  # survives the CLI and can be stopped as one process group
-            preexec_fn=_default_stop_signals,
         )
     service = ServiceProcess(name, proc.pid, marker, str(log), time.time())
-    # Until exec completes, /proc shows the forking Python's command line, not the marker.
+    # Until the launcher has exec'd the command, /proc shows the forking Python's command line or
+    # the launcher's, whose signals and user are not yet the service's.
     deadline = time.monotonic() + 10
-    while not service.is_alive() and proc.poll() is None and time.monotonic() < deadline:
+    while ((not service.is_alive() or _LAUNCHED in command_line(proc.pid))
+           and proc.poll() is None and time.monotonic() < deadline):
         time.sleep(0.05)
     path = pid_file(state_dir, name)
     path.parent.mkdir(parents=True, exist_ok=True)
