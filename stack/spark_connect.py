@@ -55,19 +55,25 @@ def probe(settings: Settings, timeout_s: float = 3) -> SparkConnectHealth | None
                                   "spark.sql.session.timeZone", "?"))
 
 
-def server_command(settings: Settings, bind: str = "127.0.0.1", java_option: str = ""
-                   ) -> tuple[list[str], dict[str, str], Path]:
-    """The spark-submit command, environment and working folder of the server; `java_option` is
-    one more option for its JVM."""
+def server_command(settings: Settings, bind: str = "127.0.0.1", class_archive: bool = False
+                   ) -> tuple[list[str], dict[str, str], Path, Path | None]:
+    """The spark-submit command, environment and working folder of the server. With
+    `class_archive`, its JVM maps the class-data archive of its JDK and jars, or writes one at its
+    exit to the path returned last (see stack/class_archive.py)."""
     java_home, _ = find_java_home(settings.java_home)
     jars = fetch_spark_jars(settings)
+    spark_home = Path(pyspark.__file__).parent
+    java_option, written = "", None
+    if class_archive:
+        classpath = sorted((spark_home / "jars").glob("*.jar"))
+        java_option, written = ClassArchive.for_server(
+            settings.cache_dir, java_home, classpath + [Path(jar) for jar in jars]).java_option()
     home = settings.state_dir / NAME
     scratch = home / "tmp"
     scratch.mkdir(parents=True, exist_ok=True)
     log4j = home / "log4j2.properties"
     log4j.write_text(resources.files(__package__).joinpath(
         "templates", "spark-connect-log4j2.properties").read_text())
-    spark_home = Path(pyspark.__file__).parent
     conf = {
         **settings_conf(settings),
         # A heap that ran out leaves a JVM no work can trust: it exits, and the supervisor
@@ -105,23 +111,12 @@ def server_command(settings: Settings, bind: str = "127.0.0.1", java_option: str
     # session with SPARK_CONNECT_MODE_ENABLED, and children inherit it).
     for variable in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED"):
         env.pop(variable, None)
-    return cmd, env, home
-
-
-def class_archive(settings: Settings) -> ClassArchive:
-    """The class-data archive of this server's JDK and jars (see stack/class_archive.py)."""
-    java_home, _ = find_java_home(settings.java_home)
-    jars = [Path(jar) for jar in fetch_spark_jars(settings)]
-    classpath = sorted((Path(pyspark.__file__).parent / "jars").glob("*.jar"))
-    return ClassArchive.for_server(settings.cache_dir, java_home, classpath + jars)
+    return cmd, env, home, written
 
 
 def start(settings: Settings) -> ServiceProcess:
     """Launch the server on loopback with the pipeline's Spark settings and wait until it answers."""
-    java_option, written = "", None
-    if settings.spark_class_archive:
-        java_option, written = class_archive(settings).java_option()
-    cmd, env, home = server_command(settings, java_option=java_option)
+    cmd, env, home, written = server_command(settings, class_archive=settings.spark_class_archive)
     service = start_process(NAME, cmd, state_dir=settings.state_dir,
                             log=settings.state_dir / "logs" / "spark-connect.log",
                             marker=str(home / "tmp"), env=env, cwd=home)
@@ -140,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--bind", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
     args = parser.parse_args(argv)
-    cmd, env, home = server_command(Settings.from_env(), bind=args.bind)
+    cmd, env, home, _ = server_command(Settings.from_env(), bind=args.bind)
     os.chdir(home)
     os.execvpe(cmd[0], cmd, env)
 
