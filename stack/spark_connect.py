@@ -24,8 +24,8 @@ from .process import ServiceProcess, start_process, wait_for
 
 NAME = "spark-connect"
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
-# A run's session that stays idle this long is closed by the server (runs do not close their own
-# when their process ends); streaming queries of a closed session stop with it.
+# A session left idle this long is closed by the server (a run that dies never releases its own);
+# streaming queries of a closed session stop with it, and its next call fails.
 SESSION_TIMEOUT = "15m"
 
 

@@ -62,11 +62,15 @@ def stack(settings: Settings) -> Settings:
     return settings
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def spark(stack: Settings):
-    """A session of the stack's real Spark Connect server for the whole run: the same Spark, with
-    Kafka's connector and Delta Lake, that every Dagster run is a client of."""
-    from spark.session import connect
+    """A session of the stack's real Spark Connect server for one module: the same Spark, with
+    Kafka's connector and Delta Lake, that every Dagster run is a client of.
+
+    Per module, not per run: the server closes a session left idle for its session timeout, and a
+    worker can spend longer than that in modules that never touch this one (`--dist loadfile`
+    runs a module's tests back to back, none of them that long)."""
+    from spark.session import connect, stop_session
 
     # A session of its own (not the process's default one), so Dagster runs inside the tests can
     # close theirs at the end of each run as they do in production. A dead server fails the test
@@ -74,7 +78,7 @@ def spark(stack: Settings):
     session = connect(stack.spark_remote, retry_s=stack.spark_retry_s)
     session.conf.set("spark.sql.shuffle.partitions", "4")
     yield session
-    session.stop()
+    stop_session(session)
 
 
 @pytest.fixture
