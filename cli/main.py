@@ -145,7 +145,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     manager.up(settings)
     dagster_home = settings.dagster_home or DEFAULT_DAGSTER_HOME
-    ensure_instance(dagster_home)
+    note = ensure_instance(dagster_home)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     logs = settings.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     generator_log = open(logs / "generator.log", "ab")  # noqa: SIM115 (lives as long as the child)

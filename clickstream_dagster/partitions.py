@@ -18,6 +18,11 @@ daily_partitions = dg.DailyPartitionsDefinition(
 )
 # A backfill over many days runs as one Spark job, not one run per day.
 SPARK_BACKFILL = dg.BackfillPolicy.single_run()
+# The daily lane: every asset or op that writes a day's final tables or indices is in this pool,
+# so the close schedule's runs, the partition sensor's, retention and a backfill launched from the
+# UI (a run of the implicit asset job) all wait for one another. The instance template limits it
+# to one run at a time (run granularity, stack/templates/dagster.yaml).
+DAILY_POOL = "clickstream_daily"
 
 # What fresh means, shown on every asset in the UI. The live path follows the traffic: an ingest
 # and refresh every few seconds while events arrive, so minutes without one mean a stalled sensor,

@@ -12,6 +12,7 @@ from pydantic import Field
 from config.settings import Settings
 from spark import retention
 
+from .partitions import DAILY_POOL
 from .resources import ElasticsearchResource, KafkaResource, LakeResource, SparkResource
 from .serving.indices import SERVED, expire_days
 
@@ -36,7 +37,9 @@ def cutoff(days: int, today: date | None = None) -> date | None:
     return (today or datetime.now(UTC).date()) - timedelta(days=days) if days else None
 
 
-@dg.op(tags={"layer": "retention"})
+# The deleting ops are in the daily lane: never beside a compaction, which reads the landing this
+# deletes from, nor beside a load of the indices this drops.
+@dg.op(tags={"layer": "retention"}, pool=DAILY_POOL)
 def expire_lake(context: dg.OpExecutionContext, config: RetentionConfig, lake: LakeResource,
                 spark: SparkResource) -> dg.Output[None]:
     """Delete expired landing events and bad rows, then vacuum the files no version needs."""
@@ -56,7 +59,7 @@ def expire_lake(context: dg.OpExecutionContext, config: RetentionConfig, lake: L
         "bad_rows_kept_from": str(bad_before or "all")})
 
 
-@dg.op(tags={"layer": "retention"})
+@dg.op(tags={"layer": "retention"}, pool=DAILY_POOL)
 def expire_indices(context: dg.OpExecutionContext, config: RetentionConfig,
                    elasticsearch: ElasticsearchResource) -> dg.Output[None]:
     """Delete the daily indices of expired days, in every index family."""
@@ -78,11 +81,9 @@ def expire_dead_letter_topic(context: dg.OpExecutionContext, config: RetentionCo
     return dg.Output(None, metadata={"topic": kafka.dlq_topic, "retention_ms": int(value)})
 
 
-@dg.job(tags={"clickstream/lane": "daily"},
-        description="Delete the landing events, dead letters and daily indices past their "
+@dg.job(description="Delete the landing events, dead letters and daily indices past their "
                     "retention (CLICKSTREAM_*_RETENTION_DAYS).")
 def retention_job():
-    # The daily lane: never beside a compaction, which reads the landing this deletes from.
     expire_lake()
     expire_indices()
     expire_dead_letter_topic()

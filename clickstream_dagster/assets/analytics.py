@@ -10,7 +10,7 @@ from spark.analytics import anomalies, transform
 from spark.analytics.daily_tables import build_days, rows_per_day
 from spark.delta_lake import read_days
 
-from ..partitions import FINAL_FRESHNESS, SPARK_BACKFILL, daily_partitions
+from ..partitions import DAILY_POOL, FINAL_FRESHNESS, SPARK_BACKFILL, daily_partitions
 from ..resources import LakeResource, SparkResource
 from .lake import raw_clickstream
 from .metadata import OWNERS, asset_tags, code_version, column_lineage, days_result
@@ -26,7 +26,8 @@ def analytics_asset(transformation: Callable[[DataFrame], DataFrame],
     @dg.asset(name=name, description=transformation.__doc__.splitlines()[0],
               partitions_def=daily_partitions, backfill_policy=SPARK_BACKFILL, deps=[raw_clickstream],
               group_name="analytics", kinds={"spark", "delta"},
-              freshness_policy=FINAL_FRESHNESS, owners=OWNERS, tags=asset_tags("analytics"),
+              freshness_policy=FINAL_FRESHNESS, pool=DAILY_POOL, owners=OWNERS,
+              tags=asset_tags("analytics"),
               # The whole module: a table's transformation calls its helpers there.
               code_version=code_version(transform),
               metadata={"dagster/column_lineage": lineage})
@@ -67,7 +68,8 @@ ANOMALY_LINEAGE = column_lineage(anomalies.COLUMN_SOURCES, raw_clickstream.key)
 # future days among them) in a run of their own, which the suite's has_rows then failed.
 @dg.asset(partitions_def=daily_partitions, backfill_policy=SPARK_BACKFILL, deps=[raw_clickstream],
           group_name="analytics", kinds={"spark", "delta"}, freshness_policy=FINAL_FRESHNESS,
-          owners=OWNERS, tags=asset_tags("analytics"), code_version=code_version(anomalies),
+          pool=DAILY_POOL, owners=OWNERS, tags=asset_tags("analytics"),
+          code_version=code_version(anomalies),
           metadata={"dagster/column_lineage": ANOMALY_LINEAGE})
 def traffic_anomalies(context: dg.AssetExecutionContext, config: AnomalyConfig, lake: LakeResource,
                       spark: SparkResource) -> dg.MaterializeResult:

@@ -49,10 +49,9 @@ class IngestRunConfig(dg.Config):
                         "goes on (CLICKSTREAM_INGEST_REPORT_S).")
 
 
-# Two ingests must never share the checkpoint. The instance template's run lanes queue them one at
-# a time, the pool shows the rule in the UI (and takes a limit: `dagster instance concurrency set
-# clickstream_ingest 1`), and the step itself refuses to run beside another, so a bare
-# `dagster dev` or `dg dev`, whose instance has no limits, is safe too.
+# Two ingests must never share the checkpoint. The instance template limits this pool to one run
+# at a time, and the step itself refuses to run beside another, so a bare `dagster dev` or
+# `dg dev`, whose instance has no limits, is safe too.
 INGEST_POOL = "clickstream_ingest"
 INGEST_JOB = "ingest_job"
 

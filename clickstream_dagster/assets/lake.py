@@ -4,7 +4,7 @@ import dagster as dg
 
 from spark.analytics import daily_tables, transform
 
-from ..partitions import FINAL_FRESHNESS, SPARK_BACKFILL, daily_partitions
+from ..partitions import DAILY_POOL, FINAL_FRESHNESS, SPARK_BACKFILL, daily_partitions
 from ..resources import LakeResource, SparkResource
 from .ingest import clickstream_landing
 from .metadata import OWNERS, asset_tags, code_version, days_result
@@ -12,7 +12,7 @@ from .metadata import OWNERS, asset_tags, code_version, days_result
 
 @dg.asset(partitions_def=daily_partitions, backfill_policy=SPARK_BACKFILL, deps=[clickstream_landing],
           group_name="lake", kinds={"spark", "delta"}, freshness_policy=FINAL_FRESHNESS,
-          owners=OWNERS, tags=asset_tags("lake"),
+          pool=DAILY_POOL, owners=OWNERS, tags=asset_tags("lake"),
           code_version=code_version(daily_tables.compact_days, transform.deduplicate_day,
                                     transform.flag_fast_users))
 def raw_clickstream(context: dg.AssetExecutionContext, lake: LakeResource,

@@ -4,7 +4,7 @@ import dagster as dg
 
 from spark.delta_lake import read_days
 
-from ..partitions import FINAL_FRESHNESS, SPARK_BACKFILL, daily_partitions
+from ..partitions import DAILY_POOL, FINAL_FRESHNESS, SPARK_BACKFILL, daily_partitions
 from ..resources import ElasticsearchResource, LakeResource, SparkResource
 from ..serving import indices
 from ..serving.indices import SERVED, IndexingError, IndexSpec, load_day
@@ -37,7 +37,7 @@ def index_asset(spec: IndexSpec) -> dg.AssetsDefinition:
                           f"and {spec.alias} for all days, swapped to a new index per load.",
               partitions_def=daily_partitions, backfill_policy=SPARK_BACKFILL,
               deps=[_UPSTREAM[spec.table]], group_name="serving", kinds={"elasticsearch"},
-              freshness_policy=FINAL_FRESHNESS, retry_policy=INDEX_RETRY,
+              freshness_policy=FINAL_FRESHNESS, retry_policy=INDEX_RETRY, pool=DAILY_POOL,
               owners=OWNERS, tags=asset_tags("serving"), code_version=code_version(indices),
               # The documents' fields are the index mapping's, the one place they are written.
               metadata={"dagster/column_schema": table_schema(
