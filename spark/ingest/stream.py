@@ -62,9 +62,10 @@ INGEST_CONF = {"spark.sql.maxConcurrentOutputFileWriters": "64",
 STOP_WAIT_INTERRUPTED_S = 10
 
 # The server gives the Python worker that runs `BatchWriter` a fixed 10 s to start and connect
-# back; a loaded driver can miss that. No query exists then, so starting again is safe.
+# back; a loaded driver can miss that, several times in a row. No query exists then, so starting
+# again is safe; the pauses double, so a busy spell of a minute or more is waited out.
 WORKER_NOT_BACK = "Python worker failed to connect back"
-STARTS_WHEN_THE_WORKER_IS_LATE = 3
+STARTS_WHEN_THE_WORKER_IS_LATE = 5
 WAIT_BEFORE_NEXT_START_S = 2.0
 
 log = logging.getLogger(__name__)
@@ -253,17 +254,19 @@ class IngestJob:
 def start_past_a_late_worker(writer, attempts: int = STARTS_WHEN_THE_WORKER_IS_LATE,
                              wait_s: float = WAIT_BEFORE_NEXT_START_S):
     """`writer.start()`, started again when the server's foreachBatch worker missed its time to
-    connect back; any other error, or the last attempt's, is raised as it came."""
+    connect back, after `wait_s`, then twice as long each time; any other error, or the last
+    attempt's, is raised as it came."""
     for attempt in range(1, attempts + 1):
         try:
             return writer.start()
         except SparkException as exc:
             if WORKER_NOT_BACK not in str(exc) or attempt == attempts:
                 raise
+            pause = wait_s * 2 ** (attempt - 1)
             log.warning("the Spark server's Python worker for the ingest's micro-batches did not "
                         "connect back in time (attempt %d of %d); starting the query again in "
-                        "%g s", attempt, attempts, wait_s)
-            time.sleep(wait_s)
+                        "%g s", attempt, attempts, pause)
+            time.sleep(pause)
 
 
 class BatchWriter:

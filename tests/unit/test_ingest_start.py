@@ -39,3 +39,11 @@ def test_any_other_error_is_raised_at_once():
     with pytest.raises(SparkException, match="DELTA_MISSING_TRANSACTION_LOG"):
         start_past_a_late_worker(writer, attempts=3, wait_s=0)
     assert writer.starts == 1
+
+
+def test_the_pauses_between_starts_double(monkeypatch):
+    pauses = []
+    monkeypatch.setattr("spark.ingest.stream.time.sleep", pauses.append)
+    writer = Writer(LATE, LATE, LATE)
+    assert start_past_a_late_worker(writer, attempts=5, wait_s=2.0) == "query 4"
+    assert pauses == [2.0, 4.0, 8.0]
