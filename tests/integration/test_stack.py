@@ -186,9 +186,9 @@ def test_a_dead_spark_server_is_started_again_and_stack_down_stops_it_for_good(s
 # Run as a program of its own: inside pytest's process the crash did not show (0 of 100 children
 # lost, against 4-7 of 100-200 in a plain process, with the same code).
 BUSY_CLIENT_STARTS = """
-import sys, tempfile, threading
+import sys, tempfile, threading, time
 from pathlib import Path
-from spark.session import connect
+from spark.session import connect, stop_session
 from stack.process import start_process
 
 session = connect(sys.argv[1], 30)
@@ -199,15 +199,23 @@ def queries():
         session.range(10).count()
         busy.set()
 
-threading.Thread(target=queries, daemon=True).start()
+worker = threading.Thread(target=queries)
+worker.start()
 assert busy.wait(60), "the session answered no query"
-state, died = Path(tempfile.mkdtemp()), 0
+state, services = Path(tempfile.mkdtemp()), []
 for n in range(100):
-    service = start_process(f"sleeper-{n}", ["sh", "-c", "sleep 0.5", f"sleeper-{n}"],
-                            state_dir=state, log=state / f"{n}.log", marker=f"sleeper-{n}")
-    died += not service.is_alive()
+    log = state / f"{n}.log"
+    services.append((log, start_process(f"sleeper-{n}", ["sh", "-c", "echo ran; sleep 0.2",
+                    f"sleeper-{n}"], state_dir=state, log=log, marker=f"sleeper-{n}")))
 stop.set()
-print(f"died={died}")
+worker.join()
+stop_session(session)
+# A child that died before its exec never ran its program, so its log stays empty; whether it is
+# still running when looked at depends on the machine's load, so that is not what counts.
+deadline = time.monotonic() + 60
+while any(service.is_alive() for _, service in services) and time.monotonic() < deadline:
+    time.sleep(0.2)
+print(f"died={sum(b'ran' not in log.read_bytes() for log, _ in services)}")
 """
 
 
