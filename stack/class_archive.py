@@ -3,8 +3,9 @@
 A server that stops writes the classes it loaded to an archive on its way out; the next server
 maps them at start instead of loading and verifying each one again, so it answers and runs its
 first queries sooner. The archive belongs to one JDK and one set of jars: a new one of either
-gives it a new key, and the old archive is removed once no start has used it for a week (two
-checkouts can share the cache folder, each with its own key). A JVM that finds an archive it
+gives it a new key. The old archive is removed as soon as a start finds its jars gone or
+changed (a reinstall), else once no start has used it for a week (two checkouts can share the
+cache folder, each with its own key). A JVM that finds an archive it
 cannot use runs without it, so a bad archive costs speed, never a start.
 
 Each server writes its own file, named for it, and only once it has exited is that file taken
@@ -24,6 +25,7 @@ from pathlib import Path
 FOLDER = "spark-class-archive"
 SUFFIX = ".jsa"
 OWNER = ".pid"  # beside a file being written: the pid of the server that writes it at its exit
+MADE_FROM = ".jars"  # beside a key's archive: its jars, as they were, a line each
 UNUSED_DAYS = 7  # another key's archive that no start mapped for this long is removed
 
 
@@ -31,6 +33,7 @@ UNUSED_DAYS = 7  # another key's archive that no start mapped for this long is r
 class ClassArchive:
     folder: Path
     key: str
+    made_from: str  # "path:size:mtime_ns" of each jar, a line each
 
     @classmethod
     def for_server(cls, cache_dir: Path, java_home: Path, classpath: list[Path]) -> ClassArchive:
@@ -40,10 +43,9 @@ class ClassArchive:
         release = java_home / "release"
         if release.exists():
             digest.update(release.read_bytes())
-        for jar in sorted(classpath):
-            stat = jar.stat()
-            digest.update(f"{jar}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-        return cls(cache_dir / FOLDER, digest.hexdigest()[:16])
+        made_from = "\n".join(_fingerprint(jar) for jar in sorted(classpath))
+        digest.update(made_from.encode())
+        return cls(cache_dir / FOLDER, digest.hexdigest()[:16], made_from)
 
     @property
     def path(self) -> Path:
@@ -54,6 +56,9 @@ class ClassArchive:
         at exit, with the file it writes (pass it to `owned_by` once the server has a pid)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         self.tidy()
+        record = self.path.with_suffix(MADE_FROM)
+        if not record.exists():
+            record.write_text(self.made_from)
         if self.path.exists():
             os.utime(self.path)  # in use: see tidy
             return f"-XX:SharedArchiveFile={self.path}", None
@@ -80,10 +85,32 @@ class ClassArchive:
             if archive == self.path or archive.with_suffix(OWNER).exists():
                 continue
             # Another key's archive may be another checkout's, sharing this cache: it goes once
-            # no start has mapped it for a while, as an old JDK's or old jars' does.
+            # its jars are gone or changed, or no start has mapped it for a while.
             unowned_write = archive.name.count(".") > 1
-            if unowned_write or time.time() - _mtime(archive) > UNUSED_DAYS * 86_400:
+            if (unowned_write or _jars_changed(archive.with_suffix(MADE_FROM))
+                    or time.time() - _mtime(archive) > UNUSED_DAYS * 86_400):
                 archive.unlink(missing_ok=True)
+                if not unowned_write:
+                    archive.with_suffix(MADE_FROM).unlink(missing_ok=True)
+
+
+def _fingerprint(jar: Path) -> str:
+    stat = jar.stat()
+    return f"{jar}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _jars_changed(record: Path) -> bool:
+    """Whether any jar an archive was made from is gone or changed (False with no record: an
+    archive from before records waits out its unused days)."""
+    try:
+        lines = record.read_text().splitlines()
+    except FileNotFoundError:
+        return False
+    for line in lines:
+        jar = Path(line.rsplit(":", 2)[0])
+        if not jar.exists() or _fingerprint(jar) != line:
+            return True
+    return False
 
 
 def _mtime(path: Path) -> float:

@@ -6,7 +6,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from stack.class_archive import UNUSED_DAYS, ClassArchive
+from stack.class_archive import MADE_FROM, UNUSED_DAYS, ClassArchive
 
 
 def _dead_pid() -> int:
@@ -37,6 +37,11 @@ def _written_by(archive: ClassArchive, pid: int, size: int) -> Path:
     return written
 
 
+def _kept(archive: ClassArchive) -> list[str]:
+    """What a folder holding one finished archive lists: the archive and its jars' record."""
+    return sorted([archive.path.name, archive.path.with_suffix(MADE_FROM).name])
+
+
 def test_a_new_jar_or_jdk_makes_a_new_archive(tmp_path):
     first = _archive(tmp_path)
     assert _archive(tmp_path).key == first.key
@@ -51,7 +56,7 @@ def test_the_file_a_stopped_server_wrote_is_what_the_next_start_maps(tmp_path):
     written = _written_by(archive, _dead_pid(), 10)
     assert archive.java_option() == (f"-XX:SharedArchiveFile={archive.path}", None)
     assert archive.path.read_bytes() == b"x" * 10 and not written.exists()
-    assert sorted(p.name for p in archive.folder.iterdir()) == [archive.path.name]
+    assert sorted(p.name for p in archive.folder.iterdir()) == _kept(archive)
 
 
 def test_a_file_still_being_written_is_never_mapped_nor_removed(tmp_path):
@@ -72,7 +77,7 @@ def test_two_servers_that_wrote_at_once_leave_the_larger_archive(tmp_path):
         server.wait()
     archive.tidy()
     assert archive.path.stat().st_size == 30
-    assert sorted(p.name for p in archive.folder.iterdir()) == [archive.path.name]
+    assert sorted(p.name for p in archive.folder.iterdir()) == _kept(archive)
 
 
 def test_another_keys_archive_goes_once_unused_for_a_week_and_unowned_leftovers_at_once(tmp_path):
@@ -99,3 +104,15 @@ def test_a_start_that_maps_the_archive_marks_it_used(tmp_path):
     os.utime(archive.path, (unused, unused))
     archive.java_option()
     assert time.time() - archive.path.stat().st_mtime < 60
+
+
+def test_an_archive_whose_jars_were_reinstalled_goes_at_the_next_start(tmp_path):
+    old = _archive(tmp_path)
+    _written_by(old, _dead_pid(), 10)
+    old.tidy()
+    assert old.path.exists() and old.path.with_suffix(MADE_FROM).exists()
+    (tmp_path / "spark-core.jar").write_bytes(b"reinstalled classes")
+    new = _archive(tmp_path)
+    new.java_option()
+    assert not old.path.exists() and not old.path.with_suffix(MADE_FROM).exists()
+    assert all(p.name.startswith(f"{new.key}.") for p in new.folder.iterdir())
