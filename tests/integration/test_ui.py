@@ -1,6 +1,6 @@
 """The Dagster UI, driven in headless Chromium: open the asset graph, materialize one partition,
-launch a 3-day backfill, wait for it, and find the indices filled. Screenshots are kept in
-test-artifacts/ui/."""
+launch a 3-day backfill over it while it runs, find that the backfill waited for it, and find the
+indices filled. Screenshots are kept in test-artifacts/ui/."""
 
 from __future__ import annotations
 
@@ -89,9 +89,20 @@ def test_materialize_and_backfill_from_the_ui_fill_the_indices(dagster_ui, brows
     browser.save_screenshot(str(ARTIFACTS / "1-asset-graph.png"))
 
     _launch(browser, DAYS[0], "2-one-partition.png")
-    _wait_for(home, runs=1, backfills=0)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        wait_until(lambda: any(r.status == dg.DagsterRunStatus.STARTED for r in instance.get_runs()),
+                   120, "the one-partition run to start")
+    # While that run writes DAYS[0], a backfill over it: it must wait in the daily lane.
     _launch(browser, f"[{DAYS[0]}...{DAYS[-1]}]", "3-three-day-backfill.png")
     backfill = _wait_for(home, runs=2, backfills=1)
+    # The backfill's runs (its unpartitioned assets', then the range's) queued behind the first.
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        first, *filled = sorted(instance.get_run_records(), key=lambda r: r.create_timestamp)
+    assert filled and all(r.dagster_run.tags.get("dagster/backfill") == backfill for r in filled)
+    assert filled[0].create_timestamp.timestamp() < first.end_time, \
+        "the backfill's first run was created after the first run ended: nothing to wait for"
+    assert all(r.start_time >= first.end_time for r in filled), \
+        "a backfill run started while the first run still wrote the same assets"
     browser.get(f"{url}/runs/b/{backfill}?tab=partitions")
     time.sleep(3)
     browser.save_screenshot(str(ARTIFACTS / "4-backfill-done.png"))
