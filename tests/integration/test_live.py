@@ -1,6 +1,7 @@
 """The live path on the real stack: an open day is refreshed from only the windows its new rows
 fall in, a streaming run whose Spark server dies is followed by one that serves exactly what it
-missed, and once the day is made final its indices equal a full recompute exactly."""
+missed, a backfill of the day beside the stream leaves it exact, and once the day is made final
+its indices equal a full recompute exactly."""
 
 import dataclasses
 import logging
@@ -229,6 +230,12 @@ def test_a_recreated_landing_table_outranks_the_documents_of_the_old_one(stack):
     remove_indices(client, spec.name, [spec.name])
 
 
+def _newest_refresh(instance) -> int:
+    """The storage id of the newest `live_indices` materialization (0: none yet)."""
+    records = instance.fetch_materializations(live_indices.key, limit=1).records
+    return records[0].storage_id if records else 0
+
+
 def _live_refreshes_after(instance, storage_id: int) -> list:
     return [r for r in instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=live_indices.key, after_storage_id=storage_id),
@@ -243,7 +250,7 @@ def test_a_streaming_run_serves_each_micro_batch_while_it_runs(spark, live_day):
     more = list(stream(dataclasses.replace(CONFIG, events=3_000, seed=6)))
     late = list(stream(dataclasses.replace(CONFIG, events=200, seed=7, duplicate_ratio=0,
                                            malformed_ratio=0, start=CLOSED_START)))
-    before = instance.fetch_materializations(live_indices.key, limit=1).records[0].storage_id
+    before = _newest_refresh(instance)
     landed_before = instance.fetch_materializations(clickstream_landing.key, limit=1).records[0]
     streaming = {"ops": {"clickstream_landing": {"config": {
         "stream_seconds": 300, "trigger_seconds": 1, "idle_seconds": 10, "report_seconds": 1}}}}
@@ -355,6 +362,54 @@ def _changed_days(instance, after_storage_id: int) -> set[str]:
     return {day for r in instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=clickstream_landing.key, after_storage_id=after_storage_id),
         limit=100).records for day in r.asset_materialization.metadata["changed_partitions"].value}
+
+
+def test_a_backfill_of_today_beside_the_stream_leaves_the_served_counts_exact(spark, live_day):
+    """A backfill over today (from the UI: the daily lane, not the ingest's) runs beside a
+    streaming run: its final load replaces today's documents while the stream refreshes them. The
+    next refresh finds the final documents, which have no live state, and computes the day whole,
+    so the served counts equal a recompute again."""
+    settings, resources, instance, _ = live_day
+    traffic = list(stream(dataclasses.replace(CONFIG, events=4_000, seed=10)))
+    before = _newest_refresh(instance)
+    streaming = {"ops": {"clickstream_landing": {"config": {
+        "stream_seconds": 600, "trigger_seconds": 1, "idle_seconds": 30}}}}
+    daily = [raw_clickstream, *ANALYTICS_ASSETS, *SERVING_ASSETS, *QUALITY_CHECKS]
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.update(stream=dg.materialize(
+        [clickstream_landing, live_indices], resources=resources, instance=instance,
+        run_config=streaming, raise_on_error=False)))
+    backfill = threading.Thread(target=lambda: outcome.update(backfill=dg.materialize(
+        daily, partition_key=TODAY, resources=resources, instance=instance,
+        raise_on_error=False)))
+    runner.start()
+    try:
+        _send(settings, traffic[:1_000])
+        wait_until(lambda: _live_refreshes_after(instance, before), 120, "a live refresh")
+        during = _newest_refresh(instance)
+        backfill.start()
+        # Traffic trickles in while the backfill runs, so the stream (idle after 30 s) refreshes
+        # beside it all the way to its final load, and is still there after it.
+        sent, beside = 1_000, False
+        while backfill.is_alive():
+            if sent < 3_500:
+                _send(settings, traffic[sent:sent + 25])
+                sent += 25
+            time.sleep(5)
+            beside = beside or (backfill.is_alive() and bool(_live_refreshes_after(instance, during)))
+        assert beside, "the stream refreshed nothing while the backfill ran"
+        assert outcome["backfill"].success
+        assert _served(resources, SESSIONS)["final"].any(), "no final load replaced the day"
+        after = _newest_refresh(instance)
+        _send(settings, traffic[sent:])
+        wait_until(lambda: _live_refreshes_after(instance, after), 120,
+                   "a live refresh after the backfill")
+    finally:
+        runner.join(300)
+        if backfill.is_alive():
+            backfill.join(600)
+    assert outcome["stream"].success
+    _assert_live_matches(spark, resources)
 
 
 def test_a_final_day_serves_exactly_the_full_recompute(spark, live_day):
