@@ -3,10 +3,10 @@
 A server that stops writes the classes it loaded to an archive on its way out; the next server
 maps them at start instead of loading and verifying each one again, so it answers and runs its
 first queries sooner. The archive belongs to one JDK and one set of jars: a new one of either
-gives it a new key. The old archive is removed as soon as a start finds its jars gone or
-changed (a reinstall), else once no start has used it for a week (two checkouts can share the
-cache folder, each with its own key). A JVM that finds an archive it
-cannot use runs without it, so a bad archive costs speed, never a start.
+gives it a new key. The old archive is removed as soon as a start finds its jars gone or changed
+(a reinstall), else once no start has used it for a week (two checkouts can share the cache
+folder, each with its own key). A JVM that finds an archive it cannot use runs without it, so a
+bad archive costs speed, never a start.
 
 Each server writes its own file, named for it, and only once it has exited is that file taken
 as the archive: two servers stopping at once never write the same file, and a start never maps a
@@ -90,8 +90,13 @@ class ClassArchive:
             if (unowned_write or _jars_changed(archive.with_suffix(MADE_FROM))
                     or time.time() - _mtime(archive) > UNUSED_DAYS * 86_400):
                 archive.unlink(missing_ok=True)
-                if not unowned_write:
-                    archive.with_suffix(MADE_FROM).unlink(missing_ok=True)
+        # Another key's record whose archive is gone and that no server is writing: a start that
+        # never wrote one, or an archive removed above.
+        for record in self.folder.glob(f"*{MADE_FROM}"):
+            key = record.name.removesuffix(MADE_FROM)
+            if (key != self.key and not record.with_suffix(SUFFIX).exists()
+                    and not any(self.folder.glob(f"{key}.*{OWNER}"))):
+                record.unlink(missing_ok=True)
 
 
 def _fingerprint(jar: Path) -> str:

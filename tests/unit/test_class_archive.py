@@ -116,3 +116,13 @@ def test_an_archive_whose_jars_were_reinstalled_goes_at_the_next_start(tmp_path)
     new.java_option()
     assert not old.path.exists() and not old.path.with_suffix(MADE_FROM).exists()
     assert all(p.name.startswith(f"{new.key}.") for p in new.folder.iterdir())
+
+
+def test_another_keys_record_without_an_archive_goes(tmp_path):
+    old = _archive(tmp_path)
+    old.java_option()  # a start that never got to write its archive
+    assert old.path.with_suffix(MADE_FROM).exists()
+    (tmp_path / "spark-core.jar").write_bytes(b"reinstalled classes")
+    new = _archive(tmp_path)
+    new.tidy()
+    assert not old.path.with_suffix(MADE_FROM).exists()
