@@ -59,6 +59,8 @@ CLOSED_START = datetime.fromisoformat(TODAY).replace(tzinfo=UTC) - timedelta(day
 CLOSED_DAY = CLOSED_START.date().isoformat()
 CONFIG = GeneratorConfig(events=8_000, seed=5, days=1, duplicate_ratio=0.03, malformed_ratio=0.01,
                          start=datetime.fromisoformat(TODAY).replace(tzinfo=UTC))
+# What a daily run of the day materializes: its final tables and indices, checked.
+DAILY = [raw_clickstream, *ANALYTICS_ASSETS, *SERVING_ASSETS, *QUALITY_CHECKS]
 # HyperLogLog's distinct counts on the live url x country documents (2^12 registers).
 HLL_TOLERANCE = 0.05
 
@@ -242,6 +244,15 @@ def _live_refreshes_after(instance, storage_id: int) -> list:
         limit=100).records if r.asset_materialization.metadata["new_rows"].value]
 
 
+def _streaming_run(resources, instance, outcome: dict, key: str, **config) -> threading.Thread:
+    """A streaming run of the live path (`config`: the ingest's run config) on a thread of its own,
+    not yet started; its result lands in `outcome[key]`."""
+    run_config = {"ops": {"clickstream_landing": {"config": config}}}
+    return threading.Thread(target=lambda: outcome.update({key: dg.materialize(
+        [clickstream_landing, live_indices], resources=resources, instance=instance,
+        run_config=run_config, raise_on_error=False)}))
+
+
 def test_a_streaming_run_serves_each_micro_batch_while_it_runs(spark, live_day):
     """The Kafka sensor's runs: one query lands micro-batches for minutes, and each one that brings
     rows reaches Elasticsearch during the run; late data for a closed day reaches the partition
@@ -252,12 +263,9 @@ def test_a_streaming_run_serves_each_micro_batch_while_it_runs(spark, live_day):
                                            malformed_ratio=0, start=CLOSED_START)))
     before = _newest_refresh(instance)
     landed_before = instance.fetch_materializations(clickstream_landing.key, limit=1).records[0]
-    streaming = {"ops": {"clickstream_landing": {"config": {
-        "stream_seconds": 300, "trigger_seconds": 1, "idle_seconds": 10, "report_seconds": 1}}}}
     outcome = {}
-    runner = threading.Thread(target=lambda: outcome.update(result=dg.materialize(
-        [clickstream_landing, live_indices], resources=resources, instance=instance,
-        run_config=streaming, raise_on_error=False)))
+    runner = _streaming_run(resources, instance, outcome, "result", stream_seconds=300,
+                            trigger_seconds=1, idle_seconds=10, report_seconds=1)
     started = time.monotonic()
     runner.start()
     try:
@@ -326,12 +334,9 @@ def test_after_its_spark_server_dies_the_live_documents_equal_a_recompute(spark,
                                                        index_prefix=prefix)
     instance = dg.DagsterInstance.ephemeral()
     sent = list(stream(dataclasses.replace(CONFIG, events=6_000, seed=9)))
-    streaming = {"ops": {"clickstream_landing": {"config": {
-        "stream_seconds": 300, "trigger_seconds": 1, "idle_seconds": 60}}}}
     outcome = {}
-    runner = threading.Thread(target=lambda: outcome.update(result=dg.materialize(
-        [clickstream_landing, live_indices], resources=resources, instance=instance,
-        run_config=streaming, raise_on_error=False)))
+    runner = _streaming_run(resources, instance, outcome, "result", stream_seconds=300,
+                            trigger_seconds=1, idle_seconds=60)
     try:
         _send(own_server, sent[:2_000])
         runner.start()
@@ -372,15 +377,11 @@ def test_a_backfill_of_today_beside_the_stream_leaves_the_served_counts_exact(sp
     settings, resources, instance, _ = live_day
     traffic = list(stream(dataclasses.replace(CONFIG, events=4_000, seed=10)))
     before = _newest_refresh(instance)
-    streaming = {"ops": {"clickstream_landing": {"config": {
-        "stream_seconds": 600, "trigger_seconds": 1, "idle_seconds": 30}}}}
-    daily = [raw_clickstream, *ANALYTICS_ASSETS, *SERVING_ASSETS, *QUALITY_CHECKS]
     outcome = {}
-    runner = threading.Thread(target=lambda: outcome.update(stream=dg.materialize(
-        [clickstream_landing, live_indices], resources=resources, instance=instance,
-        run_config=streaming, raise_on_error=False)))
+    runner = _streaming_run(resources, instance, outcome, "stream", stream_seconds=600,
+                            trigger_seconds=1, idle_seconds=30)
     backfill = threading.Thread(target=lambda: outcome.update(backfill=dg.materialize(
-        daily, partition_key=TODAY, resources=resources, instance=instance,
+        DAILY, partition_key=TODAY, resources=resources, instance=instance,
         raise_on_error=False)))
     runner.start()
     try:
@@ -414,8 +415,7 @@ def test_a_backfill_of_today_beside_the_stream_leaves_the_served_counts_exact(sp
 
 def test_a_final_day_serves_exactly_the_full_recompute(spark, live_day):
     _, resources, instance, _ = live_day
-    daily = [raw_clickstream, *ANALYTICS_ASSETS, *SERVING_ASSETS, *QUALITY_CHECKS]
-    assert dg.materialize(daily, partition_key=TODAY, resources=resources, instance=instance).success
+    assert dg.materialize(DAILY, partition_key=TODAY, resources=resources, instance=instance).success
     expected = _recompute(spark, resources, final=True)
     for spec in SERVED:
         served = _served(resources, spec)

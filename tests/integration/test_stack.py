@@ -183,8 +183,8 @@ def test_a_dead_spark_server_is_started_again_and_stack_down_stops_it_for_good(s
     assert not port_is_open("127.0.0.1", port)
 
 
-# Run as a program of its own: inside pytest's process the crash did not show (0 of 100 children
-# lost, against 4-7 of 100-200 in a plain process, with the same code).
+# Run as a program of its own: inside pytest's process the crash did not show, while a plain process
+# with the same code lost some of its children (docs/operations.md, "The local stack").
 BUSY_CLIENT_STARTS = """
 import sys, tempfile, threading, time
 from pathlib import Path

@@ -92,7 +92,7 @@ def test_materialize_and_backfill_from_the_ui_fill_the_indices(dagster_ui, brows
     with dg.DagsterInstance.from_config(str(home)) as instance:
         wait_until(lambda: any(r.status == dg.DagsterRunStatus.STARTED for r in instance.get_runs()),
                    120, "the one-partition run to start")
-    # While that run writes DAYS[0], a backfill over it: it must wait in the daily lane.
+    # While that run writes DAYS[0], a backfill over it: it must wait in its lanes.
     _launch(browser, f"[{DAYS[0]}...{DAYS[-1]}]", "3-three-day-backfill.png")
     backfill = _wait_for(home, runs=2, backfills=1)
     # The backfill's runs (its unpartitioned assets', then the range's) queued behind the first.
