@@ -19,7 +19,7 @@ from clickstream_dagster.checks.anomalies import ANOMALY_CHECKS
 from clickstream_dagster.checks.quality import QUALITY_CHECKS
 from clickstream_dagster.checks.serving import SERVING_CHECKS
 from clickstream_dagster.definitions import build_resources
-from clickstream_dagster.serving.indices import SERVED
+from clickstream_dagster.serving.indices import SERVED, delete_indices
 from config.clients import elasticsearch_client, kafka_admin
 from config.settings import Settings
 from stack import kafka
@@ -45,12 +45,11 @@ def reset_data(settings: Settings) -> list[str]:
         shutil.rmtree(settings.lake_dir)
         gone.append(f"lake {settings.lake_dir}")
     client = elasticsearch_client(settings)
-    for spec in SERVED:
-        family = spec.with_prefix(settings.elasticsearch_index_prefix).name
-        for index in client.indices.get(index=f"{family}-*", allow_no_indices=True):
-            client.indices.delete(index=index)
-            gone.append(f"index {index}")
-    return gone
+    indices = [index for spec in SERVED for index in client.indices.get(
+        index=f"{spec.with_prefix(settings.elasticsearch_index_prefix).name}-*",
+        allow_no_indices=True)]
+    delete_indices(client, indices)
+    return gone + [f"index {index}" for index in indices]
 
 
 class SandboxRunFailed(RuntimeError):

@@ -9,6 +9,7 @@ import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
+from clickstream_dagster.serving.indices import delete_indices
 from stack.kafka import create_topics, delete_topics  # noqa: F401 (re-exported)
 
 
@@ -128,10 +129,8 @@ def finish(instance, run, status) -> None:
 
 def remove_indices(client, prefix: str, templates: list[str]) -> None:
     """A test's Elasticsearch clean-up: every index named `<prefix>-*`, then the given index
-    templates. Deleting by wildcard is refused (action.destructive_requires_name), so each index
-    is named."""
-    for index in client.indices.get(index=f"{prefix}-*", allow_no_indices=True):
-        client.indices.delete(index=index)
+    templates."""
+    delete_indices(client, list(client.indices.get(index=f"{prefix}-*", allow_no_indices=True)))
     for name in templates:
         client.options(ignore_status=404).indices.delete_index_template(name=name)
 

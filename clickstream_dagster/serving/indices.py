@@ -27,6 +27,8 @@ FAILURES_SHOWN = 20
 BULK_THREADS = 2
 REFRESH_INTERVAL = "30s"
 LIVE_SUFFIX = "_live"  # the index an open day's live documents start in, before any final load
+# About 50-byte names, under Elasticsearch's 4 KB request line.
+DELETED_PER_REQUEST = 50
 
 
 @dataclass(frozen=True)
@@ -251,10 +253,15 @@ def expire_days(client: Elasticsearch, spec: IndexSpec, before: date) -> list[st
     expired = sorted(name for name in client.indices.get(index=f"{spec.name}-*",
                                                          allow_no_indices=True)
                      if (found := day_of.match(name)) and date(*map(int, found.groups()[:3])) < before)
-    # By name, in bounded requests: deleting by wildcard is refused on clusters that require names.
-    for first in range(0, len(expired), 50):
-        client.indices.delete(index=",".join(expired[first:first + 50]))
+    delete_indices(client, expired)
     return expired
+
+
+def delete_indices(client: Elasticsearch, names: list[str]) -> None:
+    """Delete the named indices, many to a request: by name, since clusters that require names
+    refuse a wildcard, and in bounded requests, since the names travel in the request line."""
+    for first in range(0, len(names), DELETED_PER_REQUEST):
+        client.indices.delete(index=",".join(names[first:first + DELETED_PER_REQUEST]))
 
 
 def ensure_index(client: Elasticsearch, spec: IndexSpec, day: str, replicas: int) -> str:
