@@ -153,11 +153,22 @@ def use_utc() -> None:
     time.tzset()
 
 
+# pyspark's mark of a Spark Connect client process: `pyspark.sql.functions` then build Connect
+# columns. Its builder sets it for a remote session.
+CONNECT_CLIENT_MARK = "SPARK_CONNECT_MODE_ENABLED"
+
+
+def mark_connect_client() -> None:
+    """Mark this process as a Spark Connect client, for a session built without pyspark's
+    builder."""
+    os.environ[CONNECT_CLIENT_MARK] = "1"
+
+
 def child_env(**overrides: str) -> dict[str, str]:
     """The environment for a child process: this one's, in UTC, with `overrides` on top. A process
     that opened a Spark Connect session is marked as a Connect client; a child chooses its own kind
     of Spark from its settings, so the mark is not passed on."""
-    env = {key: value for key, value in os.environ.items() if key != "SPARK_CONNECT_MODE_ENABLED"}
+    env = {key: value for key, value in os.environ.items() if key != CONNECT_CLIENT_MARK}
     return {**env, "TZ": "UTC", **overrides}
 
 

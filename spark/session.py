@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 from pyspark.sql import SparkSession
 
-from config.settings import Settings
+from config.settings import Settings, mark_connect_client
 
 # Settings that hold on a laptop and on a cluster alike; sizes come from the caller.
 BASE_CONF = {
@@ -105,11 +105,23 @@ def settings_conf(settings: Settings) -> dict[str, str]:
             "spark.driver.bindAddress": "127.0.0.1"}
 
 
+# The retry policy's waits also bound gRPC's own reconnects, which back off up to 2 minutes: a
+# client whose server had been down long kept failing on a stale "refused" after it was back.
+FIRST_RETRY_WAIT_MS, LONGEST_RETRY_WAIT_MS = 50, 5_000
+
+
 def connect(remote: str, retry_s: float, *, shared: bool = False) -> SparkSession:
     """A client of the Connect server at `remote` whose calls give up after about `retry_s` of
     retries, so a dead server fails the work instead of hanging it. `shared`: the process's
     default session (getOrCreate), else one of the caller's own."""
-    builder = SparkSession.builder.remote(remote)
+    from pyspark.sql.connect.client import DefaultChannelBuilder
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+    channel = DefaultChannelBuilder(remote, channelOptions=[
+        ("grpc.initial_reconnect_backoff_ms", FIRST_RETRY_WAIT_MS),
+        ("grpc.max_reconnect_backoff_ms", LONGEST_RETRY_WAIT_MS)])
+    builder = ConnectSession.builder.channelBuilder(channel)
+    mark_connect_client()
     session = builder.getOrCreate() if shared else builder.create()
     session.client.set_retry_policies([retry_policy(retry_s)])
     _bound_interrupts(session.client)
@@ -198,7 +210,7 @@ def retry_policy(budget_s: float):
     as fit in `budget_s` of waiting, each wait at most 5 s."""
     from pyspark.sql.connect.client.retries import DefaultPolicy
 
-    longest_ms, wait_ms, waited_ms, retries = 5_000, 50, 0, 0
+    longest_ms, wait_ms, waited_ms, retries = LONGEST_RETRY_WAIT_MS, FIRST_RETRY_WAIT_MS, 0, 0
     while waited_ms + min(wait_ms, longest_ms) <= budget_s * 1000:
         waited_ms += min(wait_ms, longest_ms)
         wait_ms *= 4
