@@ -170,8 +170,7 @@ def load_day(client: Elasticsearch, spec: IndexSpec, day: str, rows: pa.Table,
     # index made since `serving` was read is no leftover: the swap replaces it.)
     leftovers = [name for name in client.indices.get(index=f"{alias}_*", allow_no_indices=True)
                  if name not in serving and name != f"{alias}{LIVE_SUFFIX}"]
-    for name in leftovers:
-        client.indices.delete(index=name)
+    delete_indices(client, leftovers)
     # Loading with refresh and replicas off, then on: each refresh during the load would only
     # make segments nobody may read yet.
     client.indices.create(index=index, settings={"refresh_interval": "-1", "number_of_replicas": 0})
