@@ -236,10 +236,12 @@ def test_sigkill_mid_batch_then_restart_lands_every_event_exactly_once(stack, sp
     summary = produce(config, fresh_topics, progress=False)
     lake = tmp_path / "lake"
     # The ingest runs its own in-process Spark here, so that SIGKILL takes down the very process
-    # that writes the lake and the checkpoint, as a crash of the Spark server would.
+    # that writes the lake and the checkpoint, as a crash of the Spark server would. Its scratch
+    # folders go under tmp_path, since a killed JVM leaves them behind.
     env = child_env(CLICKSTREAM_TOPIC=fresh_topics.topic, CLICKSTREAM_DLQ_TOPIC=fresh_topics.dlq_topic,
                     CLICKSTREAM_LAKE_DIR=str(lake), CLICKSTREAM_SPARK_REMOTE="none",
-                    SPARK_MASTER="local[2]", SPARK_DRIVER_MEMORY="2g")
+                    SPARK_MASTER="local[2]", SPARK_DRIVER_MEMORY="2g",
+                    SPARK_LOCAL_DIRS=str(tmp_path / "spark-scratch"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli", "ingest", "--max-offsets-per-trigger",
          "2000"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
