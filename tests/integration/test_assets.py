@@ -22,7 +22,14 @@ from clickstream_dagster.checks.quality import QUALITY_CHECKS
 from clickstream_dagster.checks.serving import SERVING_CHECKS
 from clickstream_dagster.definitions import build_resources
 from clickstream_dagster.resources import ElasticsearchResource
-from clickstream_dagster.serving.indices import SERVED, SESSIONS, URL_COUNTRY, IndexingError, load_day
+from clickstream_dagster.serving.indices import (
+    LIVE_SUFFIX,
+    SERVED,
+    SESSIONS,
+    URL_COUNTRY,
+    IndexingError,
+    load_day,
+)
 from simulator.population import CRAWLERS
 from simulator.producer import produce
 from simulator.timeline import LATE, VALID, GeneratorConfig, stream
@@ -329,6 +336,17 @@ def test_a_day_index_from_before_aliases_is_swapped_for_an_alias(scratch):
     assert client.indices.get_alias(name=day) == {f"{day}_run-swap": {"aliases": {day: {}}}}
     assert list(client.indices.get_alias(name=spec.alias)) == [f"{day}_run-swap"]
     assert client.count(index=spec.alias)["count"] == 2
+
+
+def test_a_load_deletes_the_indices_of_killed_loads_and_keeps_the_live_one(scratch):
+    client, spec = scratch
+    day = spec.index_for(DAY1)
+    killed = [f"{day}_0badc0de", f"{day}_deadbeef"]  # loads that died before their swap
+    for name in [*killed, f"{day}{LIVE_SUFFIX}"]:
+        client.indices.create(index=name)
+    load_day(client, spec, DAY1, pa.Table.from_pylist(_url_country_rows(3)), "run-tidy")
+    assert sorted(client.indices.get(index=f"{day}_*")) == [f"{day}{LIVE_SUFFIX}", f"{day}_run-tidy"]
+    assert client.count(index=day)["count"] == 3
 
 
 def test_quality_checks_pass_on_good_data_with_gx_observations(day1):
