@@ -16,9 +16,10 @@ use_utc()
 
 # The integration modules that take longest, in that order, ahead of the rest: the workers take
 # modules in collection order, so they finish together instead of one running a long module alone.
-LONGEST_FIRST = ("test_live", "test_ingest", "test_ui", "test_assets", "test_spark_cluster",
-                 "test_dashboard", "test_faults", "test_elasticsearch_nodes", "test_supervision",
-                 "test_kafka_brokers", "test_retention", "test_stack", "test_anomalies")
+LONGEST_FIRST = ("test_live", "test_ingest", "test_ui", "test_spark_cluster", "test_faults",
+                 "test_assets", "test_supervision", "test_dashboard", "test_bench",
+                 "test_kafka_brokers", "test_stack", "test_elasticsearch_nodes",
+                 "test_daemon_restart", "test_retention", "test_anomalies")
 
 
 def pytest_collection_modifyitems(items):
