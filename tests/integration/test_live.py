@@ -59,7 +59,8 @@ CLOSED_START = datetime.fromisoformat(TODAY).replace(tzinfo=UTC) - timedelta(day
 CLOSED_DAY = CLOSED_START.date().isoformat()
 CONFIG = GeneratorConfig(events=8_000, seed=5, days=1, duplicate_ratio=0.03, malformed_ratio=0.01,
                          start=datetime.fromisoformat(TODAY).replace(tzinfo=UTC))
-# What a daily run of the day materializes: its final tables and indices, checked.
+# What a daily run of the day materializes: its final tables and indices, checked. The daily job's
+# anomaly and served-count checks write nothing, and have modules of their own.
 DAILY = [raw_clickstream, *ANALYTICS_ASSETS, *SERVING_ASSETS, *QUALITY_CHECKS]
 # HyperLogLog's distinct counts on the live url x country documents (2^12 registers).
 HLL_TOLERANCE = 0.05
