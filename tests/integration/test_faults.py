@@ -19,7 +19,6 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 from elasticsearch import ApiError, TransportError
-from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from clickstream_dagster.assets.ingest import clickstream_landing
@@ -33,6 +32,7 @@ from simulator.timeline import GeneratorConfig
 from spark.ingest.batch_log import read_batch_log
 from spark.ingest.config import IngestConfig
 from spark.ingest.stream import IngestJob
+from spark.session import connect, stop_session
 from stack import elasticsearch, kafka, manager
 from stack.process import read_pid_file
 from tests.helpers import free_port, remove_indices, services_of_their_own, topic_of_its_own
@@ -107,13 +107,13 @@ def _ingest_in_a_session_of_its_own(settings, config, outcomes: list,
                                     timeout_s: float | None = None) -> None:
     """One available-now ingest, as another process would run it; its batches or its error are
     appended to `outcomes` (failing clearly is an allowed outcome of these faults)."""
-    session = SparkSession.builder.remote(settings.spark_remote).create()
+    session = connect(settings.spark_remote, settings.spark_retry_s)
     try:
         outcomes.append(IngestJob(session, config).run(timeout_s=timeout_s))
     except Exception as exc:
         outcomes.append(exc)
     finally:
-        session.stop()
+        stop_session(session)
 
 
 def _landed(spark, table: str) -> tuple[int, int]:

@@ -29,6 +29,7 @@ from spark.delta_lake import (
 from spark.ingest.batch_log import read_batch_log
 from spark.ingest.config import IngestConfig
 from spark.ingest.stream import IngestJob
+from spark.session import connect, stop_session
 from tests.helpers import consume_all, create_topics, delete_topics, isolated_topics
 
 FAULTY = GeneratorConfig(
@@ -301,12 +302,11 @@ def test_days_committed_by_a_run_that_never_reported_are_recomputed(stack, tmp_p
         assert landing_metadata()["changed_partitions"] == ["2026-08-01"]
         # A run that commits and is gone before it reports: the ingest outside any materialization.
         produce(one_day(2), settings, progress=False)
-        from pyspark.sql import SparkSession
-        session = SparkSession.builder.remote(settings.spark_remote).create()
+        session = connect(settings.spark_remote, settings.spark_retry_s)
         try:
             IngestJob(session, IngestConfig.from_settings(settings)).run()
         finally:
-            session.stop()
+            stop_session(session)
         recovered = landing_metadata()
         assert recovered["records_consumed"] == 0
         assert recovered["changed_partitions"] == recovered["recovered_partitions"] == ["2026-08-02"]
