@@ -61,23 +61,49 @@ def kafka_ingest_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResourc
     if retry_in:
         return dg.SensorResult(skip_reason=f"the last {queue.consecutive_failures} ingest run(s) "
                                            f"failed; retrying in {retry_in:.0f} s")
-    end_offsets = kafka.end_offsets()
-    end = {str(p): o for p, o in end_offsets.items()}
-    consumed = {str(p): o for p, o in kafka.committed_offsets(list(end_offsets)).items()}
-    behind = {p: o - consumed.get(p, 0) for p, o in end.items() if o > consumed.get(p, 0)}
+    end, consumed, ahead = _positions(kafka)
+    # Past the end, the group's position counts for nothing: every record there is new to it.
+    start = {p: 0 if p in ahead else consumed.get(p, 0) for p in end}
+    behind = {p: o - start[p] for p, o in end.items() if o > start[p]}
     new_cursor = json.dumps({"end_offsets": end, "consumed": consumed})
+    if ahead:
+        context.log.warning(_ahead_of_the_topic(kafka, ahead, end))
     if not behind:
-        return dg.SensorResult(skip_reason=f"nothing new: {sum(end.values()):,} records on "
-                                           f"{kafka.topic}, all consumed", cursor=new_cursor)
+        return dg.SensorResult(skip_reason=_ahead_of_the_topic(kafka, ahead, end) if ahead else
+                               f"nothing new: {sum(end.values()):,} records on {kafka.topic}, all "
+                               "consumed", cursor=new_cursor)
     # The same end offsets give the same key, so a tick never launches a second run for records
-    # an earlier run was asked to consume; a retry after a failure gets a key of its own.
-    run_key = "ingest:" + ",".join(f"{p}={end[p]}" for p in sorted(end, key=int)) + retry_suffix(queue)
+    # an earlier run was asked to consume; a retry after a failure gets a key of its own, and so
+    # does a topic that was recreated (its offsets start again and may repeat an old key).
+    run_key = ("ingest:" + ",".join(f"{p}={end[p]}" for p in sorted(end, key=int))
+               + "".join(f",ahead:{p}={ahead[p]}" for p in sorted(ahead, key=int))
+               + retry_suffix(queue))
     return dg.SensorResult(
         run_requests=[dg.RunRequest(run_key=run_key, run_config=STREAMING_RUN,
                                     tags={"records_behind": str(sum(behind.values())),
                                           "clickstream/attempt": str(queue.consecutive_failures + 1),
                                           **STREAMING_RUN_LIMIT})],
         cursor=new_cursor)
+
+
+def _positions(kafka: KafkaResource) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """The topic's end offsets, the ingest group's committed position, and the partitions where
+    that position is past the end (the topic was deleted and created again, or truncated)."""
+    end = {str(p): o for p, o in kafka.end_offsets().items()}
+    consumed = {str(p): o for p, o in kafka.committed_offsets([int(p) for p in end]).items()}
+    if any(o > end.get(p, 0) for p, o in consumed.items()):
+        # A running ingest may have committed past the first read; the end read after the
+        # position can only be behind it if the topic lost records.
+        end = {str(p): o for p, o in kafka.end_offsets().items()}
+    return end, consumed, {p: o for p, o in consumed.items() if o > end.get(p, 0)}
+
+
+def _ahead_of_the_topic(kafka: KafkaResource, ahead: dict[str, int], end: dict[str, int]) -> str:
+    partitions = ", ".join(f"{p} (committed {o:,}, end {end.get(p, 0):,})"
+                           for p, o in sorted(ahead.items(), key=lambda i: int(i[0])))
+    return (f"consumer group {kafka.consumer_group} is past the end of {kafka.topic} on partitions "
+            f"{partitions}: the topic was deleted and created again, or truncated. Its records count "
+            "as new here; the ingest's checkpoint still decides where it reads")
 
 
 DUE, LAUNCHED = "due", "launched"

@@ -16,6 +16,8 @@ from clickstream_dagster.sensors import kafka_ingest_sensor, landing_partitions_
 from config.settings import Settings
 from simulator.producer import produce
 from simulator.timeline import GeneratorConfig
+from spark.ingest import consumer_group
+from spark.ingest.config import IngestConfig
 from tests.helpers import finish, queue_run
 
 
@@ -53,6 +55,25 @@ def test_kafka_sensor_skips_requests_once_and_restores_its_cursor(fresh_topics, 
     assert dg.materialize([clickstream_landing], resources=resources, instance=instance).success
     after = _tick(kafka_ingest_sensor, resources, instance, cursor=again.cursor)
     assert not after.run_requests and "all consumed" in after.skip_message
+
+
+def test_a_group_past_the_end_of_a_recreated_topic_still_starts_an_ingest(fresh_topics, tmp_path):
+    """A topic deleted and created again under the ingest's consumer group: the group's old
+    position is past the new records, which must not read as all consumed."""
+    resources = _resources(fresh_topics, tmp_path)
+    instance = dg.DagsterInstance.ephemeral()
+    partitions = len(resources["kafka"].end_offsets())
+    consumer_group.publish(IngestConfig.from_settings(fresh_topics),
+                           {str(p): 10_000 for p in range(partitions)})
+    empty = _tick(kafka_ingest_sensor, resources, instance)
+    assert not empty.run_requests and "past the end" in empty.skip_message
+
+    produce(GeneratorConfig(events=500, seed=3), fresh_topics, progress=False)
+    tick = _tick(kafka_ingest_sensor, resources, instance, cursor=empty.cursor)
+    assert len(tick.run_requests) == 1
+    assert tick.run_requests[0].tags["records_behind"] == "500"
+    # Not the key a run for the same offsets of the topic's earlier life would have had.
+    assert ",ahead:" in tick.run_requests[0].run_key
 
 
 def test_late_events_for_an_earlier_day_request_that_day_only(fresh_topics, tmp_path):
