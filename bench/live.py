@@ -555,16 +555,21 @@ def _free_port() -> int:
 
 
 def _stop(child: subprocess.Popen, grace_s: float = 30) -> None:
+    """SIGINT, then SIGTERM, then SIGKILL to the child's process group, until none of it is left.
+    The runs `dagster dev` launched are in that group and may outlive it by a micro-batch: one
+    still stopping would commit to the next benchmark's freshly reset topic and lake."""
     import signal
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-        if child.poll() is not None:
-            return
         try:
             os.killpg(child.pid, sig)
         except ProcessLookupError:
             return
-        try:
-            child.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            continue
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            child.poll()  # the leader's exit status, so that it leaves the group
+            try:
+                os.killpg(child.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)

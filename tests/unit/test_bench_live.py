@@ -5,7 +5,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from bench.live import CpuMeter, LiveRun, Probe, Sample, _minute_line, _resolve, _window
+from bench.live import CpuMeter, LiveRun, Probe, Sample, _minute_line, _resolve, _stop, _window
 from config.settings import Settings
 
 START = datetime(2026, 11, 30, 12, 0, tzinfo=UTC).timestamp()
@@ -105,3 +105,26 @@ def test_the_cpu_meter_counts_a_restarted_service_under_its_new_pid():
         busy.kill()
         busy.wait()
     assert shares["spark-connect"] > 0
+
+
+def test_stopping_a_child_waits_for_all_of_its_process_group(tmp_path):
+    """`dagster dev` exits before the runs it launched: the benchmark must not go on (and reset the
+    topics) while one of them still writes."""
+    marker = tmp_path / "run-stopped"
+    run = ("import signal, sys, time, pathlib\n"
+           "def stop(*_):\n"
+           "    time.sleep(1.5)\n"
+           f"    pathlib.Path({str(marker)!r}).touch()\n"
+           "    sys.exit(0)\n"
+           "signal.signal(signal.SIGINT, stop)\n"
+           "time.sleep(60)\n")
+    # The leader exits at once on SIGINT; the run it started takes 1.5 s to stop.
+    leader = subprocess.Popen(
+        [sys.executable, "-c", f"import subprocess, sys, time\n"
+                               f"subprocess.Popen([sys.executable, '-c', {run!r}])\n"
+                               "time.sleep(60)\n"],
+        start_new_session=True)
+    time.sleep(1.0)  # the run has set its handler
+    _stop(leader, grace_s=10)
+    assert leader.poll() is not None and marker.exists()
+
