@@ -22,6 +22,9 @@ from urllib.parse import urlparse
 from .defaults import (
     DEFAULT_CONSUMER_GROUP,
     DEFAULT_DLQ_TOPIC,
+    DEFAULT_INGEST_IDLE_S,
+    DEFAULT_INGEST_REPORT_S,
+    DEFAULT_INGEST_TRIGGER_S,
     DEFAULT_MAX_EVENTS_PER_SECOND,
     DEFAULT_MIN_SESSIONS,
     DEFAULT_THRESHOLD,
@@ -379,17 +382,18 @@ class Settings:
         "next run holds the live path up for some 30 s, so runs are long; `0` makes every run "
         "available-now (take what is on the topic and stop), which pays a run start per cycle")
     ingest_trigger_s: float = setting(
-        "CLICKSTREAM_INGEST_TRIGGER_S", 10.0,
+        "CLICKSTREAM_INGEST_TRIGGER_S", DEFAULT_INGEST_TRIGGER_S,
         "seconds between the micro-batches of a streaming run. Every micro-batch has a fixed cost "
         "in Spark jobs and Delta commits, so a shorter interval is fresher only while the machine "
-        "has CPU to spare (on 2 cores, 10 s against 15 s: 5 to 9 % more CPU at 1,000 events/s, "
-        "see [docs/benchmarks.md](docs/benchmarks.md))")
+        "has CPU to spare: on 2 cores at 1,000 events/s, 5 s against 10 s took Elasticsearch's "
+        "p95 from 16-18 s to 10 s for 9 to 17 points more CPU (see "
+        "[docs/benchmarks.md](docs/benchmarks.md))")
     ingest_idle_s: int = setting(
-        "CLICKSTREAM_INGEST_IDLE_S", 60,
+        "CLICKSTREAM_INGEST_IDLE_S", DEFAULT_INGEST_IDLE_S,
         "a streaming run ends once the topic has been quiet this long; the sensor starts the next "
         "when records come")
     ingest_report_s: int = setting(
-        "CLICKSTREAM_INGEST_REPORT_S", 60,
+        "CLICKSTREAM_INGEST_REPORT_S", DEFAULT_INGEST_REPORT_S,
         "a streaming run records what the lake gained (changed days, counts, dead letters) as a "
         "`clickstream_landing` materialization this often, so late data for a closed day reaches "
         "the partition sensor within about this long, not at the run's end")

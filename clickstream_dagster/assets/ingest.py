@@ -9,6 +9,7 @@ import dagster as dg
 from elasticsearch import ApiError, TransportError
 from pydantic import Field
 
+from config.defaults import DEFAULT_INGEST_IDLE_S, DEFAULT_INGEST_REPORT_S, DEFAULT_INGEST_TRIGGER_S
 from spark.delta_lake import table_columns
 from spark.ingest import stream, transform
 from spark.ingest.batch_log import BatchStats
@@ -39,14 +40,15 @@ class IngestRunConfig(dg.Config):
                        "query running for up to this long, landing a micro-batch every "
                        "trigger_seconds and refreshing the open days' live documents after each; "
                        "the Kafka sensor's runs do this (CLICKSTREAM_INGEST_STREAM_S).")
-    trigger_seconds: float = Field(10.0, description="Streaming runs: seconds between micro-batches.")
-    idle_seconds: int = Field(60, description="Streaming runs: end once the topic has been quiet "
-                                              "this long; the sensor starts the next on new data.")
-    report_seconds: int = Field(
-        60, description="Streaming runs: record what the lake gained (changed days, counts, dead "
-                        "letters) as a clickstream_landing materialization at least this often, "
-                        "so late data for closed days reaches the partition sensor while the run "
-                        "goes on (CLICKSTREAM_INGEST_REPORT_S).")
+    trigger_seconds: float = Field(DEFAULT_INGEST_TRIGGER_S, description=(
+        "Streaming runs: seconds between micro-batches (CLICKSTREAM_INGEST_TRIGGER_S)."))
+    idle_seconds: int = Field(DEFAULT_INGEST_IDLE_S, description=(
+        "Streaming runs: end once the topic has been quiet this long; the sensor starts the next "
+        "on new data (CLICKSTREAM_INGEST_IDLE_S)."))
+    report_seconds: int = Field(DEFAULT_INGEST_REPORT_S, description=(
+        "Streaming runs: record what the lake gained (changed days, counts, dead letters) as a "
+        "clickstream_landing materialization at least this often, so late data for closed days "
+        "reaches the partition sensor while the run goes on (CLICKSTREAM_INGEST_REPORT_S)."))
 
 
 # Two ingests must never share the checkpoint. The instance template limits this pool to one run

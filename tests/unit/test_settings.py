@@ -128,6 +128,18 @@ def test_the_ingest_defaults_are_written_once(monkeypatch):
         IngestConfig.topic, IngestConfig.dlq_topic, IngestConfig.consumer_group)
 
 
+def test_a_streaming_run_launched_by_hand_paces_itself_like_the_sensors_runs(monkeypatch):
+    """The launchpad's defaults for a streaming ingest run are the settings' defaults."""
+    from clickstream_dagster.assets.ingest import IngestRunConfig
+
+    for var in ("CLICKSTREAM_INGEST_TRIGGER_S", "CLICKSTREAM_INGEST_IDLE_S",
+                "CLICKSTREAM_INGEST_REPORT_S"):
+        monkeypatch.delenv(var, raising=False)
+    settings, by_hand = Settings.from_env(), IngestRunConfig()
+    assert (by_hand.trigger_seconds, by_hand.idle_seconds, by_hand.report_seconds) == (
+        settings.ingest_trigger_s, settings.ingest_idle_s, settings.ingest_report_s)
+
+
 def test_retention_days_are_whole_numbers_and_zero_keeps_forever(monkeypatch):
     monkeypatch.setenv("CLICKSTREAM_INDEX_RETENTION_DAYS", "0")
     monkeypatch.setenv("CLICKSTREAM_LANDING_RETENTION_DAYS", "7")
