@@ -66,12 +66,12 @@ def kafka_ingest_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResourc
     start = {p: 0 if p in ahead else consumed.get(p, 0) for p in end}
     behind = {p: o - start[p] for p, o in end.items() if o > start[p]}
     new_cursor = json.dumps({"end_offsets": end, "consumed": consumed})
-    if ahead:
-        context.log.warning(_ahead_of_the_topic(kafka, ahead, end))
+    past_the_end = _ahead_of_the_topic(kafka, ahead, end) if ahead else None
+    if past_the_end:
+        context.log.warning(past_the_end)
     if not behind:
-        return dg.SensorResult(skip_reason=_ahead_of_the_topic(kafka, ahead, end) if ahead else
-                               f"nothing new: {sum(end.values()):,} records on {kafka.topic}, all "
-                               "consumed", cursor=new_cursor)
+        return dg.SensorResult(skip_reason=past_the_end or f"nothing new: {sum(end.values()):,} "
+                               f"records on {kafka.topic}, all consumed", cursor=new_cursor)
     # The same end offsets give the same key, so a tick never launches a second run for records
     # an earlier run was asked to consume; a retry after a failure gets a key of its own, and so
     # does a topic that was recreated (its offsets start again and may repeat an old key).
@@ -89,13 +89,14 @@ def kafka_ingest_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResourc
 def _positions(kafka: KafkaResource) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
     """The topic's end offsets, the ingest group's committed position, and the partitions where
     that position is past the end (the topic was deleted and created again, or truncated)."""
-    end = {str(p): o for p, o in kafka.end_offsets().items()}
-    consumed = {str(p): o for p, o in kafka.committed_offsets([int(p) for p in end]).items()}
+    end = kafka.end_offsets()
+    consumed = kafka.committed_offsets(list(end))
     if any(o > end.get(p, 0) for p, o in consumed.items()):
         # A running ingest may have committed past the first read; the end read after the
         # position can only be behind it if the topic lost records.
-        end = {str(p): o for p, o in kafka.end_offsets().items()}
-    return end, consumed, {p: o for p, o in consumed.items() if o > end.get(p, 0)}
+        end = kafka.end_offsets()
+    ahead = {p: o for p, o in consumed.items() if o > end.get(p, 0)}
+    return tuple({str(p): o for p, o in offsets.items()} for offsets in (end, consumed, ahead))
 
 
 def _ahead_of_the_topic(kafka: KafkaResource, ahead: dict[str, int], end: dict[str, int]) -> str:
