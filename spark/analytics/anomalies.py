@@ -16,7 +16,10 @@ matter: at least `min_sessions` sessions and half the baseline.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -32,6 +35,9 @@ POOLED_WINDOWS = 6  # either side of a window: its spread pools +-30 minutes of 
 MAD_TO_SIGMA = 1.4826  # a normal distribution's standard deviation per median absolute deviation
 MIN_RELATIVE_CHANGE = 0.5
 KEYS = ["dimension", "segment"]
+UNKNOWN_COUNTRY = "unknown"
+DECIMALS = 3
+ROUNDING = Decimal(1).scaleb(-DECIMALS)
 
 
 def history_days(days: list[str]) -> list[str]:
@@ -46,7 +52,7 @@ def window_sessions(raw: DataFrame) -> DataFrame:
     ("all") and per country, with a zero for every window of a day with traffic that had none."""
     slot = (F.hour("event_ts") * 60 + F.minute("event_ts")) / F.lit(WINDOW_MINUTES)
     rows = raw.select("event_date", F.floor(slot).cast("int").alias("slot"), "session_id",
-                      F.coalesce("country", F.lit("unknown")).alias("country"))
+                      segment_country().alias("country"))
     counted = (rows.groupBy("event_date", "slot", "country")
                .agg(F.count_distinct("session_id").alias("sessions"))
                .select("event_date", "slot", F.lit("country").alias("dimension"),
@@ -64,12 +70,13 @@ def window_sessions(raw: DataFrame) -> DataFrame:
             .withColumn("sessions", F.coalesce("sessions", F.lit(0)).cast("long")))
 
 
-def score_windows(counts: DataFrame, days: list[str], threshold: float = DEFAULT_THRESHOLD,
-                  min_sessions: int = DEFAULT_MIN_SESSIONS) -> DataFrame:
-    """Every window of `days`, each segment, with its baseline, spread, score and verdict;
-    `counts` is window_sessions over the days and their history_days."""
-    targets = counts.where(F.col("event_date").isin([date.fromisoformat(d) for d in days]))
-    target_days = targets.select(F.col("event_date").alias("day")).distinct()
+def baselines(counts: DataFrame, days: list[str]) -> DataFrame:
+    """Per day of `days`, segment and window slot: the trailing days' median (`baseline`), the
+    median absolute deviation pooled over nearby slots (`mad`) and the trailing days with traffic
+    (`history_days`). Only the trailing days of `counts` (window_sessions) are read, so an open
+    day's baselines are known before its traffic."""
+    target_days = counts.sparkSession.createDataFrame(
+        [(date.fromisoformat(day),) for day in days], "day date")
     trailing = (target_days.join(counts, (counts["event_date"] < F.col("day"))
                                  & (counts["event_date"] >= F.date_sub(F.col("day"), TRAILING_DAYS)))
                 .select("day", "event_date", "slot", *KEYS, "sessions"))
@@ -84,8 +91,23 @@ def score_windows(counts: DataFrame, days: list[str], threshold: float = DEFAULT
               .withColumn("deviation", F.abs(F.col("sessions") - F.col("baseline")))
               .withColumn("mad", _median_of(F.collect_list("deviation").over(nearby)))
               .groupBy(*per_window).agg(F.first("mad").alias("mad")))
+    return baseline.join(spread, per_window)
+
+
+def segment_country() -> Column:
+    """A row's country segment: events without a country count under "unknown"."""
+    return F.coalesce("country", F.lit(UNKNOWN_COUNTRY))
+
+
+def score_windows(counts: DataFrame, days: list[str], threshold: float = DEFAULT_THRESHOLD,
+                  min_sessions: int = DEFAULT_MIN_SESSIONS) -> DataFrame:
+    """Every window of `days`, each segment, with its baseline, spread, score and verdict;
+    `counts` is window_sessions over the days and their history_days. `judge` is the same rule
+    for one window, in Python, for the live path."""
+    targets = counts.where(F.col("event_date").isin([date.fromisoformat(d) for d in days]))
+    per_window = ["day", *KEYS, "slot"]
     scored = (targets.withColumnRenamed("event_date", "day")
-              .join(baseline, per_window, "left").join(spread, per_window, "left")
+              .join(baselines(counts, days), per_window, "left")
               .withColumn("history_days", F.coalesce("history_days", F.lit(0)))
               .withColumn("spread", F.greatest(F.col("mad") * MAD_TO_SIGMA,
                                                F.sqrt(F.greatest("baseline", F.lit(1.0)))))
@@ -108,6 +130,44 @@ def score_windows(counts: DataFrame, days: list[str], threshold: float = DEFAULT
     )
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """One window's trailing baseline, a row of `baselines`. A segment the trailing days never
+    saw counts as none in each of them (window_sessions' grid): NEW_SEGMENT with their number."""
+
+    baseline: float
+    mad: float
+    history_days: int
+
+
+def judge(sessions: int, baseline: Baseline | None, threshold: float = DEFAULT_THRESHOLD,
+          min_sessions: int = DEFAULT_MIN_SESSIONS) -> dict:
+    """score_windows' verdict on one window, in Python, to the same rounding: the served fields
+    baseline, spread, score, history_days, is_anomaly and direction."""
+    if baseline is None or baseline.history_days < MIN_HISTORY_DAYS:
+        return {"baseline": None, "spread": None, "score": None,
+                "history_days": baseline.history_days if baseline else 0,
+                "is_anomaly": False, "direction": None}
+    spread = max(baseline.mad * MAD_TO_SIGMA, math.sqrt(max(baseline.baseline, 1.0)))
+    change = sessions - baseline.baseline
+    anomaly = (abs(change) / spread >= threshold and abs(change) >= min_sessions
+               and abs(change) >= MIN_RELATIVE_CHANGE * baseline.baseline)
+    return {"baseline": spark_round(baseline.baseline), "spread": spark_round(spread),
+            "score": spark_round(change / spread), "history_days": baseline.history_days,
+            "is_anomaly": anomaly,
+            "direction": ("spike" if change > 0 else "drop") if anomaly else None}
+
+
+def new_segment(history_days: int) -> Baseline:
+    """The baseline of a segment none of the trailing days saw: none in every window of each."""
+    return Baseline(0.0, 0.0, history_days)
+
+
+def spark_round(value: float) -> float:
+    """Spark's round(value, 3): half up on the shortest decimal form of the double."""
+    return float(Decimal(repr(value)).quantize(ROUNDING, rounding=ROUND_HALF_UP))
+
+
 # traffic_anomalies' columns, and the raw_clickstream columns each comes from (the UI's lineage).
 _COUNTED = ["session_id", "event_ts", "country"]
 COLUMN_SOURCES: dict[str, list[str]] = {
@@ -127,4 +187,4 @@ def _median_of(values: Column) -> Column:
 
 
 def _rounded(column: Column) -> Column:
-    return F.round(column, 3)
+    return F.round(column, DECIMALS)

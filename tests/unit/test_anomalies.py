@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
+from pyspark.sql import functions as F
+
 from spark.analytics import anomalies
 
 DAYS = ["2026-05-01", "2026-05-02", "2026-05-03", "2026-05-04"]
@@ -63,3 +65,54 @@ def test_a_window_without_sessions_is_counted_as_zero(spark):
     assert (counts[("all", 0)], counts[("all", 1)], counts[("all", 2)]) == (1, 0, 1)
     assert (counts[("DE", 0)], counts[("US", 0)], counts[("US", 2)]) == (1, 0, 1)
     assert sum(counts.values()) == 4
+
+
+def _live_baselines(spark, counts, day: str) -> dict[tuple, anomalies.Baseline]:
+    """The live path's baselines of `day`: from the trailing days' counts alone."""
+    trailing = counts.where(counts.event_date < date.fromisoformat(day))
+    return {(r["dimension"], r["segment"], r["slot"]):
+            anomalies.Baseline(r["baseline"], r["mad"], r["history_days"])
+            for r in anomalies.baselines(trailing, [day]).collect()}
+
+
+def test_the_live_verdict_on_each_window_is_the_final_one(spark):
+    # A spike, a drop, a change near the threshold and one too small to matter.
+    counts = _counts(spark, {(TARGET, 100): 400, (TARGET, 200): 0, (TARGET, 150): 130,
+                             (TARGET, 151): 112, (TARGET, 152): 70})
+    final = anomalies.score_windows(counts, [TARGET]).collect()
+    baselines = _live_baselines(spark, counts, TARGET)
+    fields = ["baseline", "spread", "score", "history_days", "is_anomaly", "direction"]
+    for row in final:
+        slot = (row["window_start"] - datetime(2026, 5, 4)) // timedelta(minutes=5)
+        live = anomalies.judge(row["sessions"], baselines[("all", "all", slot)])
+        assert live == {f: row[f] for f in fields}, row
+    assert sum(row["is_anomaly"] for row in final) >= 2
+
+
+def test_without_enough_history_the_live_path_judges_nothing_either(spark):
+    counts = _counts(spark, {(DAYS[2], 100): 400})
+    [row] = [r for r in anomalies.score_windows(counts, [DAYS[2]]).collect()
+             if r["sessions"] == 400]
+    live = anomalies.judge(400, _live_baselines(spark, counts, DAYS[2])[("all", "all", 100)])
+    assert live["history_days"] == row["history_days"] == 2
+    assert live["score"] is row["score"] is None and not live["is_anomaly"]
+
+
+def test_a_segment_the_trailing_days_never_saw_is_judged_against_none(spark):
+    # window_sessions' grid gives a segment seen on the target day only a zero in every window
+    # of every trailing day with traffic: the live path has no rows for it, and new_segment.
+    nz = [(date.fromisoformat(day), slot, "country", "NZ", 30 if (day, slot) == (TARGET, 10) else 0)
+          for day in DAYS for slot in range(SLOTS)]
+    counts = _counts(spark, {}).unionByName(spark.createDataFrame(
+        nz, "event_date date, slot int, dimension string, segment string, sessions long"))
+    [row] = anomalies.score_windows(counts, [TARGET]).where("segment = 'NZ' and sessions = 30").collect()
+    live = anomalies.judge(30, anomalies.new_segment(len(DAYS) - 1))
+    assert live == {f: row[f] for f in live}
+    assert live["is_anomaly"] and live["direction"] == "spike"
+
+
+def test_rounding_is_sparks(spark):
+    values = [0.0005, 1.0005, 2.0625, -0.0015, 3.14159, 2.675, 1e-7, 123456.78951]
+    [row] = spark.createDataFrame([values], [f"v{i}" for i in range(len(values))]).select(
+        *[F.round(f"v{i}", anomalies.DECIMALS) for i in range(len(values))]).collect()
+    assert [anomalies.spark_round(v) for v in values] == list(row)
