@@ -14,7 +14,11 @@ replaces all of it with exact figures (and no `live_state`).
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
 import itertools
+import sys
+from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -23,9 +27,17 @@ from typing import Any
 from datasketches import hll_sketch, tgt_hll_type
 from elasticsearch import Elasticsearch
 
+from spark.analytics.anomalies import UNKNOWN_COUNTRY
 from spark.analytics.transform import FIRST_TOUCH, HLL_LG_K, WINDOW_MINUTES
 
-from ..serving.indices import SESSIONS, URL_COUNTRY, URL_POPULARITY, IndexSpec, json_value
+from ..serving.indices import (
+    ANOMALIES,
+    SESSIONS,
+    URL_COUNTRY,
+    URL_POPULARITY,
+    IndexSpec,
+    json_value,
+)
 
 # Sketches are built as Spark's hll_sketch_agg builds them (HLL_LG_K registers, HLL_8): Spark's
 # day-wide sketches and ours merge, and agree on every id they share.
@@ -43,7 +55,7 @@ class Family:
     key's state, and the served fields a state gives."""
 
     spec: IndexSpec
-    key: Callable[[Row], tuple]
+    keys: Callable[[Row], tuple[tuple, ...]]  # the keys a row counts under (most: one)
     identity: Callable[[tuple], dict]  # the id fields (and other fixed fields) of a key
     fold: Callable[[State | None, Row, float | None], State]  # (state, row, row's dwell)
     serve: Callable[[State], dict]
@@ -77,7 +89,7 @@ def _popularity_fold(state: State | None, row: Row, dwell: float | None) -> Stat
 
 URL_POPULARITY_LIVE = Family(
     URL_POPULARITY,
-    key=lambda row: (row["event_date"], micros(row["window_start"]), row["url_path"]),
+    keys=lambda row: ((row["event_date"], micros(row["window_start"]), row["url_path"]),),
     identity=lambda key: {"event_date": key[0], "window_start": from_micros(key[1]),
                           "window_end": from_micros(key[1]) + WINDOW, "url": key[2]},
     fold=_popularity_fold,
@@ -134,7 +146,7 @@ def _estimate(sketch: str | hll_sketch | None) -> int:
 
 URL_COUNTRY_LIVE = Family(
     URL_COUNTRY,
-    key=lambda row: (row["event_date"], row["url_path"], row["country"]),
+    keys=lambda row: ((row["event_date"], row["url_path"], row["country"]),),
     identity=lambda key: {"event_date": key[0], "url": key[1], "country": key[2]},
     fold=_url_country_fold,
     serve=_url_country_serve,
@@ -189,7 +201,7 @@ def _first_touch(first: list) -> dict:
 
 SESSIONS_LIVE = Family(
     SESSIONS,
-    key=lambda row: (row["event_date"], row["session_id"]),
+    keys=lambda row: ((row["event_date"], row["session_id"]),),
     identity=lambda key: {"event_date": key[0], "session_id": key[1]},
     fold=_session_fold,
     serve=_session_serve,
@@ -206,7 +218,68 @@ def _event(struct: dict | None) -> list | None:
     return None if struct is None else [micros(struct["event_ts"]), struct["event_id"],
                                         struct["url_path"], *(struct[c] for c in FIRST_TOUCH.values())]
 
-FAMILIES = (URL_POPULARITY_LIVE, URL_COUNTRY_LIVE, SESSIONS_LIVE)
+
+# -- traffic_anomalies: each 5-minute window's sessions, overall and per country -----------------
+
+@functools.lru_cache(maxsize=1 << 16)  # a session's rows come in runs, and count under two keys
+def session_hash(session_id: str) -> int:
+    """64 bits of a session id: a window's set of them counts its sessions exactly unless two of
+    its sessions collide (about 1 in 10^11 for 10,000 sessions), at an eighth of the ids' size."""
+    return int.from_bytes(hashlib.blake2b(session_id.encode(), digest_size=8).digest(), "little")
+
+
+def encode_hashes(hashes: set[int]) -> str:
+    packed = array("Q", sorted(hashes))
+    if sys.byteorder != "little":
+        packed.byteswap()
+    return base64.b64encode(packed.tobytes()).decode()
+
+
+def _hashes(encoded: str | set[int]) -> set[int]:
+    if isinstance(encoded, set):
+        return encoded
+    packed = array("Q")
+    packed.frombytes(base64.b64decode(encoded))
+    if sys.byteorder != "little":
+        packed.byteswap()
+    return set(packed)
+
+
+def _traffic_fold(state: State | None, row: Row, dwell: float | None) -> State:
+    state = dict(state or {"session_hashes": set()})
+    # Decoded once per document and refresh, encoded again by live_document.
+    hashes = state["session_hashes"] = _hashes(state["session_hashes"])
+    if row["session_id"] is not None:
+        hashes.add(session_hash(row["session_id"]))
+    return state
+
+
+def _traffic_keys(row: Row) -> tuple[tuple, ...]:
+    window = micros(row["window_start"])
+    return ((row["event_date"], window, "all", "all"),
+            (row["event_date"], window, "country",
+             UNKNOWN_COUNTRY if row["country"] is None else row["country"]))
+
+
+def window_sessions(state: State) -> int:
+    return len(_hashes(state["session_hashes"]))
+
+
+# Served with its sessions only: its baseline and verdict come from the trailing days
+# (live/anomalies.py).
+TRAFFIC_LIVE = Family(
+    ANOMALIES,
+    keys=_traffic_keys,
+    identity=lambda key: {"event_date": key[0], "window_start": from_micros(key[1]),
+                          "window_end": from_micros(key[1]) + WINDOW, "dimension": key[2],
+                          "segment": key[3]},
+    fold=_traffic_fold,
+    serve=lambda state: {"sessions": window_sessions(state)},
+    from_spark=lambda r: ((r["event_date"], micros(r["window_start"]), r["dimension"], r["segment"]),
+                          {"session_hashes": {session_hash(s) for s in r["session_ids"]}}),
+)
+
+FAMILIES = (URL_POPULARITY_LIVE, URL_COUNTRY_LIVE, SESSIONS_LIVE, TRAFFIC_LIVE)
 
 
 # -- the documents -------------------------------------------------------------------------------
@@ -261,7 +334,7 @@ def merge_new_rows(client: Elasticsearch, family: Family, spec: IndexSpec, rows:
                    dwell: list[float | None], version: int, materialization: str) -> Merge:
     """Fold `rows` into the documents of the keys they touch, read from Elasticsearch by id."""
     by_key = _rows_by_key(family, rows)
-    ids = {key: _doc_id(family, spec, key) for key in by_key}
+    ids = {key: document_id(family, spec, key) for key in by_key}
     merge = Merge({}, set())
     for day, keys in _per_day(by_key).items():
         existing = read_documents(client, spec.index_for(day), [ids[k] for k in keys])
@@ -280,7 +353,7 @@ def fold_rows(family: Family, spec: IndexSpec, existing: dict[str, dict | None],
     into `rows`) that are newer than what each existing document includes."""
     documents = {}
     for key, indices in by_key.items():
-        current = existing.get(_doc_id(family, spec, key))
+        current = existing.get(document_id(family, spec, key))
         included = current["landing_version"] if current else -1
         state = current["live_state"] if current else None
         fresh = [i for i in indices if rows[i]["_commit_version"] > included]
@@ -296,11 +369,12 @@ def fold_rows(family: Family, spec: IndexSpec, existing: dict[str, dict | None],
 def _rows_by_key(family: Family, rows: list[Row]) -> dict[tuple, list[int]]:
     by_key: dict[tuple, list[int]] = {}
     for index, row in enumerate(rows):
-        by_key.setdefault(family.key(row), []).append(index)
+        for key in family.keys(row):
+            by_key.setdefault(key, []).append(index)
     return by_key
 
 
-def _doc_id(family: Family, spec: IndexSpec, key: tuple) -> str:
+def document_id(family: Family, spec: IndexSpec, key: tuple) -> str:
     return spec.doc_id({k: json_value(v) for k, v in family.identity(key).items()})
 
 
@@ -317,7 +391,8 @@ def read_documents(client: Elasticsearch, index: str, ids: list[str]) -> dict[st
 
 
 def _encoded(state: State) -> State:
-    return {k: encode_sketch(v) if isinstance(v, hll_sketch) else v for k, v in state.items()}
+    return {k: encode_sketch(v) if isinstance(v, hll_sketch) else
+               encode_hashes(v) if isinstance(v, set) else v for k, v in state.items()}
 
 
 def _per_day(by_key: Iterable[tuple]) -> dict[str, list[tuple]]:

@@ -5,12 +5,15 @@ ingest run runs one after each micro-batch it lands. Closed days belong to the d
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import dagster as dg
 from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 
+from config.settings import Settings
 from spark.analytics import live
 from spark.delta_lake import enable_change_feed, table_created_s, table_version
 
@@ -18,18 +21,21 @@ from ..partitions import open_days
 from ..resources import ElasticsearchResource, LakeResource
 from ..serving.indices import write_live
 from . import documents as live_documents
+from .anomalies import LiveAnomalies, window_floor
 from .documents import FAMILIES, Family
 
 LIVE_INDICES = dg.AssetKey("live_indices")
 # New rows one refresh merges in Python; beyond this (a backlog) Spark computes the open days'
 # states whole, which costs the day's rows instead.
 MAX_INCREMENTAL_ROWS = 200_000
-# What a refresh keeps of the last one: where it left the landing table, and which days were open.
-CURSOR_FIELDS = ("landing_version", "open_days")
+# What a refresh keeps of the last one: where it left the landing, which days were open, and the
+# end of the last traffic window it judged whole (live/anomalies.py).
+CURSOR_FIELDS = ("landing_version", "open_days", "windows_judged_through")
 # Each family's table of whole-day states (spark/analytics/live.py).
 SPARK_STATES = {live_documents.URL_POPULARITY_LIVE: live.URL_POPULARITY,
                 live_documents.URL_COUNTRY_LIVE: live.URL_COUNTRY,
-                live_documents.SESSIONS_LIVE: live.SESSIONS}
+                live_documents.SESSIONS_LIVE: live.SESSIONS,
+                live_documents.TRAFFIC_LIVE: live.TRAFFIC}
 
 Documents = dict[Family, dict[str, dict[str, dict]]]  # family -> day -> id -> source
 
@@ -40,18 +46,23 @@ class LiveRefresh:
     refreshes many times reads each landing commit once."""
 
     def __init__(self, log: logging.Logger, run_id: str, instance: dg.DagsterInstance,
-                 session: SparkSession, lake: LakeResource, elasticsearch: ElasticsearchResource):
-        self.log, self.run_id = log, run_id
+                 session: SparkSession, lake: LakeResource, elasticsearch: ElasticsearchResource,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self.log, self.run_id, self.now = log, run_id, now
         self.session, self.lake, self.elasticsearch = session, lake, elasticsearch
         self.cursor = last_cursor(instance)
         self.specs = {family: family.spec.with_prefix(elasticsearch.index_prefix)
                       for family in FAMILIES}
         self._landing_created_s: int | None = None  # part of every document's version
+        settings = Settings.from_env()
+        self.anomalies = LiveAnomalies(log, run_id, session, lake, settings.anomaly_threshold,
+                                       settings.anomaly_min_sessions)
 
     def __call__(self) -> dict:
         """Refresh once; returns the metadata of a `live_indices` materialization."""
         session, lake = self.session, self.lake
-        days = open_days()
+        now = self.now()
+        days = open_days(now)
         previous = self.cursor
         version = table_version(session, lake.landing)
         unchanged = {**previous, "open_days": dg.MetadataValue.json(days), "new_rows": 0}
@@ -68,7 +79,10 @@ class LiveRefresh:
             self.log.warning("turned on the landing table's change feed (a lake from before the "
                              "live path)")
             version = table_version(session, lake.landing)
-        if after == version:
+        judged = previous.get("windows_judged_through")
+        judged_through = datetime.fromisoformat(judged) if judged else None
+        window_ended = judged_through is None or window_floor(now) > judged_through
+        if after == version and not window_ended:
             return unchanged
         if after is None or self._landing_created_s is None:
             self._landing_created_s = table_created_s(session, lake.landing)
@@ -76,25 +90,37 @@ class LiveRefresh:
         documents: Documents = {family: {} for family in FAMILIES}
         whole, new, windows = list(days), 0, {}
         if after is not None:
-            whole, new, windows = self._merge_new_rows(after, version, days, documents, phases)
+            whole, new, windows = [], 0, {}
+            if after < version:
+                whole, new, windows = self._merge_new_rows(after, version, days, documents, phases)
         if whole:
             new += self._compute_whole_days(whole, version, documents)
             phases.done("whole_days")
+        traffic = documents[live_documents.TRAFFIC_LIVE]
+        self.anomalies.fill_windows(self.elasticsearch.client(),
+                                    self.specs[live_documents.TRAFFIC_LIVE], days, traffic, whole,
+                                    version, judged_through, now)
+        judged_through = now
+        alerted = self.anomalies.score(traffic, now)
+        phases.done("anomalies")
         written = self._write(documents)
         phases.done("write")
         self.log.info(f"{new:,} new rows on open days {days} -> documents {written}"
                       f"{f', days {whole} computed whole' if whole else ''}, {phases.total:.1f} s "
                       f"({phases.seconds})")
-        self.cursor = {"landing_version": version, "open_days": days}
+        self.cursor = {"landing_version": version, "open_days": days,
+                       "windows_judged_through": judged_through.isoformat()}
         return {
             # The next refresh starts after this version of the landing table.
             "landing_version": version,
+            "windows_judged_through": judged_through.isoformat(),
             "refresh": "incremental" if not whole else
                        "whole open days" if whole == days else f"incremental, whole days {whole}",
             "open_days": dg.MetadataValue.json(days),
             "new_rows": new,
             "windows_updated": dg.MetadataValue.json({d: len(w) for d, w in windows.items()}),
             "documents": dg.MetadataValue.json(written),
+            "anomalies_alerted": len(alerted),
             "seconds": round(phases.total, 2),
             "phase_seconds": dg.MetadataValue.json(phases.seconds),
         }

@@ -113,7 +113,8 @@ BOTS = IndexSpec(
     {"event_date": DATE, "visitor": KEYWORD, "bot_reason": KEYWORD, "browser": KEYWORD,
      "events": LONG, "users": LONG, "sessions": LONG},
 )
-# Final only: every window of a closed day, overall and per country, scored; anomalies flagged.
+# Every window of a day, overall and per country, scored; anomalies flagged. An open day's windows
+# are scored live as they fill (live/anomalies.py), a closed day's by its final recompute.
 ANOMALIES = IndexSpec(
     "clickstream-anomalies", "traffic_anomalies", ("window_start", "dimension", "segment"),
     {"event_date": DATE, "window_start": DATE, "window_end": DATE, "dimension": KEYWORD,

@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 
 from ..delta_lake import read_days
 from ..enrichment import with_enriched_columns
+from . import anomalies
 from .transform import (
     FIRST_TOUCH,
     analytics_rows,
@@ -30,6 +31,7 @@ ROW_COLUMNS = ["event_id", "event_type", "event_ts", "event_date", "user_id", "s
 URL_POPULARITY = "url_popularity"
 URL_COUNTRY = "url_country"
 SESSIONS = "sessions"
+TRAFFIC = "traffic"
 
 
 def new_rows(spark: SparkSession, landing: str, after_version: int, through_version: int,
@@ -59,7 +61,33 @@ def whole_day_states(rows: DataFrame) -> dict[str, DataFrame]:
     counts with sketches of users and sessions, and whole sessions with their first and last
     events."""
     return {URL_POPULARITY: url_popularity_5m(rows), URL_COUNTRY: url_country_parts(rows),
-            SESSIONS: session_parts(rows)}
+            SESSIONS: session_parts(rows), TRAFFIC: window_session_ids(rows)}
+
+
+def window_session_ids(rows: DataFrame) -> DataFrame:
+    """The sessions of each 5-minute window, overall and per country, as lists of ids: the
+    states of the live traffic windows that anomalies.window_sessions counts."""
+    windowed = rows.select("event_date", window_start(), "session_id",
+                           anomalies.segment_country().alias("segment"))
+
+    def per(dimension: str, *segment) -> DataFrame:
+        return (windowed.groupBy("event_date", "window_start", *segment)
+                .agg(F.collect_set("session_id").alias("session_ids"))
+                .select("event_date", "window_start", F.lit(dimension).alias("dimension"),
+                        (segment[0] if segment else F.lit("all")).alias("segment"),
+                        "session_ids"))
+
+    return per("country", F.col("segment")).unionByName(per("all"))
+
+
+def trailing_baselines(spark: SparkSession, raw: str, day: str,
+                       include_bots: bool = False) -> DataFrame:
+    """The open `day`'s window baselines (anomalies.baselines) from the raw rows of its trailing
+    days: what the day's final anomaly scoring will read for them."""
+    trailing = [d for d in anomalies.history_days([day]) if d != day]
+    counts = anomalies.window_sessions(analytics_rows(read_days(spark, raw, trailing), include_bots))
+    return anomalies.baselines(counts, [day]).select(*anomalies.KEYS, "slot", "baseline", "mad",
+                                                     "history_days")
 
 
 def _on_days(days: list[str]):

@@ -5,6 +5,7 @@ index serves the scored windows."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -12,18 +13,28 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 import pytest
+from confluent_kafka import Producer
+from elasticsearch import helpers
 
 from clickstream_dagster.assets.analytics import traffic_anomalies
+from clickstream_dagster.assets.ingest import clickstream_landing
 from clickstream_dagster.assets.serving import SERVING_ASSETS
 from clickstream_dagster.checks.anomalies import traffic_has_no_anomalies
 from clickstream_dagster.definitions import build_resources
+from clickstream_dagster.live.refresh import LiveRefresh
 from clickstream_dagster.resources import ElasticsearchResource
 from clickstream_dagster.serving.indices import ANOMALIES, SERVED
 from simulator.producer import parse_shift
 from simulator.timeline import VALID, GeneratorConfig, stream
 from spark.delta_lake import read_days, replace_days
 from spark.enrichment.user_agents import describe
-from tests.helpers import remove_indices, webhook_server
+from tests.helpers import (
+    create_topics,
+    delete_topics,
+    isolated_topics,
+    remove_indices,
+    webhook_server,
+)
 
 FIRST = datetime(2026, 3, 1, tzinfo=UTC)
 DAYS = [(FIRST + timedelta(days=n)).date().isoformat() for n in range(5)]
@@ -118,3 +129,88 @@ def test_the_warning_check_alerts_through_the_webhook_and_the_index_still_loads(
     served = ANOMALIES.with_prefix("test-anomalies")
     flagged = client.count(index=served.index_for(SHIFTED), query={"term": {"is_anomaly": True}})
     assert flagged["count"] == found
+
+
+@pytest.fixture(scope="module")
+def live_shifted(stack, spark, scored):
+    """The shifted day live, on the lake whose raw days `scored` wrote: its events go through
+    Kafka and the ingest in two parts, refreshed at 14:04 and again after midnight."""
+    _, _, resources, _ = scored
+    settings = dataclasses.replace(isolated_topics(stack), lake_dir=resources["lake"].root)
+    create_topics(stack, {settings.topic: 2, settings.dlq_topic: 1})
+    prefix = "test-anomalies-live"
+    live_resources = {**build_resources(settings), "elasticsearch": ElasticsearchResource(
+        url=settings.elasticsearch_url, index_prefix=prefix)}
+    start = datetime.fromisoformat(SHIFTED).replace(tzinfo=UTC)
+    config = GeneratorConfig(events=EVENTS_PER_DAY, seed=100 + DAYS.index(SHIFTED), start=start,
+                             shifts=tuple(parse_shift(text, start) for text in (SPIKE, DROP)))
+    messages = [m for m in stream(config) if m.kind == VALID]
+    early = start + timedelta(hours=14, minutes=4)
+    before = [m for m in messages if datetime.fromisoformat(orjson.loads(m.value)["event_ts"]) < early]
+    instance = dg.DagsterInstance.ephemeral()
+    clock = [early + timedelta(seconds=30)]
+    refresh = LiveRefresh(logging.getLogger("live"), "test", instance, spark, live_resources["lake"],
+                          live_resources["elasticsearch"], now=lambda: clock[0])
+    refreshes = []
+    with webhook_server() as (url, received), pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CLICKSTREAM_ALERT_WEBHOOK_URL", url)
+        for part, now in ((before, clock[0]),
+                          (messages[len(before):], start + timedelta(days=1, minutes=1))):
+            _send(settings, part)
+            assert dg.materialize([clickstream_landing], resources=live_resources,
+                                  instance=instance).success
+            clock[0] = now
+            refreshes.append((refresh(), list(received)))
+    yield refreshes, live_resources
+    delete_topics(stack, [settings.topic, settings.dlq_topic])
+    remove_indices(live_resources["elasticsearch"].client(), prefix,
+                   [spec.with_prefix(prefix).name for spec in SERVED])
+
+
+def _send(settings, messages) -> None:
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "acks": "all"})
+    for message in messages:
+        producer.produce(settings.topic, key=message.key, value=message.value)
+        producer.poll(0)
+    assert producer.flush(30) == 0
+
+
+def _live_windows(resources) -> pd.DataFrame:
+    client = resources["elasticsearch"].client()
+    index = ANOMALIES.with_prefix(resources["elasticsearch"].index_prefix).index_for(SHIFTED)
+    client.indices.refresh(index=index)
+    return pd.DataFrame([hit["_source"] for hit in helpers.scan(client, index=index)])
+
+
+def test_a_spike_is_alerted_live_within_minutes_of_its_start(live_shifted):
+    refreshes, _ = live_shifted
+    (metadata, alerts), _ = refreshes
+    assert metadata["anomalies_alerted"] >= 1
+    (alert,) = alerts
+    assert alert["kind"] == "traffic_anomaly" and alert["live"] is True
+    # At 14:04:30 the 14:00 window is still filling: a spike, and no drop judged on a partial one.
+    assert {a["direction"] for a in alert["windows"]} == {"spike"}
+    assert {a["window_start"] for a in alert["windows"] if a["segment"] == "all"} == {
+        f"{SHIFTED}T14:00:00+00:00"}
+
+
+def test_a_closed_days_live_scores_equal_the_final_recompute(live_shifted, scored):
+    refreshes, resources = live_shifted
+    _, table, _, _ = scored
+    final = table[table.event_date.astype(str) == SHIFTED].drop(columns="event_date")
+    live = _live_windows(resources)
+    assert not live["final"].any() and (live["materialization"] == "test").all()
+    keys = ["window_start", "dimension", "segment"]
+    live = live[final.columns].assign(
+        window_start=pd.to_datetime(live.window_start, utc=True).dt.tz_localize(None),
+        window_end=pd.to_datetime(live.window_end, utc=True).dt.tz_localize(None))
+    got = live.sort_values(keys).reset_index(drop=True)
+    want = final.sort_values(keys).reset_index(drop=True)
+    assert len(got) == len(want) == 288 * final.segment.nunique()
+    pd.testing.assert_frame_equal(got, want.astype(got.dtypes.to_dict()), check_dtype=False)
+    # The drop was alerted after midnight, once its windows had ended; nothing twice.
+    (_, first_alerts), (_, alerts) = refreshes
+    later = alerts[len(first_alerts):]
+    assert {a["direction"] for alert in later for a in alert["windows"]} == {"spike", "drop"}
+    alerted = [(a["window_start"], a["segment"]) for alert in alerts for a in alert["windows"]]
+    assert len(alerted) == len(set(alerted)) == int(final.is_anomaly.sum())

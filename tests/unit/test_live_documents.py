@@ -8,15 +8,27 @@ from pyspark.sql import functions as F
 
 from clickstream_dagster.live import documents as ld
 from clickstream_dagster.serving.indices import json_value
-from spark.analytics import live, transform
+from spark.analytics import anomalies, live, transform
 from tests.unit.test_analytics_transform import COLUMNS, EVENTS
 
 # Two landing commits. The second touches documents the first made (s1's session, "/" in DE, u1's
 # sketches) and makes new ones (the US session, the confirmation page).
 FIRST, SECOND = {"e1", "e3", "e4", "e5"}, {"e2", "e6", "e7", "e8"}
+
+
+def _traffic_windows(raw):
+    """traffic_anomalies' windows with sessions (a live document exists once a row falls in it),
+    without the verdict, which live/anomalies.py adds."""
+    days = [str(r["event_date"]) for r in raw.select("event_date").distinct().collect()]
+    scored = anomalies.score_windows(anomalies.window_sessions(raw), days)
+    return scored.where("sessions > 0").select("event_date", "window_start", "window_end",
+                                               *anomalies.KEYS, "sessions")
+
+
 DAILY = {ld.URL_POPULARITY_LIVE: transform.url_popularity_5m,
          ld.URL_COUNTRY_LIVE: transform.url_country_daily,
-         ld.SESSIONS_LIVE: transform.user_sessions}
+         ld.SESSIONS_LIVE: transform.user_sessions,
+         ld.TRAFFIC_LIVE: _traffic_windows}
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +45,8 @@ def _fold(family, documents, rows, version):
     spec = family.spec
     by_key = {}
     for index, row in enumerate(rows):
-        by_key.setdefault(family.key(row), []).append(index)
+        for key in family.keys(row):
+            by_key.setdefault(key, []).append(index)
     return ld.fold_rows(family, spec, documents, by_key, rows, ld.dwell_seconds(rows), version,
                         "test")
 
@@ -77,7 +90,7 @@ def test_a_repeated_refresh_folds_nothing_twice(commits, family):
 def test_rows_fold_into_the_states_spark_computed_for_a_whole_day(spark, commits, family):
     raw, first, second = commits
     name = {ld.URL_POPULARITY_LIVE: live.URL_POPULARITY, ld.URL_COUNTRY_LIVE: live.URL_COUNTRY,
-            ld.SESSIONS_LIVE: live.SESSIONS}[family]
+            ld.SESSIONS_LIVE: live.SESSIONS, ld.TRAFFIC_LIVE: live.TRAFFIC}[family]
     first_rows = raw.where(F.col("event_id").isin(sorted(FIRST)))
     states = live.whole_day_states(first_rows)[name].toArrow().to_pylist()
     [documents] = ld.whole_day_documents(family, family.spec, states, 1, "test").values()
