@@ -359,13 +359,14 @@ class Settings:
         "allowed deviation of a day's rows from the trailing 7-day median")
     alert_webhook_url: str | None = setting(
         "CLICKSTREAM_ALERT_WEBHOOK_URL", None,
-        "failed runs and days with traffic anomalies are POSTed here as JSON (`kind`: "
-        "`run_failure` or `traffic_anomaly`)")
+        "failed runs, days with traffic anomalies and open days' anomalous windows as the live "
+        "path finds them are POSTed here as JSON (`kind`: `run_failure` or `traffic_anomaly`, "
+        "the live ones with `live: true`)")
     anomaly_threshold: float = setting(
         "CLICKSTREAM_ANOMALY_THRESHOLD", DEFAULT_THRESHOLD,
         "a 5-minute window is a traffic anomaly when its sessions are this many spreads from the "
         "seasonal baseline (see Anomaly alerts in [docs/architecture.md](docs/architecture.md)); "
-        "also the `threshold` of `traffic_anomalies`' run config")
+        "also the `threshold` of `traffic_anomalies`' run config, and the live path's")
     anomaly_min_sessions: int = setting(
         "CLICKSTREAM_ANOMALY_MIN_SESSIONS", DEFAULT_MIN_SESSIONS,
         "and its sessions differ from the baseline by at least this many (and by half the "

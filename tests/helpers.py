@@ -63,6 +63,17 @@ def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 60
     return messages
 
 
+def send_messages(settings, messages) -> None:
+    """Produce generated messages (`key`, `value`) to the settings' topic, all acknowledged."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "acks": "all"})
+    for message in messages:
+        producer.produce(settings.topic, key=message.key, value=message.value)
+        producer.poll(0)
+    assert producer.flush(30) == 0
+
+
 def isolated_topics(settings):
     """Settings with a new, unique event topic and dead-letter topic name."""
     import dataclasses

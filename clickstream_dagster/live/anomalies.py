@@ -9,7 +9,8 @@ baselines its final scoring will use, so a spike at 14:00 alerts at 14:00, not a
   the raw table changes (a day closed, a backfill), checked as each window ends; then every window
   of the day so far is scored again.
 - Each anomalous window is alerted once, through the same webhook as the daily check; its document
-  remembers that it was. A refresh repeated after a failed write may alert it again.
+  remembers that it was, and so does the process. A refresh repeated after a failed write, or a
+  day computed whole again by a new run, may alert it again.
 
 When the day closes, its final recompute replaces these documents with the same figures.
 """
@@ -65,6 +66,8 @@ class LiveAnomalies:
         self.threshold, self.min_sessions = threshold, min_sessions
         self._baselines: dict[str, DayBaselines] = {}
         self._seen: dict[str, set[Segment]] = {}  # per open day, the segments it has documents in
+        # What this process alerted: a day computed whole again has no `alerted` in its states.
+        self._alerted: set[tuple[str, str, str]] = set()
 
     def fill_windows(self, client: Elasticsearch, spec: IndexSpec, days: list[str],
                      documents: DayDocuments, whole_days: list[str], version: int,
@@ -93,6 +96,8 @@ class LiveAnomalies:
             wanted.update({document_id(TRAFFIC_LIVE, spec, _key(day, slot, segment)): (slot, segment)
                            for slot in _ended_slots(day, None, now)
                            for segment in seen - before - expected})
+            if day in whole_days:
+                _drop_final_windows_to_come(client, index, now)
             unread = [] if day in whole_days else [i for i in wanted if i not in held]
             existing = read_documents(client, index, unread)
             if any(doc is not None and "live_state" not in doc for doc in existing.values()):
@@ -119,11 +124,15 @@ class LiveAnomalies:
                 if verdict["direction"] == "drop" and window + WINDOW > now:
                     verdict.update(is_anomaly=False, direction=None)  # still filling
                 doc.update(verdict)
-                if verdict["is_anomaly"] and not doc["live_state"].get("alerted"):
-                    doc["live_state"]["alerted"] = True
+                if not verdict["is_anomaly"]:
+                    continue
+                window_key = (doc["window_start"], *segment)
+                if not (doc["live_state"].get("alerted") or window_key in self._alerted):
                     found.append({k: doc[k] for k in ("window_start", "dimension", "segment",
                                                       "direction", "sessions", "baseline",
                                                       "score")})
+                doc["live_state"]["alerted"] = True
+                self._alerted.add(window_key)
         if found:
             self._alert(found)
         return found
@@ -189,6 +198,15 @@ def _key(day: str, slot: int, segment: Segment) -> tuple:
     """A traffic window's key, as TRAFFIC_LIVE.keys gives it for a row."""
     start = datetime.fromisoformat(day).replace(tzinfo=UTC) + slot * WINDOW
     return (date.fromisoformat(day), micros(start), *segment)
+
+
+def _drop_final_windows_to_come(client: Elasticsearch, index: str, now: datetime) -> None:
+    """A final load of an open day (a backfill from the UI) scored its windows still to come as
+    empty: drop them, or each would send the day back to a whole recompute when its rows come."""
+    client.options(ignore_status=404).delete_by_query(
+        index=index, refresh=True, conflicts="proceed",
+        query={"bool": {"filter": [{"term": {"final": True}},
+                                   {"range": {"window_end": {"gt": now.isoformat()}}}]}})
 
 
 def _segments_of(docs) -> set[Segment]:

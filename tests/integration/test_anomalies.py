@@ -13,7 +13,6 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 import pytest
-from confluent_kafka import Producer
 from elasticsearch import helpers
 
 from clickstream_dagster.assets.analytics import traffic_anomalies
@@ -33,6 +32,7 @@ from tests.helpers import (
     delete_topics,
     isolated_topics,
     remove_indices,
+    send_messages,
     webhook_server,
 )
 
@@ -156,7 +156,7 @@ def live_shifted(stack, spark, scored):
         patch.setenv("CLICKSTREAM_ALERT_WEBHOOK_URL", url)
         for part, now in ((before, clock[0]),
                           (messages[len(before):], start + timedelta(days=1, minutes=1))):
-            _send(settings, part)
+            send_messages(settings, part)
             assert dg.materialize([clickstream_landing], resources=live_resources,
                                   instance=instance).success
             clock[0] = now
@@ -165,14 +165,6 @@ def live_shifted(stack, spark, scored):
     delete_topics(stack, [settings.topic, settings.dlq_topic])
     remove_indices(live_resources["elasticsearch"].client(), prefix,
                    [spec.with_prefix(prefix).name for spec in SERVED])
-
-
-def _send(settings, messages) -> None:
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "acks": "all"})
-    for message in messages:
-        producer.produce(settings.topic, key=message.key, value=message.value)
-        producer.poll(0)
-    assert producer.flush(30) == 0
 
 
 def _live_windows(resources) -> pd.DataFrame:

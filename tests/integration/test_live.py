@@ -14,7 +14,6 @@ import dagster as dg
 import orjson
 import pandas as pd
 import pytest
-from confluent_kafka import Producer
 from elasticsearch import helpers
 
 from clickstream_dagster.assets.analytics import ANALYTICS_ASSETS
@@ -50,6 +49,7 @@ from tests.helpers import (
     isolated_topics,
     kill_spark_server,
     remove_indices,
+    send_messages,
     wait_until,
 )
 
@@ -82,14 +82,6 @@ def live_day(stack, tmp_path_factory):
     remove_indices(client, prefix, [spec.with_prefix(prefix).name for spec in SERVED])
 
 
-def _send(settings, messages) -> None:
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "acks": "all"})
-    for message in messages:
-        producer.produce(settings.topic, key=message.key, value=message.value)
-        producer.poll(0)
-    assert producer.flush(30) == 0
-
-
 def _ingest(resources, instance) -> dict:
     result = dg.materialize([clickstream_landing, live_indices], resources=resources,
                             instance=instance)
@@ -109,12 +101,13 @@ def _recompute(spark, resources, final: bool = False) -> dict[str, pd.DataFrame]
     every_row, day = day, transform.analytics_rows(day)
     served = {URL_POPULARITY.name: transform.url_popularity_5m(day).toPandas(),
               URL_COUNTRY.name: transform.url_country_daily(day).toPandas(),
-              SESSIONS.name: transform.user_sessions(day).toPandas()}
-    if final:  # the live path serves none of these; a lake of one day has no trailing days
+              SESSIONS.name: transform.user_sessions(day).toPandas(),
+              # A lake of one day has no trailing days: every window is counted, none judged.
+              ANOMALIES.name: anomalies.score_windows(anomalies.window_sessions(day),
+                                                      [TODAY]).toPandas()}
+    if final:  # the live path serves none of these
         served[FUNNEL.name] = transform.conversion_funnel(day).toPandas()
         served[BOTS.name] = transform.bot_traffic(every_row).toPandas()
-        served[ANOMALIES.name] = anomalies.score_windows(anomalies.window_sessions(day),
-                                                         [TODAY]).toPandas()
     return served
 
 
@@ -154,19 +147,30 @@ def _assert_live_matches(spark, resources) -> None:
     for distinct in ("unique_users", "sessions"):
         error = (got[distinct] - want[distinct]).abs() / want[distinct]
         assert error.max() <= HLL_TOLERANCE, (distinct, error.max())
+    # Traffic windows: exact sessions wherever a row fell; a window with none is served only once
+    # it has ended (the final grid's zeros). A final load's windows to come are gone.
+    served = _served(resources, ANOMALIES)
+    assert not served["final"].any() and served["score"].isna().all()
+    empty = served[served.sessions == 0]
+    assert (pd.to_datetime(empty.window_end, utc=True) <= pd.Timestamp.now(tz="UTC")).all()
+    got, want = _aligned(served, expected[ANOMALIES.name], ANOMALIES)
+    columns = ["window_start", "dimension", "segment", "sessions"]
+    pd.testing.assert_frame_equal(got[got.sessions > 0][columns].reset_index(drop=True),
+                                  want[want.sessions > 0][columns].reset_index(drop=True),
+                                  check_dtype=False)
 
 
 def test_open_day_refreshes_touch_only_new_windows_and_match_a_recompute(spark, live_day):
     settings, resources, instance, messages = live_day
     split = int(len(messages) * 0.6)
-    _send(settings, messages[:split])
+    send_messages(settings, messages[:split])
     first = _ingest(resources, instance)
     assert first["refresh"] == "whole open days" and first["new_rows"] > 0
     _assert_live_matches(spark, resources)
 
     # The rest of the day: sessions in progress at the split continue, duplicates of earlier
     # events arrive, and only the windows the new rows fall in are updated.
-    _send(settings, messages[split:] + messages[:50])
+    send_messages(settings, messages[split:] + messages[:50])
     second = _ingest(resources, instance)
     assert second["refresh"] == "incremental"
     landed = read_days(spark, resources["lake"].landing, [TODAY]).count()
@@ -272,7 +276,7 @@ def test_a_streaming_run_serves_each_micro_batch_while_it_runs(spark, live_day):
     try:
         for chunk in (more[:1_500], more[1_500:] + late):
             refreshed = len(_live_refreshes_after(instance, before))
-            _send(settings, chunk)
+            send_messages(settings, chunk)
             # Each chunk is served by a refresh of the run in flight, before the next is sent.
             deadline = time.monotonic() + 90
             while len(_live_refreshes_after(instance, before)) == refreshed:
@@ -312,7 +316,7 @@ def test_a_streaming_run_serves_a_first_micro_batch_that_outlasts_its_idle_time(
     settings, resources, instance, _ = live_day
     sent = list(stream(dataclasses.replace(CONFIG, events=2_000, seed=8, duplicate_ratio=0,
                                            malformed_ratio=0)))
-    _send(settings, sent)
+    send_messages(settings, sent)
     crawlers = {agent for *_, agent, _ in CRAWLERS}
     people = sum(orjson.loads(m.value)["device"]["user_agent"] not in crawlers for m in sent)
     result = dg.materialize([clickstream_landing, live_indices], resources=resources,
@@ -339,10 +343,10 @@ def test_after_its_spark_server_dies_the_live_documents_equal_a_recompute(spark,
     runner = _streaming_run(resources, instance, outcome, "result", stream_seconds=300,
                             trigger_seconds=1, idle_seconds=60)
     try:
-        _send(own_server, sent[:2_000])
+        send_messages(own_server, sent[:2_000])
         runner.start()
         wait_until(lambda: _live_refreshes_after(instance, 0), 180, "the first live refresh")
-        _send(own_server, sent[2_000:4_000])
+        send_messages(own_server, sent[2_000:4_000])
         time.sleep(2)  # one trigger: the run has taken some of them
         restarted = kill_spark_server(own_server)
         runner.join(180)
@@ -353,7 +357,7 @@ def test_after_its_spark_server_dies_the_live_documents_equal_a_recompute(spark,
                   if e.is_step_failure]
         assert any(SparkServerUnavailable.__name__ in e and own_server.spark_remote in e
                    for e in errors), errors
-        _send(own_server, sent[4_000:])
+        send_messages(own_server, sent[4_000:])
         wait_until(restarted, 180, "the supervisor to start the server again")
         assert dg.materialize([clickstream_landing, live_indices], resources=resources,
                               instance=instance).success
@@ -386,7 +390,7 @@ def test_a_backfill_of_today_beside_the_stream_leaves_the_served_counts_exact(sp
         raise_on_error=False)))
     runner.start()
     try:
-        _send(settings, traffic[:1_000])
+        send_messages(settings, traffic[:1_000])
         wait_until(lambda: _live_refreshes_after(instance, before), 120, "a live refresh")
         during = _newest_refresh(instance)
         backfill.start()
@@ -395,7 +399,7 @@ def test_a_backfill_of_today_beside_the_stream_leaves_the_served_counts_exact(sp
         sent, beside = 1_000, False
         while backfill.is_alive():
             if sent < 3_500:
-                _send(settings, traffic[sent:sent + 25])
+                send_messages(settings, traffic[sent:sent + 25])
                 sent += 25
             time.sleep(5)
             beside = beside or (backfill.is_alive() and bool(_live_refreshes_after(instance, during)))
@@ -403,7 +407,7 @@ def test_a_backfill_of_today_beside_the_stream_leaves_the_served_counts_exact(sp
         assert outcome["backfill"].success
         assert _served(resources, SESSIONS)["final"].any(), "no final load replaced the day"
         after = _newest_refresh(instance)
-        _send(settings, traffic[sent:])
+        send_messages(settings, traffic[sent:])
         wait_until(lambda: _live_refreshes_after(instance, after), 120,
                    "a live refresh after the backfill")
     finally:
