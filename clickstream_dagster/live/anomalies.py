@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from elasticsearch import Elasticsearch
+from elasticsearch import Elasticsearch, helpers
 from pyspark.sql import SparkSession
 
 from spark.analytics import anomalies, live
@@ -109,20 +109,24 @@ class LiveAnomalies:
                                             {"session_hashes": set()}, version, self.run_id)[1]
 
     def score(self, documents: DayDocuments, now: datetime) -> list[dict]:
-        """Set every document's baseline, spread, score and verdict (in place); returns the
-        anomalies not alerted before, alerted now."""
+        """Set every document's baseline, spread, score and verdict (in place), and leave out
+        the ones read back that keep theirs; returns the anomalies not alerted before, alerted
+        now."""
         found = []
         for day, per_day in documents.items():
             if not per_day:
                 continue
             baselines = self.baselines(day)
-            for doc in per_day.values():
+            for doc_id, doc in list(per_day.items()):
                 window = datetime.fromisoformat(doc["window_start"])
                 segment = (doc["dimension"], doc["segment"])
                 verdict = anomalies.judge(doc["sessions"], baselines.of(segment, _slot(window)),
                                           self.threshold, self.min_sessions)
                 if verdict["direction"] == "drop" and window + WINDOW > now:
                     verdict.update(is_anomaly=False, direction=None)  # still filling
+                if all(k in doc and doc[k] == v for k, v in verdict.items()):
+                    del per_day[doc_id]  # read back to judge again, and judged the same
+                    continue
                 doc.update(verdict)
                 if not verdict["is_anomaly"]:
                     continue
@@ -203,10 +207,13 @@ def _key(day: str, slot: int, segment: Segment) -> tuple:
 def _drop_final_windows_to_come(client: Elasticsearch, index: str, now: datetime) -> None:
     """A final load of an open day (a backfill from the UI) scored its windows still to come as
     empty: drop them, or each would send the day back to a whole recompute when its rows come."""
-    client.options(ignore_status=404).delete_by_query(
-        index=index, refresh=True, conflicts="proceed",
-        query={"bool": {"filter": [{"term": {"final": True}},
-                                   {"range": {"window_end": {"gt": now.isoformat()}}}]}})
+    if not client.indices.exists(index=index):
+        return
+    query = {"bool": {"filter": [{"term": {"final": True}},
+                                 {"range": {"window_end": {"gt": now.isoformat()}}}]}}
+    found = helpers.scan(client, index=index, query={"query": query}, _source=False)
+    helpers.bulk(client, ({"_op_type": "delete", "_index": hit["_index"], "_id": hit["_id"]}
+                          for hit in found), raise_on_error=False, refresh=True)
 
 
 def _segments_of(docs) -> set[Segment]:
