@@ -85,7 +85,7 @@ def traffic_figure(windows: list, found: list[dict]) -> go.Figure:
             text=[f"{a['segment']}: {a['sessions']} sessions, baseline {a['baseline']}, "
                   f"score {a['score']}" for a in marked], hoverinfo="text+x"))
     title = f"Traffic per 5 minutes: {len(found)} anomalous window(s)" if found else \
-        "Traffic per 5 minutes: no anomaly (or the day is not final yet)"
+        "Traffic per 5 minutes: no anomaly (an open day: none so far)"
     return figure.update_layout(title=title, height=340, margin=_MARGIN)
 
 

@@ -3,8 +3,9 @@ new rows, not to the day (see live/refresh.py). Closed days belong to the daily 
 
 import dagster as dg
 
-from spark.analytics import live
+from spark.analytics import anomalies, live
 
+from ..live import anomalies as live_anomalies
 from ..live import documents as live_documents
 from ..live import refresh as live_refresh
 from ..live.refresh import LIVE_INDICES, LiveRefresh
@@ -18,10 +19,12 @@ from .metadata import OWNERS, asset_tags, code_version
 @dg.asset(key=LIVE_INDICES, deps=[clickstream_landing], group_name="live",
           kinds={"spark", "delta", "elasticsearch"}, freshness_policy=LIVE_FRESHNESS, owners=OWNERS,
           tags=asset_tags("live"),
-          code_version=code_version(live, indices, live_documents, live_refresh))
+          code_version=code_version(live, anomalies, indices, live_documents, live_anomalies,
+                                    live_refresh))
 def live_indices(context: dg.AssetExecutionContext, lake: LakeResource, spark: SparkResource,
                  elasticsearch: ElasticsearchResource) -> dg.MaterializeResult:
-    """Open days' url x country, 5-minute and session documents, merged with the new landing rows."""
+    """Open days' url x country, 5-minute, session and scored traffic-window documents, merged
+    with the new landing rows."""
     refresh = LiveRefresh(context.log, context.run.run_id, context.instance, spark.get_session(),
                           lake, elasticsearch)
     return dg.MaterializeResult(metadata=refresh())
