@@ -47,6 +47,11 @@ def history_days(days: list[str]) -> list[str]:
     return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
 
 
+def segment_country() -> Column:
+    """A row's country segment: events without a country count under "unknown"."""
+    return F.coalesce("country", F.lit(UNKNOWN_COUNTRY))
+
+
 def window_sessions(raw: DataFrame) -> DataFrame:
     """Distinct sessions per (event_date, window slot of the day, dimension, segment), overall
     ("all") and per country, with a zero for every window of a day with traffic that had none."""
@@ -94,11 +99,6 @@ def baselines(counts: DataFrame, days: list[str]) -> DataFrame:
     return baseline.join(spread, per_window)
 
 
-def segment_country() -> Column:
-    """A row's country segment: events without a country count under "unknown"."""
-    return F.coalesce("country", F.lit(UNKNOWN_COUNTRY))
-
-
 def score_windows(counts: DataFrame, days: list[str], threshold: float = DEFAULT_THRESHOLD,
                   min_sessions: int = DEFAULT_MIN_SESSIONS) -> DataFrame:
     """Every window of `days`, each segment, with its baseline, spread, score and verdict;
@@ -133,21 +133,20 @@ def score_windows(counts: DataFrame, days: list[str], threshold: float = DEFAULT
 @dataclass(frozen=True)
 class Baseline:
     """One window's trailing baseline, a row of `baselines`. A segment the trailing days never
-    saw counts as none in each of them (window_sessions' grid): NEW_SEGMENT with their number."""
+    saw counts as none in each of them (window_sessions' grid): `new_segment`."""
 
     baseline: float
     mad: float
     history_days: int
 
 
-def judge(sessions: int, baseline: Baseline | None, threshold: float = DEFAULT_THRESHOLD,
+def judge(sessions: int, baseline: Baseline, threshold: float = DEFAULT_THRESHOLD,
           min_sessions: int = DEFAULT_MIN_SESSIONS) -> dict:
     """score_windows' verdict on one window, in Python, to the same rounding: the served fields
     baseline, spread, score, history_days, is_anomaly and direction."""
-    if baseline is None or baseline.history_days < MIN_HISTORY_DAYS:
+    if baseline.history_days < MIN_HISTORY_DAYS:
         return {"baseline": None, "spread": None, "score": None,
-                "history_days": baseline.history_days if baseline else 0,
-                "is_anomaly": False, "direction": None}
+                "history_days": baseline.history_days, "is_anomaly": False, "direction": None}
     spread = max(baseline.mad * MAD_TO_SIGMA, math.sqrt(max(baseline.baseline, 1.0)))
     change = sessions - baseline.baseline
     anomaly = (abs(change) / spread >= threshold and abs(change) >= min_sessions
