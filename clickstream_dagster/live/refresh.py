@@ -29,7 +29,7 @@ LIVE_INDICES = dg.AssetKey("live_indices")
 # states whole, which costs the day's rows instead.
 MAX_INCREMENTAL_ROWS = 200_000
 # What a refresh keeps of the last one: where it left the landing, which days were open, and the
-# end of the last traffic window it judged whole (live/anomalies.py).
+# time up to which it judged the traffic windows that had ended (live/anomalies.py).
 CURSOR_FIELDS = ("landing_version", "open_days", "windows_judged_through")
 # Each family's table of whole-day states (spark/analytics/live.py).
 SPARK_STATES = {live_documents.URL_POPULARITY_LIVE: live.URL_POPULARITY,
@@ -88,11 +88,11 @@ class LiveRefresh:
             self._landing_created_s = table_created_s(session, lake.landing)
         phases = Phases()
         documents: Documents = {family: {} for family in FAMILIES}
-        whole, new, windows = list(days), 0, {}
-        if after is not None:
-            whole, new, windows = [], 0, {}
-            if after < version:
-                whole, new, windows = self._merge_new_rows(after, version, days, documents, phases)
+        whole, new, windows = [], 0, {}
+        if after is None:
+            whole = list(days)
+        elif after < version:  # else only a window has ended since
+            whole, new, windows = self._merge_new_rows(after, version, days, documents, phases)
         if whole:
             new += self._compute_whole_days(whole, version, documents)
             phases.done("whole_days")

@@ -1,6 +1,7 @@
 """Traffic anomalies end to end: the simulator injects a spike and a drop into the last of five
 days; the asset finds both and nothing else, the warning check alerts through the webhook, and the
-index serves the scored windows."""
+index serves the scored windows. Served live, the same day alerts its spike while the spike's
+window fills, and once the day is over every live window equals the final scoring's."""
 
 from __future__ import annotations
 
