@@ -100,11 +100,11 @@ class LiveAnomalies:
                 _drop_final_windows_to_come(client, index, now)
             unread = [] if day in whole_days else [i for i in wanted if i not in held]
             existing = read_documents(client, index, unread)
-            if any(doc is not None and "live_state" not in doc for doc in existing.values()):
-                continue  # a final load: its windows are judged already
-            held.update({i: doc for i, doc in existing.items() if doc is not None})
+            # A document without live state is a final load's (a backfill of the open day): it
+            # is judged already, and has nothing to fold into.
+            held.update({i: doc for i, doc in existing.items() if doc and "live_state" in doc})
             for i, (slot, segment) in wanted.items():
-                if i not in held:
+                if i not in held and existing.get(i) is None:
                     held[i] = live_document(TRAFFIC_LIVE, spec, _key(day, slot, segment),
                                             {"session_hashes": set()}, version, self.run_id)[1]
 
