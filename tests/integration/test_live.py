@@ -183,10 +183,13 @@ def test_open_day_refreshes_touch_only_new_windows_and_match_a_recompute(spark, 
 
     # A refresh that failed after writing some documents is repeated from the old cursor: every
     # document already includes those landing commits, so nothing counts twice.
+    # It runs at the time the second one did, so no traffic window has ended since.
+    at = datetime.fromisoformat(second["windows_judged_through"])
     repeat = LiveRefresh(logging.getLogger(__name__), "repeat", instance,
                          resources["spark"].get_session(), resources["lake"],
-                         resources["elasticsearch"])
-    repeat.cursor = {"landing_version": first["landing_version"], "open_days": [TODAY]}
+                         resources["elasticsearch"], now=lambda: at)
+    repeat.cursor = {"landing_version": first["landing_version"], "open_days": [TODAY],
+                     "windows_judged_through": first["windows_judged_through"]}
     repeated = repeat()
     assert repeated["new_rows"] == second["new_rows"] and not any(repeated["documents"].value.values())
     _assert_live_matches(spark, resources)
@@ -405,7 +408,12 @@ def test_a_backfill_of_today_beside_the_stream_leaves_the_served_counts_exact(sp
             beside = beside or (backfill.is_alive() and bool(_live_refreshes_after(instance, during)))
         assert beside, "the stream refreshed nothing while the backfill ran"
         assert outcome["backfill"].success
-        assert _served(resources, SESSIONS)["final"].any(), "no final load replaced the day"
+        # Its final load replaced the day's live documents (the stream may have computed the day
+        # whole again since: that is what comes next).
+        sessions_index = SERVING_ASSETS[SERVED.index(SESSIONS)]
+        [load] = outcome["backfill"].asset_materializations_for_node(sessions_index.op.name)
+        assert load.metadata["documents"].value > 0, "no final load replaced the day"
+        assert load.metadata["replaced_indices"].value, "no final load replaced the day"
         after = _newest_refresh(instance)
         send_messages(settings, traffic[sent:])
         wait_until(lambda: _live_refreshes_after(instance, after), 120,
