@@ -83,6 +83,7 @@ class Sample:
     cpu_share: float  # of the machine's cores, since the previous sample
     rss_gib: float
     cpu_by_process: dict[str, float] = field(default_factory=dict)  # the same share, per process
+    rss_gib_by_process: dict[str, float] = field(default_factory=dict)  # the same memory, per process
 
 
 @dataclass
@@ -139,12 +140,16 @@ def run_live_benchmark(base: Settings, rate: float, minutes: float, *, progress:
             _stop(generator)
             if kill is not None:
                 killed = _after_kill(live, home, kill, progress)
+            # Read while Dagster still runs: stopping it interrupts a run in flight, which would
+            # then read as failed.
+            other_runs = _other_runs(dg.DagsterInstance.from_config(str(home)),
+                                     _measured_from(live))
         finally:
             for child in (generator, dagster_proc):
                 _stop(child)
     return {"started_at": started_at, "rate_per_s": rate, "minutes": minutes,
             "sensor_interval_s": settings.sensor_interval_s, "backlog_ingest_run": backlog_run,
-            **summarize(live, home), **({"kill": killed} if killed else {})}
+            **summarize(live, home), "other_runs": other_runs, **({"kill": killed} if killed else {})}
 
 
 def _after_kill(live: LiveRun, home: Path, kill: Kill, progress: bool, drain_s: float = 300) -> dict:
@@ -230,9 +235,10 @@ def _measure(live: LiveRun, home: Path, own_pids: dict[str, int], progress: bool
         # A service the supervisor restarted (`--kill`) is counted under its new pid.
         roots = cpu.follow({**own_pids, **_service_pids(settings)})
         by_process = cpu.shares()
+        memory = {name: tree_rss_bytes(pid) / GIB for name, pid in roots.items()}
         live.samples.append(Sample(now, *_run_counts(instance, began), sum(by_process.values()),
-                                   round(sum(tree_rss_bytes(p) for p in roots.values()) / GIB, 2),
-                                   by_process))
+                                   round(sum(memory.values()), 2), by_process,
+                                   {name: round(gib, 2) for name, gib in memory.items()}))
         if progress and now >= next_minute:
             print(f"  minute {int((now - began) // 60)}: {_minute_line(live, now - 60, now)}",
                   flush=True)
@@ -391,7 +397,7 @@ class CpuMeter:
 
 def summarize(live: LiveRun, home: Path) -> dict:
     instance = dg.DagsterInstance.from_config(str(home))
-    start = live.samples[0].at if live.samples else time.time()
+    start = _measured_from(live)
     minutes = []
     for index in range(int(live.minutes)):
         low, high = start + 60 * index, start + 60 * (index + 1)
@@ -401,6 +407,10 @@ def summarize(live: LiveRun, home: Path) -> dict:
     overall["ingest_run_s"] = ingest
     return {"per_minute": minutes, "overall": overall, "targets": TARGETS,
             "probes": [p.__dict__ for p in live.probes]}
+
+
+def _measured_from(live: LiveRun) -> float:
+    return live.samples[0].at if live.samples else time.time()
 
 
 def _window(live: LiveRun, low: float, high: float) -> dict:
@@ -417,6 +427,10 @@ def _window(live: LiveRun, low: float, high: float) -> dict:
             name: round(statistics.fmean(s.cpu_by_process.get(name, 0.0) for s in samples), 3)
             for name in (samples[-1].cpu_by_process if samples else {})},
         "peak_rss_gib": max((s.rss_gib for s in samples), default=None),
+        # Which process grows over a long run, each at its own peak in the window.
+        "peak_rss_gib_by_process": {
+            name: max(s.rss_gib_by_process.get(name, 0.0) for s in samples)
+            for name in (samples[-1].rss_gib_by_process if samples else {})},
         "micro_batches": _batch_figures([b for b in live.batches.values() if low <= _landed_s(b) < high]),
     }
 
@@ -458,6 +472,22 @@ def _ingest_runs(instance: dg.DagsterInstance) -> dict:
             "max_s": round(spans[-1], 2), "min_s": round(spans[0], 2)}
 
 
+def _other_runs(instance: dg.DagsterInstance, start: float) -> list[dict]:
+    """The runs beside the ingest (the close schedule's, a sensor's daily runs, retention), each
+    with its minutes from the measurement's start: the minutes they overlap read against them. A
+    run still in flight has no end."""
+    records = instance.get_run_records(dg.RunsFilter(created_after=datetime.fromtimestamp(start, UTC)),
+                                       ascending=True)
+
+    def minute(at: float | None) -> float | None:
+        return None if at is None else round((at - start) / 60, 2)
+
+    return [{"job": r.dagster_run.job_name, "partition": r.dagster_run.tags.get("dagster/partition"),
+             "status": r.dagster_run.status.value, "requested_min": minute(r.create_timestamp.timestamp()),
+             "started_min": minute(r.start_time), "ended_min": minute(r.end_time)}
+            for r in records if r.dagster_run.job_name != "ingest_job"]
+
+
 def _percent(share: float | None) -> str:
     """A minute can hold no sample: one sample's Spark query outlasted it on a saturated server."""
     return "-" if share is None else f"{share:.0%}"
@@ -488,9 +518,18 @@ def markdown(results: dict) -> str:
         f"{o['ingest_run_s'].get('p50_s', '-')} s |")
     rows.append("\nStack CPU by process (share of all cores): " + ", ".join(
         f"{name} {share:.0%}" for name, share in o["cpu_share_by_process"].items()) + ".")
+    rows.append("Peak memory by process: " + ", ".join(
+        f"{name} {gib} GiB" for name, gib in o["peak_rss_gib_by_process"].items()) + ".")
     batches = o["micro_batches"]
     rows.append(f"{batches['count']} micro-batches of {batches['input_rows']:,} records: "
                 f"p50 {batches.get('p50_s', '-')} s, max {batches.get('max_s', '-')} s.")
+    for run in results.get("other_runs", []):
+        ran = (f"ran from minute {run['started_min']} to "
+               f"{run['ended_min'] if run['ended_min'] is not None else 'the end, and on'}"
+               if run["started_min"] is not None else "never started")
+        name = " ".join(part for part in (run["job"], run["partition"]) if part)
+        rows.append(f"{name} ({run['status'].lower()}): requested at "
+                    f"minute {run['requested_min']}, {ran}.")
     backlog = results["backlog_ingest_run"]
     rows.append(f"\nA {backlog['events']:,}-event backlog, landed and refreshed: "
                 f"{backlog['request_to_refreshed_s']} s after the ingest run's request, "

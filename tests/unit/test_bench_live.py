@@ -23,9 +23,12 @@ def _run() -> LiveRun:
     for batch in (_batch(0, 10, 4.0, 10_000, (0, 10_000)), _batch(1, 20, 6.0, 10_000, (10_000, 20_000)),
                   _batch(2, 70, 11.0, 12_000, (20_000, 32_000))):
         live.batches[(batch["started_at"], batch["batch_id"])] = batch
-    live.samples = [Sample(START + 1, 0, 1, 0, 0.5, 6.0, {"spark-connect": 0.4, "dagster": 0.1}),
-                    Sample(START + 3, 0, 1, 0, 0.9, 6.5, {"spark-connect": 0.8, "dagster": 0.1}),
-                    Sample(START + 61, 0, 1, 0, 0.2, 6.1, {"spark-connect": 0.2, "dagster": 0.0})]
+    live.samples = [Sample(START + 1, 0, 1, 0, 0.5, 6.0, {"spark-connect": 0.4, "dagster": 0.1},
+                           {"spark-connect": 4.0, "dagster": 2.0}),
+                    Sample(START + 3, 0, 1, 0, 0.9, 6.5, {"spark-connect": 0.8, "dagster": 0.1},
+                           {"spark-connect": 3.9, "dagster": 2.6}),
+                    Sample(START + 61, 0, 1, 0, 0.2, 6.1, {"spark-connect": 0.2, "dagster": 0.0},
+                           {"spark-connect": 4.1, "dagster": 2.0})]
     return live
 
 
@@ -41,6 +44,12 @@ def test_cpu_is_averaged_per_process_over_the_minute():
     first = _window(_run(), START, START + 60)
     assert first["cpu_share"] == 0.7
     assert first["cpu_share_by_process"] == {"spark-connect": 0.6, "dagster": 0.1}
+
+
+def test_memory_peaks_per_process_within_the_minute_not_at_the_same_sample():
+    first = _window(_run(), START, START + 60)
+    assert first["peak_rss_gib"] == 6.5
+    assert first["peak_rss_gib_by_process"] == {"spark-connect": 4.0, "dagster": 2.6}
 
 
 def test_a_probe_lands_with_the_batch_whose_offsets_hold_it():
@@ -128,3 +137,38 @@ def test_stopping_a_child_waits_for_all_of_its_process_group(tmp_path):
     _stop(leader, grace_s=10)
     assert leader.poll() is not None and marker.exists()
 
+
+
+def test_the_runs_beside_the_ingest_are_listed_in_minutes_from_the_start():
+    import dagster as dg
+
+    from bench.live import _other_runs
+
+    instance = dg.DagsterInstance.ephemeral()
+    for job, partition in (("ingest_job", None), ("daily_job", "2026-11-29")):
+        tags = {"dagster/partition": partition} if partition else {}
+        instance.add_run(dg.DagsterRun(job_name=job, run_id=f"run-{job}", tags=tags,
+                                       status=dg.DagsterRunStatus.NOT_STARTED))
+    runs = _other_runs(instance, start=time.time() - 90)
+    assert [(r["job"], r["partition"], r["status"], r["started_min"]) for r in runs] == [
+        ("daily_job", "2026-11-29", "NOT_STARTED", None)]
+    assert 1.4 < runs[0]["requested_min"] < 2.0
+
+
+def test_the_report_says_which_runs_were_still_in_flight_when_the_measurement_ended():
+    from bench.live import markdown
+
+    live = _run()
+    results = {"rate_per_s": 1000, "minutes": 2, "overall": _window(live, START, START + 120),
+               "backlog_ingest_run": {"events": 10_000, "request_to_refreshed_s": 9.0,
+                                      "start_to_refreshed_s": 7.0},
+               "other_runs": [
+                   {"job": "daily_job", "partition": "2026-11-29", "status": "STARTED",
+                    "requested_min": 0.5, "started_min": 0.6, "ended_min": None},
+                   {"job": "retention_job", "partition": None, "status": "QUEUED",
+                    "requested_min": 1.5, "started_min": None, "ended_min": None}]}
+    results["overall"]["ingest_run_s"] = {"runs": 0}
+    text = markdown(results)
+    assert "daily_job 2026-11-29 (started): requested at minute 0.5, ran from minute 0.6 to the end" in text
+    assert "retention_job (queued): requested at minute 1.5, never started." in text
+    assert "Peak memory by process: spark-connect 4.1 GiB, dagster 2.6 GiB." in text
