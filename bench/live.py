@@ -481,11 +481,10 @@ def _ingest_runs(instance: dg.DagsterInstance) -> dict:
 
 
 def _other_runs(instance: dg.DagsterInstance, start: float) -> list[dict]:
-    """The runs beside the ingest (the close schedule's, a sensor's daily runs, retention), each
-    with its minutes from the measurement's start: the minutes they overlap read against them. A
-    run still in flight has no end."""
-    records = instance.get_run_records(dg.RunsFilter(created_after=datetime.fromtimestamp(start, UTC)),
-                                       ascending=True)
+    """The runs beside the ingest (the close schedule's, a sensor's daily runs, retention) in the
+    benchmark's own instance, each with its minutes from the measurement's start (negative before
+    it): the minutes they overlap read against them. A run still in flight has no end."""
+    records = instance.get_run_records(ascending=True)
 
     def minute(at: float | None) -> float | None:
         return None if at is None else round((at - start) / 60, 2)
