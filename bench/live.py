@@ -573,6 +573,17 @@ def chart(results: dict, path: Path) -> None:
         lat.plot(x, [m[key].get("p50_s") for m in minutes], linestyle="--", label=f"{label} p50")
     lat.set_ylabel("seconds")
     lat.legend(fontsize=7)
+    # Minute m is plotted at x = m and covers [m - 1, m) from the start: a run's span shifts by one.
+    for run in results.get("other_runs", []):
+        if run["started_min"] is None:
+            continue
+        last = results["minutes"]
+        start = min(max(run["started_min"] + 1, 1), last)
+        end = last if run["ended_min"] is None else min(max(run["ended_min"] + 1, 1), last)
+        lat.axvspan(start, end, color="#999999", alpha=0.15)
+        lat.annotate(" ".join(p for p in (run["job"], run["partition"]) if p),
+                     (start, 1), xycoords=("data", "axes fraction"), fontsize=6, va="top",
+                     rotation=90)
     queue.step(x, [m["max_queued_runs"] for m in minutes], where="mid", label="max queued")
     queue.step(x, [m["max_runs_in_progress"] for m in minutes], where="mid", label="max running")
     queue.step(x, [m["failed_runs"] for m in minutes], where="mid", label="failed (cumulative)")
@@ -582,6 +593,10 @@ def chart(results: dict, path: Path) -> None:
     memory = load.twinx()
     memory.plot(x, [m["peak_rss_gib"] for m in minutes], color="#c0504d", marker="s",
                 label="peak memory GiB")
+    for name in minutes[-1].get("peak_rss_gib_by_process", {}) if minutes else ():
+        memory.plot(x, [m.get("peak_rss_gib_by_process", {}).get(name) for m in minutes],
+                    linewidth=0.8, linestyle=":", label=f"{name} GiB")
+    memory.legend(fontsize=6, loc="lower right")
     load.set_ylabel("CPU % of all cores")
     memory.set_ylabel("GiB")
     load.set_xlabel("minute")
