@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import random
 import socket
 import threading
 import time
@@ -12,18 +13,30 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from clickstream_dagster.serving.indices import delete_indices
 from stack.kafka import create_topics, delete_topics  # noqa: F401 (re-exported)
 
+# free_port's lowest candidate: above the ports that well-known services listen on.
+LOWEST_PORT = 10_000
+
 
 def free_port(pairs: int = 1, also: tuple[int, ...] = ()) -> int:
     """A loopback port p such that p .. p+pairs-1, and p+offset for each offset in `also`, are
-    all free."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        wanted = [port + i for i in (*range(pairs), *also)]
-        if max(wanted) < 65535 and all(_is_free(p) for p in wanted):
+    all free. They lie below the kernel's ephemeral range where it leaves room: a port in that
+    range, free now, can be taken by any outgoing connection before the service binds it."""
+    span = max(pairs - 1, *also, 0)
+    first_ephemeral = _first_ephemeral_port()
+    high = first_ephemeral if first_ephemeral - span > LOWEST_PORT else 65535
+    for _ in range(200):
+        port = random.randrange(LOWEST_PORT, high - span)
+        if all(_is_free(p) for p in (port + i for i in (*range(pairs), *also))):
             return port
-    raise RuntimeError("no free loopback port")
+    raise RuntimeError(f"no free loopback port between {LOWEST_PORT} and {high}")
+
+
+def _first_ephemeral_port() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            return int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 65535
 
 
 def _is_free(port: int) -> bool:
