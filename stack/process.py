@@ -227,6 +227,16 @@ def tail(path: str | Path, lines: int = 30) -> str:
         return "(no log written)"
 
 
+def first_error(path: str | Path) -> str | None:
+    """The log's first line that names an exception: a JVM's cause (a port in use, say) sits
+    above the stack trace that fills its last lines."""
+    try:
+        with open(path, errors="replace") as f:
+            return next((line.strip() for line in f if "Exception:" in line), None)
+    except OSError:
+        return None
+
+
 def check_free_space(path: Path, needed: int = MIN_FREE_BYTES) -> None:
     path.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(path).free
@@ -243,8 +253,10 @@ def wait_for(what: str, probe, *, service: ServiceProcess, timeout_s: float):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not _still_alive(service):
+            cause = first_error(service.log)
             raise StackError(
-                f"{what} exited during start-up. Last lines of {service.log}:\n{tail(service.log)}"
+                f"{what} exited during start-up{f': {cause}' if cause else ''}. Last lines of "
+                f"{service.log}:\n{tail(service.log)}"
             )
         result = probe()
         if result:

@@ -110,7 +110,10 @@ def _start(settings: Settings, name: str, main_class: str, *args: str) -> Servic
         "templates", "spark-cluster-log4j2.properties").read_text())
     env = child_env(
         JAVA_HOME=str(java_home), SPARK_HOME=str(spark_home),
-        SPARK_DAEMON_JAVA_OPTS=f"-Duser.timezone=UTC -Dlog4j2.configurationFile={log4j}",
+        # No retry on the next port when ours is taken: the master and its probes expect each
+        # daemon where the settings put it, so it fails at once, naming the port, instead.
+        SPARK_DAEMON_JAVA_OPTS=(f"-Duser.timezone=UTC -Dlog4j2.configurationFile={log4j} "
+                                "-Dspark.port.maxRetries=0"),
         SPARK_DAEMON_MEMORY=DAEMON_MEMORY,
         # Executors inherit the worker's environment: their scratch space, and the interpreter
         # their Python workers run (the project's, with its packages installed).

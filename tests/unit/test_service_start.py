@@ -43,3 +43,12 @@ def test_a_service_that_dies_during_start_up_fails_fast_with_its_log(tmp_path):
     with pytest.raises(StackError, match="exited during start-up(.|\n)*bad config"):
         wait_for("starter", _ready_after(60), service=service, timeout_s=60)
     assert time.monotonic() - started < 10
+
+
+def test_a_jvm_that_dies_is_reported_by_its_first_exception_not_its_stack_trace_alone(tmp_path):
+    trace = "".join(f"\\tat frame{i}\\n" for i in range(40))
+    service = _start(tmp_path, "import sys; print('starting'); print('java.net.BindException: "
+                               f"Address already in use: port 7179'); print('{trace}'); sys.exit(1)")
+    with pytest.raises(StackError, match="exited during start-up: java.net.BindException: Address "
+                                         "already in use: port 7179. Last lines"):
+        wait_for("starter", _ready_after(60), service=service, timeout_s=60)
