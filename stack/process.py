@@ -227,14 +227,12 @@ def tail(path: str | Path, lines: int = 30) -> str:
         return "(no log written)"
 
 
-def first_error(path: str | Path) -> str | None:
-    """The log's first line that names an exception: a JVM's cause (a port in use, say) sits
-    above the stack trace that fills its last lines."""
-    try:
-        with open(path, errors="replace") as f:
-            return next((line.strip() for line in f if "Exception:" in line), None)
-    except OSError:
-        return None
+def first_error(path: str | Path, lines: int = 200) -> str | None:
+    """The first line among the log's last `lines` that names an exception: a JVM's cause (a port
+    in use, say) sits above the stack trace that fills its very last lines. Only the end is read,
+    since a service's log is appended to across its starts."""
+    return next((line.strip() for line in tail(path, lines).splitlines() if "Exception:" in line),
+                None)
 
 
 def check_free_space(path: Path, needed: int = MIN_FREE_BYTES) -> None:
