@@ -97,9 +97,11 @@ def _positive(text: str) -> int:
     return int(text)
 
 
-def _hour_of_day(text: str) -> int:
+def _hour_after_midnight(text: str) -> int:
+    # Hour 0 would close a day at the midnight its last seconds are still landing: the live path
+    # would stop serving them before they arrive, leaving them to the close's final load.
     hour = int(text)
-    if not 0 <= hour <= 23:
+    if not 1 <= hour <= 23:
         raise ValueError
     return hour
 
@@ -117,7 +119,7 @@ _remote = Parser(_remote_url, "a Spark Connect URL (sc://host:port), or none to 
                               "each process")
 _days = Parser(_non_negative, "a whole number of days, or 0 to keep forever")
 _count = Parser(_positive, "a whole number, 1 or more")
-_hour = Parser(_hour_of_day, "an hour of the day, 0 to 23")
+_hour = Parser(_hour_after_midnight, "an hour after midnight, 1 to 23")
 _iso_day = Parser(_day, "a day written YYYY-MM-DD, for example 2024-01-01")
 _path_or_uri = Parser(_expand, "a path or a URI")
 _url = Parser(lambda text: ",".join(url.strip().rstrip("/") for url in text.split(",")),
