@@ -32,8 +32,8 @@ BASE_CONF = {
     # pyspark's Python worker daemon, less a per-task re-read of zip archives (see the module).
     "spark.python.daemon.module": "spark.worker_daemon",
     # A long-lived server runs more distinct generated classes than Spark's default cache of 100
-    # holds (each micro-batch, commit and live refresh brings its own), so it kept compiling them
-    # again: hundreds of compiles a minute, and the JIT compiling their bytecode after them.
+    # holds (each micro-batch, commit and live refresh brings its own), so it kept compiling and
+    # JIT-compiling them again (docs/benchmarks.md, 2026-12-08).
     "spark.sql.codegen.cache.maxEntries": "1000",
 }
 
